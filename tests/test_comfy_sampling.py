@@ -297,3 +297,29 @@ def test_node_refuses_bad_inputs(fk, oracle_model, vae, change, message):
     reward = kwargs.pop("reward")
     with pytest.raises(fk.fk_core.FKError, match=message):
         run_node(fk, model, vae, reward, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------- selector
+
+
+def test_potential_selector_builds_config(fk):
+    out = fk.nodes.potential.FKPotentialSelector.execute(
+        potential="max", every_n_steps=3, window_start=0.2, window_end=0.8, ess_threshold=0.5,
+        resampling="residual", output="draw from final weights", **{"lambda": 4.0}).result[0]
+    assert isinstance(out, fk.fk_core.FKConfig)
+    assert (out.potential, out.lmbda, out.every, out.window, out.ess_threshold, out.resampling, out.output) == \
+        ("max", 4.0, 3, (0.2, 0.8), 0.5, "residual", "sample")
+    off = fk.nodes.potential.FKPotentialSelector.execute(
+        potential="diff", every_n_steps=1, window_start=0.0, window_end=1.0, ess_threshold=0.0,
+        resampling="systematic", output="best reward", **{"lambda": 1.0}).result[0]
+    assert off.ess_threshold is None and off.output == "best"
+    assert "window_start" in fk.nodes.potential.FKPotentialSelector.validate_inputs(window_start=0.9,
+                                                                                    window_end=0.1)
+
+
+def test_lambda_zero_changes_nothing_but_the_pick(comfy_nodes, fk, oracle_model, vae):
+    """With lambda 0 the weights stay uniform: FK is plain sampling of N particles (both modes populated)."""
+    model, _ = oracle_model("eps")
+    out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), potential=fk.fk_core.FKConfig(lmbda=0.0, every=3))
+    share = sum(r > 0 for r in out["trace"]["final_rewards"]) / N
+    assert 0.15 <= share <= 0.85  # Binomial(16, 1/2)
