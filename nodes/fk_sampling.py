@@ -193,7 +193,7 @@ class FKRunSpec:
     chunk: int = 0  # UNet batch chunk (0 = automatic from free memory)
     decode_batch: int = 0  # VAE decode sub-batch (0 = same as chunk)
     on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
-    on_finish: Optional[Callable] = None  # (FKRunOutcome) -> None
+    on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
 
 
 @dataclass
@@ -326,7 +326,7 @@ def fk_sampler_function(spec: FKRunSpec, outcome: FKRunOutcome, ksampler_object)
         outcome.chosen_index = result.pick(spec.config.output, generator)
         outcome.notes = notes
         if spec.on_finish is not None:
-            spec.on_finish(outcome)
+            spec.on_finish(result)
         samples = result.samples
         if spec.returns == "chosen":
             return samples[outcome.chosen_index:outcome.chosen_index + 1]

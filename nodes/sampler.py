@@ -38,8 +38,11 @@ FKReward = io.Custom("FK_REWARD")
 CATEGORY = "sampling/fk steering"
 MAX_PARTICLES = 256
 
-# Live-UI hook (owner: web helper, nodes/live.py). The lead wires a LiveReporter here at merge:
-# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(outcome))`` or None.
+# >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
+# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
+#   event: fk_core PotentialStep (event.x0 = the scored x0 batch, before resampling);
+#   images: the decoded x0 images [N,H,W,C] the reward just scored (no second decode);
+#   result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
 
 
@@ -216,6 +219,7 @@ class FKSampler(io.ComfyNode):
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
             ],
             outputs=[io.Sampler.Output(display_name="sampler")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -226,8 +230,10 @@ class FKSampler(io.ComfyNode):
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
+        on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=True, returns=returns, chunk=int(particle_chunk or 0))
+                         expand=True, returns=returns, chunk=int(particle_chunk or 0),
+                         on_potential_step=on_step, on_finish=on_finish)
         fk_sampler, _outcome = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 

@@ -225,7 +225,7 @@ def test_live_hook_gets_already_decoded_images(fk, oracle_model, vae, monkeypatc
 
     def factory(node_id):
         return (lambda event, images: seen.append((event.step, images.shape[0], event.x0 is not None)),
-                lambda outcome: finished.append(outcome.result.best_index))
+                lambda result: finished.append(result.best_index))
 
     monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", factory)
     out = run_node(fk, model, vae, reward, particles=4)
