@@ -31,32 +31,44 @@ sys.path.insert(0, str(ROOT / "tests"))
 import comfy_host  # noqa: E402
 
 
+class Clock:
+    """Wall time and process CPU time (all threads). CPU time is far less sensitive to other jobs sharing the
+    machine, so ratios are reported on both."""
+
+    def __init__(self):
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self):
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall += time.perf_counter() - self._w
+        self.cpu += time.process_time() - self._c
+
+
 class TimedVAE:
     """Forwards .decode to the real VAE and accumulates the time spent decoding."""
 
-    def __init__(self, vae):
+    def __init__(self, vae, clock: Clock):
         self.vae = vae
-        self.seconds = 0.0
+        self.clock = clock
 
     def decode(self, latents):
-        start = time.perf_counter()
-        try:
+        with self.clock:
             return self.vae.decode(latents)
-        finally:
-            self.seconds += time.perf_counter() - start
 
 
 class TimedBrightness:
     name = "brightness"
 
-    def __init__(self):
-        self.seconds = 0.0
+    def __init__(self, clock: Clock):
+        self.clock = clock
 
     def __call__(self, images):
-        start = time.perf_counter()
-        out = images.float().mean(dim=(1, 2, 3))
-        self.seconds += time.perf_counter() - start
-        return out
+        with self.clock:
+            return images.float().mean(dim=(1, 2, 3))
 
 
 def setup():
@@ -65,6 +77,9 @@ def setup():
         sys.exit(reason)
     nodes = comfy_host.import_host(path)
     pack = comfy_host.load_pack_in_process()
+    import comfy.utils
+
+    comfy.utils.PROGRESS_BAR_ENABLED = False  # keep the table readable (tqdm bars go to stderr)
     return nodes, pack
 
 
@@ -72,41 +87,58 @@ def plain(nodes, model, n, steps, size, seed, sampler, cfg):
     import torch
 
     counted, counter = comfy_host.counting_model(model)
-    start = time.perf_counter()
-    with torch.inference_mode():
+    clock = Clock()
+    with torch.inference_mode(), clock:
         nodes.KSampler().sample(counted, seed, steps, cfg, sampler, "normal", comfy_host.tiny_conditioning(),
                                 comfy_host.tiny_conditioning(seed=1), comfy_host.empty_latent(n, size))
-    return time.perf_counter() - start, counter
+    return clock, counter
 
 
 def sequential(nodes, model, n, steps, size, seed, sampler, cfg):
-    total, calls, rows = 0.0, 0, 0
+    total, calls, rows = Clock(), 0, 0
     for i in range(n):
-        seconds, counter = plain(nodes, model, 1, steps, size, seed + i, sampler, cfg)
-        total, calls, rows = total + seconds, calls + counter.calls, rows + counter.rows
+        clock, counter = plain(nodes, model, 1, steps, size, seed + i, sampler, cfg)
+        total.wall, total.cpu = total.wall + clock.wall, total.cpu + clock.cpu
+        calls, rows = calls + counter.calls, rows + counter.rows
     return total, calls, rows
 
 
 def fk_run(pack, model, vae, n, steps, size, seed, sampler, cfg, chunk=0, every=1):
-    import torch
+    import comfy.sample
 
     counted, counter = comfy_host.counting_model(model)
-    timed_vae, reward = TimedVAE(vae), TimedBrightness()
+    reward_clock, clock, node_clock = Clock(), Clock(), Clock()
+    timed_vae, reward = TimedVAE(vae, reward_clock), TimedBrightness(reward_clock)
     config = pack.fk_core.FKConfig(lmbda=10.0, every=every)
-    start = time.perf_counter()
-    with torch.inference_mode():
+    real_sample_custom = comfy.sample.sample_custom
+
+    def timed_sample_custom(*a, **k):  # the sampling itself, without the node's contact sheet / PNG preview
+        with clock:
+            return real_sample_custom(*a, **k)
+
+    comfy.sample.sample_custom = timed_sample_custom
+    try:
+        _run_fk_node(pack, counted, timed_vae, reward, n, steps, size, seed, sampler, cfg, chunk, config, node_clock)
+    finally:
+        comfy.sample.sample_custom = real_sample_custom
+    clock.node_wall = node_clock.wall
+    return clock, reward_clock, counter
+
+
+def _run_fk_node(pack, counted, timed_vae, reward, n, steps, size, seed, sampler, cfg, chunk, config, node_clock):
+    import torch
+
+    with torch.inference_mode(), node_clock:
         pack.nodes.sampler.FKParticleSampler.execute(
             model=counted, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),
             latent_image=comfy_host.empty_latent(1, size), vae=timed_vae, reward=reward, seed=seed, steps=steps,
             cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=chunk,
             potential=config)
-    total = time.perf_counter() - start
-    return total, timed_vae.seconds + reward.seconds, counter
 
 
 def best_of(fn, repeats):
     runs = [fn() for _ in range(repeats)]
-    return min(runs, key=lambda r: r[0])
+    return min(runs, key=lambda r: r[0].cpu)
 
 
 def speed_table(args):
@@ -116,21 +148,28 @@ def speed_table(args):
     fk_run(pack, model, vae, 2, 2, args.size, 0, args.sampler, args.cfg)  # warm-up
     print(f"device: {comfy_host_device()}  steps={args.steps}  latent={args.size}x{args.size}  "
           f"sampler={args.sampler}  cfg={args.cfg}  potential every step  best of {args.repeats}")
-    header = (f"{'N':>3} | {'plain N s':>9} | {'seq N s':>8} | {'FK s':>7} | {'reward s':>8} | {'FK-reward s':>11} | "
-              f"{'ratio':>6} | {'rows plain':>10} | {'rows FK':>7} | {'rows seq':>8} | {'calls plain/FK':>14}")
+    header = (f"{'N':>3} | {'plain N wall/cpu s':>18} | {'seq N wall/cpu s':>16} | "
+              f"{'FK sampling wall/cpu s':>22} | {'FK node wall s':>14} | "
+              f"{'reward wall/cpu s':>17} | {'ratio wall':>10} | {'ratio cpu':>9} | {'rows plain/FK/seq':>17} | "
+              f"{'calls plain/FK':>14}")
     print(header)
     print("-" * len(header))
     for n in args.particles:
-        p_time, p_counter = best_of(partial(plain, nodes, model, n, args.steps, args.size, 1, args.sampler,
-                                            args.cfg), args.repeats)
-        s_time, _s_calls, s_rows = best_of(partial(sequential, nodes, model, n, args.steps, args.size, 1,
-                                                   args.sampler, args.cfg), 1)
-        f_time, f_reward, f_counter = best_of(partial(fk_run, pack, model, vae, n, args.steps, args.size, 1,
+        p_clock, p_counter = best_of(partial(plain, nodes, model, n, args.steps, args.size, 1, args.sampler,
+                                             args.cfg), args.repeats)
+        s_clock, _s_calls, s_rows = best_of(partial(sequential, nodes, model, n, args.steps, args.size, 1,
+                                                    args.sampler, args.cfg), 1)
+        f_clock, r_clock, f_counter = best_of(partial(fk_run, pack, model, vae, n, args.steps, args.size, 1,
                                                       args.sampler, args.cfg), args.repeats)
-        ratio = (f_time - f_reward) / p_time
-        print(f"{n:>3} | {p_time:>9.3f} | {s_time:>8.3f} | {f_time:>7.3f} | {f_reward:>8.3f} | "
-              f"{f_time - f_reward:>11.3f} | {ratio:>6.3f} | {p_counter.rows:>10} | {f_counter.rows:>7} | "
-              f"{s_rows:>8} | {p_counter.calls:>6}/{f_counter.calls:<7}")
+        ratio_wall = (f_clock.wall - r_clock.wall) / p_clock.wall
+        ratio_cpu = (f_clock.cpu - r_clock.cpu) / p_clock.cpu
+        print(f"{n:>3} | {p_clock.wall:>8.3f}/{p_clock.cpu:<9.3f} | {s_clock.wall:>7.3f}/{s_clock.cpu:<8.3f} | "
+              f"{f_clock.wall:>10.3f}/{f_clock.cpu:<11.3f} | {f_clock.node_wall:>14.3f} | "
+              f"{r_clock.wall:>8.3f}/{r_clock.cpu:<8.3f} | "
+              f"{ratio_wall:>10.3f} | {ratio_cpu:>9.3f} | {p_counter.rows:>5}/{f_counter.rows}/{s_rows:<5} | "
+              f"{p_counter.calls:>6}/{f_counter.calls:<7}")
+    print("ratio = (FK sampling - reward) / plain batch N; reward = VAE decode + reward (FK's only extra work);\n"
+          "FK node = sampling + contact sheet + preview PNG. Best of the repeats by CPU time.")
 
 
 def comfy_host_device() -> str:

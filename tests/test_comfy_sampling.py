@@ -201,10 +201,11 @@ def test_outputs_shapes_order_and_preview(fk, oracle_model, vae):
     assert out["ui"]["images"] and out["ui"]["images"][0]["type"] == "temp"
 
 
-def test_img2img_and_inpainting_keep_unmasked_region(fk, oracle_model, vae):
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_img2img_and_inpainting_keep_unmasked_region(fk, oracle_model, vae, kind):
     import torch
 
-    model, counter = oracle_model("eps")
+    model, counter = oracle_model(kind)
     source = torch.full((1, 4, SIZE, SIZE), -1.0 / 0.18215)  # an image in the -1 mode (external latent space)
     mask = torch.zeros(1, SIZE, SIZE)
     mask[:, :, SIZE // 2:] = 1.0  # repaint the right half only
@@ -355,3 +356,14 @@ def test_sampler_path_without_added_noise_starts_from_copies(fk, oracle_model, v
     samples = out["samples"]
     assert samples.shape[0] == 4 and counter.rows == 4 * 4
     assert not torch.equal(samples[0], samples[1])
+
+
+def test_sampler_path_is_deterministic(fk, oracle_model, vae):
+    import torch
+
+    model, _ = oracle_model("flow")
+    reward = comfy_host.ModeReward(vae, SIZE)
+    a, _ = run_sampler_path(fk, model, vae, reward, seed=4, particles=4, steps=4, sampler="dpmpp_2m_sde")
+    b, _ = run_sampler_path(fk, model, vae, reward, seed=4, particles=4, steps=4, sampler="dpmpp_2m_sde")
+    c, _ = run_sampler_path(fk, model, vae, reward, seed=5, particles=4, steps=4, sampler="dpmpp_2m_sde")
+    assert torch.equal(a, b) and not torch.equal(a, c)
