@@ -71,6 +71,21 @@ class TimedBrightness:
             return images.float().mean(dim=(1, 2, 3))
 
 
+def timed_counting_model(model):
+    """Clone ``model`` so every UNet evaluation is counted (calls, rows) and timed (``counter.model``)."""
+    clone = model.clone()
+    counter = comfy_host.CallCounter()
+    counter.model = Clock()
+
+    def wrapper(apply_model, args):
+        counter.record(args["input"].shape[0])
+        with counter.model:
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+    clone.set_model_unet_function_wrapper(wrapper)
+    return clone, counter
+
+
 def setup():
     path, reason = comfy_host.locate_comfyui()
     if path is None:
@@ -86,7 +101,7 @@ def setup():
 def plain(nodes, model, n, steps, size, seed, sampler, cfg):
     import torch
 
-    counted, counter = comfy_host.counting_model(model)
+    counted, counter = timed_counting_model(model)
     clock = Clock()
     with torch.inference_mode(), clock:
         nodes.KSampler().sample(counted, seed, steps, cfg, sampler, "normal", comfy_host.tiny_conditioning(),
@@ -106,7 +121,7 @@ def sequential(nodes, model, n, steps, size, seed, sampler, cfg):
 def fk_run(pack, model, vae, n, steps, size, seed, sampler, cfg, chunk=0, every=1):
     import comfy.sample
 
-    counted, counter = comfy_host.counting_model(model)
+    counted, counter = timed_counting_model(model)
     reward_clock, clock, node_clock = Clock(), Clock(), Clock()
     timed_vae, reward = TimedVAE(vae, reward_clock), TimedBrightness(reward_clock)
     config = pack.fk_core.FKConfig(lmbda=10.0, every=every)
@@ -148,9 +163,8 @@ def speed_table(args):
     fk_run(pack, model, vae, 2, 2, args.size, 0, args.sampler, args.cfg)  # warm-up
     print(f"device: {comfy_host_device()}  steps={args.steps}  latent={args.size}x{args.size}  "
           f"sampler={args.sampler}  cfg={args.cfg}  potential every step  best of {args.repeats}")
-    header = (f"{'N':>3} | {'plain N wall/cpu s':>18} | {'seq N wall/cpu s':>16} | "
-              f"{'FK sampling wall/cpu s':>22} | {'FK node wall s':>14} | "
-              f"{'reward wall/cpu s':>17} | {'ratio wall':>10} | {'ratio cpu':>9} | {'rows plain/FK/seq':>17} | "
+    header = (f"{'N':>3} | {'plain s':>7} | {'seq N s':>7} | {'FK s':>6} | {'reward s':>8} | {'FK-reward s':>11} | "
+              f"{'ratio':>5} | {'model s plain/FK':>16} | {'other s plain/FK':>16} | {'rows plain/FK/seq':>17} | "
               f"{'calls plain/FK':>14}")
     print(header)
     print("-" * len(header))
@@ -161,15 +175,16 @@ def speed_table(args):
                                                     args.sampler, args.cfg), 1)
         f_clock, r_clock, f_counter = best_of(partial(fk_run, pack, model, vae, n, args.steps, args.size, 1,
                                                       args.sampler, args.cfg), args.repeats)
-        ratio_wall = (f_clock.wall - r_clock.wall) / p_clock.wall
-        ratio_cpu = (f_clock.cpu - r_clock.cpu) / p_clock.cpu
-        print(f"{n:>3} | {p_clock.wall:>8.3f}/{p_clock.cpu:<9.3f} | {s_clock.wall:>7.3f}/{s_clock.cpu:<8.3f} | "
-              f"{f_clock.wall:>10.3f}/{f_clock.cpu:<11.3f} | {f_clock.node_wall:>14.3f} | "
-              f"{r_clock.wall:>8.3f}/{r_clock.cpu:<8.3f} | "
-              f"{ratio_wall:>10.3f} | {ratio_cpu:>9.3f} | {p_counter.rows:>5}/{f_counter.rows}/{s_rows:<5} | "
-              f"{p_counter.calls:>6}/{f_counter.calls:<7}")
-    print("ratio = (FK sampling - reward) / plain batch N; reward = VAE decode + reward (FK's only extra work);\n"
-          "FK node = sampling + contact sheet + preview PNG. Best of the repeats by CPU time.")
+        fk_net = f_clock.wall - r_clock.wall
+        other_plain = p_clock.wall - p_counter.model.wall
+        other_fk = fk_net - f_counter.model.wall
+        print(f"{n:>3} | {p_clock.wall:>7.3f} | {s_clock.wall:>7.3f} | {f_clock.wall:>6.3f} | {r_clock.wall:>8.3f} | "
+              f"{fk_net:>11.3f} | {fk_net / p_clock.wall:>5.2f} | "
+              f"{p_counter.model.wall:>7.3f}/{f_counter.model.wall:<8.3f} | {other_plain:>7.3f}/{other_fk:<8.3f} | "
+              f"{p_counter.rows:>5}/{f_counter.rows}/{s_rows:<5} | {p_counter.calls:>6}/{f_counter.calls:<7}")
+    print("wall seconds. ratio = (FK - reward) / plain batch N, where FK = the sampling call (node output work\n"
+          "excluded) and reward = VAE decode + reward, FK's only extra work. model = time inside UNet calls;\n"
+          "other = everything else (sampler maths, FK bookkeeping). Best of the repeats by FK/plain CPU time.")
 
 
 def comfy_host_device() -> str:
@@ -230,14 +245,16 @@ def main():
     parser.add_argument("--cfg", type=float, default=1.0)
     parser.add_argument("--particles", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--memory", action="store_true", help="also measure peak memory N=64 vs N=8 (chunk 8)")
-    parser.add_argument("--memory-size", type=int, default=32)
+    parser.add_argument("--memory-only", action="store_true", help="only the memory measurement")
+    parser.add_argument("--memory-size", type=int, default=16)
     parser.add_argument("--memory-child", type=int, nargs=2, metavar=("N", "CHUNK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child, args.size, args.steps)
         return
-    speed_table(args)
-    if args.memory:
+    if not args.memory_only:
+        speed_table(args)
+    if args.memory or args.memory_only:
         memory_table(args)
 
 

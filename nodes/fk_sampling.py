@@ -32,6 +32,7 @@ from ..fk_core import FKConfig, FKError, FKResult, run_segments
 log = logging.getLogger("fk_steering")
 
 SEGMENT_SEED_STRIDE = 1000  # seed of segment j = seed + j * stride (j = 0 keeps the plain-sampling seed)
+RESAMPLING_SEED_OFFSET = 0x9E3779B97F4A7C15 % (2**63)  # resampling generator seed = seed + offset
 
 # Samplers that add fresh noise every step: resampled copies of a particle diverge again at once.
 STOCHASTIC_SAMPLERS = (
@@ -237,22 +238,28 @@ class RewardPipeline:
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         latents = self.base_model.process_latent_out(x0.float())
-        parts = []
-        for start in range(0, latents.shape[0], self.decode_batch):
+        n = latents.shape[0]
+        out = None  # filled chunk by chunk: no list + cat, so only one N-image batch is alive at a time
+        for start in range(0, n, self.decode_batch):
             comfy.model_management.throw_exception_if_processing_interrupted()
             images = self.spec.vae.decode(latents[start:start + self.decode_batch])
             if images.ndim == 5:  # video VAEs return [B, T, H, W, C]: score the frames as one strip per particle
                 b, t, h, w, c = images.shape
                 images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
-            parts.append(images.to(comfy.model_management.intermediate_device()).float())
+            if out is None:
+                out = torch.empty((n,) + tuple(images.shape[1:]), dtype=torch.float32,
+                                  device=comfy.model_management.intermediate_device())
+            out[start:start + images.shape[0]] = images
+            del images
         # Decoding may have moved the UNet (or a ControlNet) off the device to make room; sampling continues
         # right after, so put back everything the sampler had loaded (a no-op when nothing moved).
         if self.sampling_models:
             comfy.model_management.load_models_gpu(self.sampling_models)
-        return torch.cat(parts, dim=0)
+        return out
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
+            self.last_images = None  # release the previous step's images before decoding the next ones
             images = self.decode(x0)
             self.last_images = images
             scores = self.spec.reward(images)
@@ -318,7 +325,9 @@ def fk_sampler_function(spec: FKRunSpec, outcome: FKRunOutcome, ksampler_object)
             if spec.on_potential_step is not None:
                 spec.on_potential_step(event, pipeline.last_images)
 
-        generator = torch.Generator().manual_seed(int(seed if seed is not None else 0) % (2**63))
+        # Resampling draws get their own stream: offset so they are not the same numbers as the particle noise.
+        generator = torch.Generator().manual_seed((int(seed if seed is not None else 0) + RESAMPLING_SEED_OFFSET)
+                                                  % (2**63))
         result = run_segments(x, sigmas, model, sample_segment, pipeline, spec.config, generator=generator,
                               on_potential_step=on_potential_step, model_kwargs=extra_args, notes=notes)
         outcome.result = result
