@@ -16,7 +16,7 @@ from .blip_imagereward import (
     vision_config_from_state_dict,
 )
 from .preprocess import clip_preprocess
-from .weights import BadWeightsError
+from .weights import BadWeightsError, load_state_dict_file
 
 # bert-base-uncased has 30522 tokens. A tokenizer with fewer silently maps words to [UNK]
 # (transformers 5 returns a 5-token tokenizer offline instead of raising), so we refuse it.
@@ -84,28 +84,6 @@ def _read_med_config(path: str | Path) -> dict:
     if not isinstance(config, dict) or "hidden_size" not in config:
         raise BadWeightsError(f"{path} does not look like ImageReward's med_config.json (no hidden_size)")
     return config
-
-
-def load_state_dict_file(path: str | Path) -> dict:
-    """Load a torch checkpoint safely (tensors only) and unwrap a {'state_dict': ...} container."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as error:  # noqa: BLE001 - any parse failure means "wrong file" to the user
-            raise BadWeightsError(f"{path} is not a readable safetensors file: {error}") from None
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - pickle errors, truncated zip, wrong format
-        raise BadWeightsError(f"{path} is not a readable PyTorch checkpoint: {type(error).__name__}: {error}") from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BadWeightsError(f"{path} does not contain a state dict of tensors")
-    return state
 
 
 def load_imagereward(checkpoint: str | Path, med_config: str | Path, vocab_file: str | Path,

@@ -41,14 +41,15 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 
 
 def clip_preprocess(images: torch.Tensor, size: int = 224, mean: Sequence[float] = CLIP_MEAN,
-                    std: Sequence[float] = CLIP_STD) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> resized, centre-cropped, normalised model input.
+                    std: Sequence[float] = CLIP_STD, crop_size: int | None = None) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> shorter side resized to ``size``, centre crop of ``crop_size`` (default
+    ``size``), normalised.
 
     Resizing runs in float32 even for half-precision models: bicubic in fp16 loses visible precision.
     """
     dtype = images.dtype
     out = resize_shorter_side(images.float(), size)
-    out = center_crop(out, size)
+    out = center_crop(out, crop_size or size)
     return normalize(out, mean, std).to(dtype)
 
 

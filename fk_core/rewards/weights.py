@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 
 class MissingWeightsError(FileNotFoundError):
     """A weights file is not on disk and could not be downloaded. The message says what to put where."""
@@ -107,3 +109,25 @@ def _download(weight: WeightFile, target_dir: Path) -> Path:
                 last_report = percent
     partial.replace(target)
     return target
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    """Load a torch checkpoint safely (tensors only) and unwrap a {'state_dict': ...} container."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as error:  # noqa: BLE001 - any parse failure means "wrong file" to the user
+            raise BadWeightsError(f"{path} is not a readable safetensors file: {error}") from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - pickle errors, truncated zip, wrong format
+        raise BadWeightsError(f"{path} is not a readable PyTorch checkpoint: {type(error).__name__}: {error}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BadWeightsError(f"{path} does not contain a state dict of tensors")
+    return state
