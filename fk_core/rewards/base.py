@@ -66,13 +66,13 @@ class Reward(nn.Module):
 
     # -- device handling -------------------------------------------------------------------------
     @property
-    def device(self) -> torch.device:
-        """Device of the reward's weights (CPU for rewards without weights)."""
+    def device(self) -> torch.device | None:
+        """Device of the reward's weights; None for rewards without weights (they run where the images are)."""
         for tensor in self.parameters():
             return tensor.device
         for tensor in self.buffers():
             return tensor.device
-        return torch.device("cpu")
+        return None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -101,7 +101,7 @@ class Reward(nn.Module):
             raise RewardInputError(f"the {self.name} reward compares images with a text prompt; give it one")
         bchw = images_to_bchw(images)
         out_device = images.device
-        bchw = bchw.to(device=self.device, dtype=self.dtype)
+        bchw = bchw.to(device=self.device or out_device, dtype=self.dtype)
         scores = self._score(bchw, prompt)
         if scores.shape != (bchw.shape[0],):
             raise RuntimeError(f"{self.name}: _score returned shape {tuple(scores.shape)}, expected ({bchw.shape[0]},)")

@@ -131,9 +131,10 @@ def create_open_clip(arch: str, pretrained: str | Path | None, cache_dir: str | 
                 f"({type(error).__name__}: {error}). Download the weights file from {source}, put it in "
                 f"{cache_dir or 'your reward model folder'} and select it as the weights file."
             ) from None
-    model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=force_quick_gelu)
+    # Read the file before building the model: a wrong file then fails fast (ViT-H takes ~10 s to build).
     state = load_state_dict_file(pretrained)
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=force_quick_gelu)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
