@@ -1,0 +1,213 @@
+"""The particle loop: segments of a host sampler between potential steps.
+
+``run_segments`` is the one loop every host drives. Between potential steps it lets the host's sampler
+run (fk_core's own Euler-ancestral, or ComfyUI's samplers); at a potential step it evaluates the model once
+at the current sigma, scores that x0-prediction, lets the :class:`~fk_core.particles.ParticleFilter`
+reweight and resample, and reorders the particles. The x0-prediction computed there is handed to the next
+segment's first model call through :class:`ReuseFirstCall`, so FK costs no model evaluation beyond plain
+sampling of the same batch: N·steps in total.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+from .particles import FKError, ParticleFilter
+from .potentials import POTENTIALS
+from .resampling import RESAMPLERS
+from .schedule import potential_steps
+from .steppers import euler_ancestral
+from .trace import PotentialStep, Trace
+
+STEP_RULES = ("euler_ancestral", "euler")
+OUTPUT_MODES = ("best", "sample")
+
+
+@dataclass
+class FKConfig:
+    """Everything that defines a steered run except the model, the reward and the noise.
+
+    Defaults come from ``bench/bench_engine.py`` (see README, "Recommended settings").
+    """
+
+    potential: str = "max"
+    lmbda: float = 10.0
+    every: int = 1
+    window: tuple[float, float] = (0.2, 1.0)  # x0-predictions in the first fifth are blur: no signal, pure cost
+    ess_threshold: Optional[float] = None  # None: resample at every potential step
+    resampling: str = "systematic"
+    output: str = "best"  # which particle a host shows: "best" reward or a "sample" from the final weights
+    step_rule: str = "euler_ancestral"  # only for steer(); hosts bring their own
+    eta: float = 1.0
+
+    def __post_init__(self):
+        self.window = (float(self.window[0]), float(self.window[1]))
+        if self.potential not in POTENTIALS:
+            raise FKError(f"unknown potential {self.potential!r}; choose one of {POTENTIALS}")
+        if self.resampling not in RESAMPLERS:
+            raise FKError(f"unknown resampling scheme {self.resampling!r}; choose one of {sorted(RESAMPLERS)}")
+        if self.step_rule not in STEP_RULES:
+            raise FKError(f"unknown step rule {self.step_rule!r}; choose one of {STEP_RULES}")
+        if self.output not in OUTPUT_MODES:
+            raise FKError(f"unknown output mode {self.output!r}; choose one of {OUTPUT_MODES}")
+        potential_steps(2, self.every, *self.window)  # validates every and window
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FKResult:
+    samples: torch.Tensor  # [N, ...] finished particles
+    rewards: torch.Tensor  # [N] float64 final rewards (NaN kept)
+    log_weights: torch.Tensor  # [N] normalised final log-weights: the population targets p·exp(λ r)
+    best_index: int  # highest final reward
+    trace: Trace
+    model_evaluations: int  # particle-batch model calls made by the loop (= steps for plain sampling)
+
+    @property
+    def log_normalizer(self) -> float:
+        return self.trace.log_normalizer
+
+    def draw_index(self, generator: torch.Generator) -> int:
+        """One particle drawn from the final weights (an exact draw from the weighted population)."""
+        return int(torch.multinomial(self.log_weights.exp(), 1, generator=generator))
+
+    def pick(self, mode: str, generator: Optional[torch.Generator] = None) -> int:
+        if mode == "best":
+            return self.best_index
+        if mode == "sample":
+            return self.draw_index(generator if generator is not None else torch.Generator().manual_seed(0))
+        raise FKError(f"unknown output mode {mode!r}; choose one of {OUTPUT_MODES}")
+
+
+class ReuseFirstCall:
+    """Wraps the model so the x0-prediction made at a potential step serves the next segment's first call.
+
+    :meth:`evaluate` calls the model and remembers (x, sigma, x0); :meth:`reorder` applies the resampling to
+    that memory. The next call with the same x and sigma returns the remembered x0 instead of calling the
+    model (the memory is used at most once). Attribute access goes to the wrapped model, so a host sampler
+    that inspects its model (ComfyUI's do) sees the real one.
+    """
+
+    def __init__(self, model: Callable):
+        self.model = model
+        self.evaluations = 0
+        self._memory: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["model"], name)
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs):
+        memory, self._memory = self._memory, None
+        if memory is not None:
+            mx, msigma, x0 = memory
+            if x.shape == mx.shape and torch.equal(torch.as_tensor(sigma, device=msigma.device), msigma) \
+                    and torch.equal(x, mx):
+                return x0
+        self.evaluations += 1
+        return self.model(x, sigma, **kwargs)
+
+    def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
+        self._memory = None
+        x0 = self(x, sigma, **kwargs)
+        self._memory = (x, sigma, x0)
+        return x0
+
+    def reorder(self, x: torch.Tensor, ancestors: torch.Tensor) -> torch.Tensor:
+        """Resample x and the remembered x0 together; returns the new x."""
+        mx, sigma, x0 = self._memory
+        idx = ancestors.to(x.device)
+        x, x0 = x[idx], x0[idx]
+        self._memory = (x, sigma, x0)
+        return x
+
+
+def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_segment: Callable,
+                 reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig,
+                 generator: Optional[torch.Generator] = None,
+                 on_potential_step: Optional[Callable[[PotentialStep], None]] = None,
+                 model_kwargs: Optional[dict] = None, notes: Optional[list[str]] = None) -> FKResult:
+    """Run N particles (the batch of ``x``, already at sigmas[0]) through ``sigmas`` with FK steering.
+
+    ``model(x, sigma_batch, **model_kwargs)`` → x0-prediction; ``sample_segment(model, x, start, end)`` runs
+    the host sampler over sigmas[start:end+1] using the model it is given; ``reward(x0)`` → [N].
+    ``generator`` drives resampling only (CPU); the host owns its sampler's noise.
+    """
+    n = x.shape[0]
+    num_steps = len(sigmas) - 1
+    if num_steps < 1:
+        raise FKError("need at least one sampling step (sigmas must have two or more entries)")
+    model_kwargs = model_kwargs or {}
+    pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold, generator)
+    trace = pf.new_trace(num_steps, config.to_dict())
+    trace.notes.extend(notes or [])
+    wrapped = ReuseFirstCall(model)
+    start = 0
+    for k in potential_steps(num_steps, config.every, *config.window):
+        x = sample_segment(wrapped, x, start, k)
+        sigma = sigmas[k]
+        x0 = wrapped.evaluate(x, sigma * x.new_ones(n), **model_kwargs)
+        event = pf.observe(k, float(sigma), reward(x0))
+        event.x0 = x0
+        if event.resampled:
+            x = wrapped.reorder(x, event.ancestors)
+        if on_potential_step is not None:
+            on_potential_step(event)
+        event.x0 = None  # the trace keeps numbers, not image batches
+        trace.steps.append(event)
+        start = k
+    x = sample_segment(wrapped, x, start, num_steps)
+    final = pf.finish(reward(x))
+    trace.origin = pf.origin.clone()
+    trace.final_rewards = final.rewards
+    trace.final_log_weights = final.log_weights
+    trace.final_invalid = [int(i) for i in torch.nonzero(~torch.isfinite(final.rewards)).flatten()]
+    trace.log_normalizer = pf.log_normalizer
+    return FKResult(samples=x, rewards=final.rewards, log_weights=final.log_weights,
+                    best_index=final.best_index, trace=trace, model_evaluations=wrapped.evaluations)
+
+
+def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,
+          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
+          generator: Optional[torch.Generator] = None,
+          on_potential_step: Optional[Callable[[PotentialStep], None]] = None) -> FKResult:
+    """FK steering with fk_core's own step rule.
+
+    ``denoiser(x, sigma)`` returns the x0-prediction of the batch x (sigma a 0-dim tensor); x_σ = x0 + σ·ε;
+    ``sigmas`` decrease to 0; ``noise`` is [N, ...] (N particles), the run starts at x = noise·sigmas[0];
+    ``reward(x0) -> [N]``. One ``generator`` (default: seeded with 0) drives both the step noise and the
+    resampling, so a seed fixes the whole run.
+    """
+    config = config or FKConfig()
+    if generator is None:
+        generator = torch.Generator(device=noise.device).manual_seed(0)
+    sigmas = torch.as_tensor(sigmas, dtype=noise.dtype, device=noise.device)
+    if sigmas.dim() != 1 or len(sigmas) < 2 or bool((sigmas[1:] > sigmas[:-1]).any()) or float(sigmas[-1]) != 0.0:
+        raise FKError("sigmas must be a 1-D decreasing schedule ending at 0")
+    notes = []
+    eta = config.eta if config.step_rule == "euler_ancestral" else 0.0
+    if eta == 0.0:
+        message = ("deterministic step rule: particles copied by resampling stay identical from then on, so "
+                   "FK degenerates to picking among fewer distinct samples; use euler_ancestral with eta > 0")
+        warnings.warn(message, stacklevel=2)
+        notes.append(message)
+    segment = euler_ancestral(sigmas, eta, generator)
+
+    def model(x: torch.Tensor, sigma_batch: torch.Tensor) -> torch.Tensor:
+        return denoiser(x, sigma_batch.reshape(-1)[0])
+
+    return run_segments(noise * sigmas[0], sigmas, model, lambda m, x, a, b: segment(m, x, a, b), reward,
+                        config, _cpu_generator(generator), on_potential_step, notes=notes)
+
+
+def _cpu_generator(generator: torch.Generator) -> torch.Generator:
+    """Resampling runs on the CPU; derive a CPU generator from a device one so a seed still fixes everything."""
+    if generator.device.type == "cpu":
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator().manual_seed(seed)

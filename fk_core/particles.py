@@ -1,0 +1,117 @@
+"""The particle filter's bookkeeping, independent of any sampler.
+
+:class:`ParticleFilter` holds the per-particle log-weights and lineage statistics and turns rewards into
+resampling decisions. A host's sampling loop (``fk_core.engine.run_segments``) calls :meth:`observe` at each
+potential step and :meth:`finish` once on the finished samples. No sampler maths here, no model calls.
+
+Weights. ``logw`` holds the log-weights accumulated since the last resampling (all zero right after one).
+At a potential step the log-potentials are added; without an ESS threshold the population is resampled at
+every potential step, with one it is resampled only when ESS/N drops below the threshold and otherwise the
+accumulated weights are carried forward. The final log-weight is ``logw + λ·r(x0) − applied`` where
+``applied`` is the sum of log-potentials along each lineage (see :mod:`fk_core.potentials`).
+
+Normalising constant. The product over resampling epochs of mean(exp(logw)) is the SMC estimate of
+E[exp(λ r(x0))] under the sampler; its log is ``log_normalizer``. It lets independent runs be combined
+without the O(1/N) bias of self-normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .potentials import LineageState, final_log_weight, log_potential
+from .resampling import resample
+from .trace import PotentialStep, Trace
+from .weights import ess, log_mean_exp, log_normalise
+
+
+class FKError(ValueError):
+    """A run that cannot continue (e.g. every particle's reward was NaN). The message says why."""
+
+
+def _valid_rewards(rewards: torch.Tensor, n: int, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards as float64 CPU [n] and the mask of finite ones."""
+    if not torch.is_tensor(rewards):
+        rewards = torch.as_tensor(rewards)
+    rewards = rewards.detach().to("cpu", torch.float64).reshape(-1)
+    if rewards.numel() != n:
+        raise FKError(f"the reward returned {rewards.numel()} values {where}, expected one per particle ({n})")
+    return rewards, torch.isfinite(rewards)
+
+
+@dataclass
+class FinalWeights:
+    rewards: torch.Tensor  # [N] float64, NaN kept
+    log_weights: torch.Tensor  # [N] normalised
+    best_index: int  # highest finite final reward
+
+
+class ParticleFilter:
+    def __init__(self, num_particles: int, potential: str, lmbda: float, resampling: str = "systematic",
+                 ess_threshold: Optional[float] = None, generator: Optional[torch.Generator] = None):
+        if num_particles < 1:
+            raise FKError(f"need at least one particle, got {num_particles}")
+        if ess_threshold is not None and not 0.0 < ess_threshold <= 1.0:
+            raise FKError(f"ESS threshold is a fraction of N in (0, 1], got {ess_threshold}")
+        if not torch.isfinite(torch.tensor(float(lmbda))):
+            raise FKError(f"λ must be finite, got {lmbda}")
+        self.n = num_particles
+        self.potential = potential
+        self.lmbda = float(lmbda)
+        self.resampling = resampling
+        self.ess_threshold = ess_threshold
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.logw = torch.zeros(num_particles, dtype=torch.float64)
+        self.state = LineageState.initial(num_particles)
+        self.origin = torch.arange(num_particles)
+        self.log_normalizer = 0.0
+
+    def observe(self, step: int, sigma: float, rewards: torch.Tensor) -> PotentialStep:
+        """Apply the potential for ``rewards`` (one per particle) and resample if due.
+
+        Returns the event; its ``ancestors`` say how to reorder the particles (identity if not resampled).
+        Particles with a NaN/inf reward get weight zero and are listed in ``event.invalid``.
+        """
+        rewards, ok = _valid_rewards(rewards, self.n, f"at step {step}")
+        alive = ok & torch.isfinite(self.logw)
+        if not alive.any():
+            raise FKError(f"no particle has a usable reward at step {step} (all NaN/inf or already dropped); "
+                          "check the reward model and its inputs")
+        safe = torch.where(ok, rewards, torch.zeros_like(rewards))
+        log_g, state = log_potential(self.potential, self.lmbda, safe, self.state)
+        logw = torch.where(alive, self.logw + log_g, torch.full_like(log_g, -torch.inf))
+        log_w_normed = log_normalise(logw)
+        current_ess = ess(logw)
+        due = self.ess_threshold is None or current_ess < self.ess_threshold * self.n
+        if due:
+            self.log_normalizer += log_mean_exp(logw)
+            ancestors = resample(self.resampling, log_w_normed.exp(), self.generator)
+            self.logw = torch.zeros(self.n, dtype=torch.float64)
+            self.state = state.select(ancestors)
+            self.origin = self.origin[ancestors]
+        else:
+            ancestors = torch.arange(self.n)
+            self.logw = logw
+            self.state = state
+        invalid = [int(i) for i in torch.nonzero(~ok).flatten()]
+        return PotentialStep(step=step, sigma=float(sigma), rewards=rewards, log_weights=log_w_normed,
+                             ess=current_ess, resampled=due, ancestors=ancestors, invalid=invalid)
+
+    def finish(self, rewards: torch.Tensor) -> FinalWeights:
+        """Final weighting on the finished samples: the population then targets p(x0)·exp(λ r(x0))."""
+        rewards, ok = _valid_rewards(rewards, self.n, "on the final samples")
+        alive = ok & torch.isfinite(self.logw)
+        if not alive.any():
+            raise FKError("no finished sample has a usable reward (all NaN/inf); check the reward model")
+        safe = torch.where(ok, rewards, torch.zeros_like(rewards))
+        logw = torch.where(alive, self.logw + final_log_weight(self.lmbda, safe, self.state),
+                           torch.full_like(safe, -torch.inf))
+        self.log_normalizer += log_mean_exp(logw)
+        best = int(torch.argmax(torch.where(alive, rewards, torch.full_like(rewards, -torch.inf))))
+        return FinalWeights(rewards=rewards, log_weights=log_normalise(logw), best_index=best)
+
+    def new_trace(self, num_steps: int, config: dict) -> Trace:
+        return Trace(num_particles=self.n, num_steps=num_steps, config=config)

@@ -1,0 +1,82 @@
+"""What happened during a run, step by step: enough for charts, the lineage view and debugging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+
+def _floats(t: torch.Tensor) -> list[Optional[float]]:
+    """JSON-safe list: NaN and ±inf become None (JSON has no such numbers)."""
+    return [float(v) if torch.isfinite(v) else None for v in t.detach().cpu().double()]
+
+
+@dataclass
+class PotentialStep:
+    """One potential step. Tensors are on the CPU; ``x0`` is the batch that was scored (not kept in a Trace)."""
+
+    step: int  # index into sigmas: the potential acted on the x0-prediction at sigmas[step]
+    sigma: float
+    rewards: torch.Tensor  # [N], NaN where the reward failed
+    log_weights: torch.Tensor  # [N] normalised, before resampling; -inf = weight zero
+    ess: float  # effective sample size of those weights
+    resampled: bool
+    ancestors: torch.Tensor  # [N] long: new particle i is a copy of old particle ancestors[i]
+    invalid: list[int] = field(default_factory=list)  # particles whose reward was NaN/inf (weight set to 0)
+    x0: Optional[torch.Tensor] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "sigma": self.sigma,
+            "rewards": _floats(self.rewards),
+            "log_weights": _floats(self.log_weights),
+            "ess": self.ess,
+            "resampled": self.resampled,
+            "ancestors": [int(a) for a in self.ancestors],
+            "invalid": list(self.invalid),
+        }
+
+
+@dataclass
+class Trace:
+    """The run's history. ``origin[i]``: the initial particle that final particle i descends from."""
+
+    num_particles: int
+    num_steps: int
+    config: dict[str, Any]
+    steps: list[PotentialStep] = field(default_factory=list)
+    origin: Optional[torch.Tensor] = None
+    final_rewards: Optional[torch.Tensor] = None
+    final_log_weights: Optional[torch.Tensor] = None
+    final_invalid: list[int] = field(default_factory=list)
+    log_normalizer: float = float("nan")
+    notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
+
+    def lineage(self) -> list[list[int]]:
+        """For each final particle, its index at every potential step (oldest first), ending at itself."""
+        n = self.num_particles
+        paths = [[i] for i in range(n)]
+        current = torch.arange(n)
+        for event in reversed(self.steps):
+            current = event.ancestors[current]
+            for i in range(n):
+                paths[i].append(int(current[i]))
+        return [list(reversed(p)) for p in paths]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": "fk-steering-trace/1",
+            "num_particles": self.num_particles,
+            "num_steps": self.num_steps,
+            "config": dict(self.config),
+            "steps": [s.to_dict() for s in self.steps],
+            "origin": [int(o) for o in self.origin] if self.origin is not None else None,
+            "final_rewards": _floats(self.final_rewards) if self.final_rewards is not None else None,
+            "final_log_weights": _floats(self.final_log_weights) if self.final_log_weights is not None else None,
+            "final_invalid": list(self.final_invalid),
+            "log_normalizer": self.log_normalizer if torch.isfinite(torch.tensor(self.log_normalizer)) else None,
+            "notes": list(self.notes),
+        }
