@@ -13,7 +13,7 @@ import { api } from "../../scripts/api.js";
 const NODE_TYPES = new Set(["FKParticleSampler", "FKSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: "fk_steering.cancelled" };
 const WIDGET_NAME = "fk_live_view";
-const MIN_HEIGHT = 360;
+const MIN_HEIGHT = 560;
 
 const views = new Set(); // every live view on the canvas (several FK nodes per graph are fine)
 
@@ -94,6 +94,15 @@ function lineagePaths(steps, n) {
   return [...Array(n).keys()].map((i) => columns.map((col) => col[i]));
 }
 
+// Trace steps carry ancestors only; the live records also spell out copies and dropped (nodes/live.py).
+function withCopies(s) {
+  if (s.copies) return s;
+  const copies = s.ancestors.map(() => 0);
+  s.ancestors.forEach((a) => copies[a]++);
+  const dropped = s.resampled ? copies.flatMap((c, j) => (c === 0 ? [j] : [])) : [];
+  return { ...s, copies, dropped, invalid: s.invalid || [] };
+}
+
 function setupCanvas(canvas) {
   const dpr = window.devicePixelRatio || 1;
   const w = Math.max(1, canvas.clientWidth);
@@ -119,16 +128,24 @@ class LiveView {
     this.chart = el("canvas", "fk-live-chart");
     this.lineage = el("canvas", "fk-live-lineage");
     this.detail = el("div", "fk-live-detail", "");
-    const chartBox = el("div", "fk-live-panel");
-    chartBox.append(el("div", "fk-live-caption", "reward (band, median) · ESS · ▼ resampled"), this.chart);
-    const lineageBox = el("div", "fk-live-panel");
-    lineageBox.append(el("div", "fk-live-caption", "lineage · click a final particle"), this.lineage);
+    // canvases sit in absolutely positioned boxes: their pixel size must not feed back into the flex layout
+    const panel = (caption, canvas) => {
+      const box = el("div", "fk-live-panel");
+      const holder = el("div", "fk-live-canvas-box");
+      holder.append(canvas);
+      box.append(el("div", "fk-live-caption", caption), holder);
+      return box;
+    };
+    const chartBox = panel("reward (band: min–max, 25–75%, median) · ESS (green) · ▼ resampled", this.chart);
+    const lineageBox = panel("lineage: initial particles (left) → final (right) · click a final particle",
+      this.lineage);
     this.root.append(this.status, this.gallery, this.events, chartBox, lineageBox, this.detail);
     this.lineage.addEventListener("click", (e) => this.onLineageClick(e));
     this.reset(null);
     this.pending = false;
     this.resizeObserver = new ResizeObserver(() => this.scheduleDraw());
-    this.resizeObserver.observe(this.root);
+    this.resizeObserver.observe(this.chart);
+    this.resizeObserver.observe(this.lineage);
   }
 
   reset(run) {
@@ -188,7 +205,7 @@ class LiveView {
   onDone(data) {
     this.accept(data);
     this.trace = data.trace;
-    this.steps = data.trace.steps; // the complete record wins over what arrived live
+    this.steps = data.trace.steps.map(withCopies); // the complete record wins over what arrived live
     this.byStep = new Map(this.steps.map((s) => [s.step, s]));
     this.bestIndex = data.best_index;
     this.selected = data.best_index;
@@ -210,7 +227,11 @@ class LiveView {
     this.pending = true;
     requestAnimationFrame(() => {
       this.pending = false;
-      this.draw();
+      try {
+        this.draw();
+      } catch (err) {
+        console.warn("[fk_steering] live view could not draw:", err);
+      }
     });
   }
 
@@ -218,6 +239,8 @@ class LiveView {
     const r = this.root;
     r.dataset.state = this.state;
     r.dataset.steps = String(this.steps.length);
+    // visibility first: it changes the canvases' sizes, which the drawing below reads
+    this.lineage.closest(".fk-live-panel").hidden = !this.trace;
     this.drawStatus();
     this.drawGallery();
     this.drawEvents();
@@ -251,7 +274,7 @@ class LiveView {
       tile.append(el("div", "fk-live-thumb"), el("span", "fk-live-reward"), el("span", "fk-live-badge"));
       g.append(tile);
     }
-    const cols = Math.min(n, Math.max(4, Math.ceil(Math.sqrt(n * 2))));
+    const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
     g.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
     // badges and rewards from the step the thumbnails show, so picture and numbers agree
     const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
@@ -284,7 +307,7 @@ class LiveView {
 
   drawEvents() {
     const box = this.events;
-    box.replaceChildren(...this.eventLog.slice(-4).map((e) => el("div", "fk-live-event", e.text)));
+    box.replaceChildren(...this.eventLog.slice(-3).map((e) => el("div", "fk-live-event", e.text)));
     box.dataset.count = String(this.eventLog.length);
     box.hidden = this.eventLog.length === 0;
   }
@@ -399,8 +422,6 @@ class LiveView {
 
   drawLineage() {
     const canvas = this.lineage;
-    const panel = canvas.parentElement;
-    panel.hidden = !this.trace;
     canvas.dataset.selected = this.selected === null ? "" : String(this.selected);
     if (!this.trace) return;
     const { ctx, w, h } = setupCanvas(canvas);
