@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from fk_core.charts import TraceError, lineage_chart, reward_ess_chart
+from ..fk_core.charts import TraceError, lineage_chart, reward_ess_chart
 
 
 class FKTraceCharts(io.ComfyNode):

@@ -242,12 +242,19 @@ class LiveReporter:
         self._emit(EVENT_STEP, payload)
 
     def finished(self, result: Any) -> None:
-        """Send what is still queued, then the whole trace (rounded) and the final rewards."""
+        """Send what is still queued, then the whole trace (rounded) and the final rewards.
+
+        ``result``: an ``FKResult``, or the sampler adapter's outcome holding one in ``.result`` (then its
+        ``chosen_index``, the particle the node outputs, is sent too)."""
         if not self.active:
             return
+        outcome, result = result, getattr(result, "result", result)
         self._flush(self._clock(), final=True)
         trace = result.trace.to_dict() if hasattr(result.trace, "to_dict") else dict(result.trace)
-        self._emit(EVENT_DONE, {"best_index": int(result.best_index), "trace": compact_trace(trace)})
+        payload = {"best_index": int(result.best_index), "trace": compact_trace(trace)}
+        if getattr(outcome, "chosen_index", None) is not None:
+            payload["chosen_index"] = int(outcome.chosen_index)
+        self._emit(EVENT_DONE, payload)
         self.closed = True
 
     def cancelled(self, reason: str = "cancelled") -> None:
@@ -258,3 +265,25 @@ class LiveReporter:
         self._pending_images = None
         self._emit(EVENT_CANCELLED, {"reason": str(reason)[:200], "steps": steps})
         self.closed = True
+
+
+def live_callbacks(node_id: Any, **reporter_options) -> tuple[Callable, Callable]:
+    """``(on_potential_step(event, images), on_finish(outcome))`` for the sampler adapter's live-UI hook.
+
+    The reporter is made at the first call, when the number of particles is known from the event."""
+    state: dict = {}
+
+    def reporter(particles: int) -> LiveReporter:
+        if "reporter" not in state:
+            state["reporter"] = LiveReporter(node_id, particles, **reporter_options)
+        return state["reporter"]
+
+    def on_potential_step(event: Any, images: Optional[torch.Tensor] = None) -> None:
+        reporter(len(event.rewards)).potential_step(event, images)
+
+    def on_finish(outcome: Any) -> None:
+        result = getattr(outcome, "result", outcome)
+        if result is not None:
+            reporter(int(result.trace.num_particles)).finished(outcome)
+
+    return on_potential_step, on_finish

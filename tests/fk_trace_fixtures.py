@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import torch
 
 from fk_core import FKConfig, FKResult, steer
@@ -29,3 +33,18 @@ def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, 
     config = FKConfig(potential="diff", lmbda=lmbda, every=every)
     return steer(model.denoise, sigmas, noise, reward, config, generator=gen,
                  on_potential_step=on_potential_step)
+
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+
+
+def load_pack_file(relative: str):
+    """Import one self-contained pack module by path (``nodes`` would clash with ComfyUI's own ``nodes``)."""
+    name = "fk_test_" + relative.replace("/", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, PACK_DIR / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -8,19 +8,14 @@ import json
 
 import pytest
 import torch
-from fk_trace_fixtures import toy_run
+from fk_trace_fixtures import load_pack_file, toy_run
 from PIL import Image
 
-from nodes.live import (
-    EVENT_CANCELLED,
-    EVENT_DONE,
-    EVENT_STEP,
-    LiveReporter,
-    comfy_sender,
-    encode_sprite,
-    step_record,
-    thumb_size_for,
-)
+# nodes/ is a package of ComfyUI adapters imported relative to the pack; live.py stands alone: load it by path.
+live = load_pack_file("nodes/live.py")
+EVENT_CANCELLED, EVENT_DONE, EVENT_STEP = live.EVENT_CANCELLED, live.EVENT_DONE, live.EVENT_STEP
+LiveReporter, comfy_sender, encode_sprite = live.LiveReporter, live.comfy_sender, live.encode_sprite
+step_record, thumb_size_for = live.step_record, live.thumb_size_for
 
 
 class FakeClock:
@@ -253,3 +248,20 @@ def test_step_record_counts_copies():
     rec = step_record(E)
     assert rec["copies"] == [3, 0, 1, 0] and rec["dropped"] == [1, 3]
     assert rec["rewards"][1] is None and rec["log_weights"][1] is None
+
+
+def test_live_callbacks_match_the_sampler_hook():
+    """The adapter's hook: factory(node_id) -> (on_potential_step(event, images), on_finish(outcome))."""
+    rec = Recorder()
+    on_step, on_finish = live.live_callbacks("9", send=rec, clock=FakeClock())
+
+    class Outcome:  # what the sampler adapter passes to on_finish
+        def __init__(self, result):
+            self.result, self.chosen_index = result, 2
+
+    result = toy_run(particles=4, steps=8, every=2,
+                     on_potential_step=lambda e: on_step(e, torch.rand(4, 16, 16, 3)))
+    on_finish(Outcome(result))
+    assert rec.events[0][1]["particles"] == 4 and "thumbs" in rec.events[0][1]
+    (done,) = rec.of(EVENT_DONE)
+    assert done["chosen_index"] == 2 and done["best_index"] == result.best_index and done["node"] == "9"

@@ -205,6 +205,8 @@ class LiveView {
   onDone(data) {
     this.accept(data);
     this.trace = data.trace;
+    this.particles = this.particles || data.trace.num_particles;
+    this.numSteps = this.numSteps || data.trace.num_steps;
     this.steps = data.trace.steps.map(withCopies); // the complete record wins over what arrived live
     this.byStep = new Map(this.steps.map((s) => [s.step, s]));
     this.bestIndex = data.best_index;
