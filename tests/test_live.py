@@ -11,7 +11,7 @@ import torch
 from fk_trace_fixtures import load_pack_file, toy_run
 from PIL import Image
 
-# nodes/ is a package of ComfyUI adapters imported relative to the pack; live.py stands alone: load it by path.
+# nodes/ holds ComfyUI adapters imported relative to the pack; live.py stands alone: load it by path.
 live = load_pack_file("nodes/live.py")
 EVENT_CANCELLED, EVENT_DONE, EVENT_STEP = live.EVENT_CANCELLED, live.EVENT_DONE, live.EVENT_STEP
 LiveReporter, comfy_sender, encode_sprite = live.LiveReporter, live.comfy_sender, live.encode_sprite
