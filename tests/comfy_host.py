@@ -71,6 +71,27 @@ def locate_comfyui() -> tuple[Path | None, str]:
 
 
 _HOST_STATE: dict = {}
+HOST_TOP_LEVEL = ("comfy", "nodes", "utils", "server", "folder_paths", "latent_preview")
+
+
+def _forget_shadowing_modules(comfy_dir: Path) -> None:
+    """Drop already-imported modules that carry a host module's name but are not the host's.
+
+    pytest imports the pack's root ``__init__.py`` (it is a package) under the checkout folder's name; a
+    checkout called ``comfy`` would then hide ComfyUI's ``comfy`` package, and the pack's ``nodes/`` can hide
+    ComfyUI's ``nodes.py``. pytest keeps its own reference, so forgetting the name here is harmless.
+    """
+    root = str(Path(comfy_dir).resolve())
+    # ComfyUI's ``comfy`` is a namespace package (no __init__.py), so any regular package called ``comfy`` on
+    # sys.path wins over it whatever the order: drop such path entries (pytest adds the checkout's parent).
+    sys.path[:] = [p for p in sys.path if not (Path(p or ".") / "comfy" / "__init__.py").is_file()]
+    for name in list(sys.modules):
+        top = name.split(".", 1)[0]
+        if top not in HOST_TOP_LEVEL:
+            continue
+        origin = getattr(sys.modules[name], "__file__", None) or ""
+        if origin and not str(Path(origin).resolve()).startswith(root):
+            del sys.modules[name]
 
 
 def import_host(comfy_dir: Path, scratch_dir: Path | None = None):
@@ -83,6 +104,7 @@ def import_host(comfy_dir: Path, scratch_dir: Path | None = None):
     if "nodes" in _HOST_STATE:
         return _HOST_STATE["nodes"]
     comfy_dir = Path(comfy_dir)
+    _forget_shadowing_modules(comfy_dir)
     if str(comfy_dir) not in sys.path:
         sys.path.insert(0, str(comfy_dir))
     from comfy.cli_args import args
@@ -90,6 +112,7 @@ def import_host(comfy_dir: Path, scratch_dir: Path | None = None):
     args.cpu = True
     importlib.import_module("utils.install_util")  # before anything else from the host (see docstring)
     import folder_paths
+
     import nodes
 
     scratch = Path(scratch_dir or tempfile.mkdtemp(prefix="fk-comfy-host-"))
