@@ -1,0 +1,189 @@
+"""The particle loop: model-call accounting, determinism, traces, bad input."""
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from fk_core import FKConfig, FKError, ReuseFirstCall, run_segments, steer
+from fk_core.steppers import euler_ancestral
+from fk_core.toy import karras_sigmas, two_modes
+
+GM = two_modes(2)
+SIGMAS = karras_sigmas(10)
+A = torch.tensor([1.0, 0.0], dtype=torch.float64)
+
+
+def noise(n=6, seed=0):
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def counting(fn):
+    calls = []
+
+    def wrapped(x, sigma):
+        calls.append(x.shape[0])
+        return fn(x, sigma)
+
+    return wrapped, calls
+
+
+@pytest.mark.parametrize("every,window", [(1, (0.0, 1.0)), (3, (0.2, 0.8)), (1, (0.5, 0.5))])
+def test_exactly_one_denoiser_call_per_step(every, window):
+    den, calls = counting(GM.denoise)
+    res = steer(den, SIGMAS, noise(), lambda x: x @ A, FKConfig(every=every, window=window))
+    assert len(calls) == len(SIGMAS) - 1 == res.model_evaluations
+    assert all(c == 6 for c in calls)
+
+
+def test_without_potential_steps_the_loop_is_plain_sampling_bit_for_bit():
+    plain = euler_ancestral(SIGMAS, 1.0, torch.Generator().manual_seed(5))(
+        lambda x, s: GM.denoise(x, s[0]), noise(3) * SIGMAS[0], 0, 10)
+    res = steer(GM.denoise, SIGMAS, noise(3), lambda x: x @ A, FKConfig(window=(1.0, 1.0)),
+                generator=torch.Generator().manual_seed(5))
+    assert res.trace.steps == [] and torch.equal(res.samples, plain)
+
+
+def test_potential_step_reuses_its_x0_for_the_next_step():
+    """With one particle resampling is the identity; λ·r changes nothing, so FK equals plain sampling except
+    for the resampling uniforms drawn from the shared generator. Check the x0 passed on is bit-identical by
+    recording every x0 the step rule receives and every x0 the reward sees."""
+    seen_by_reward, seen_by_step = [], []
+
+    def den(x, sigma):
+        out = GM.denoise(x, sigma)
+        seen_by_step.append(out.clone())
+        return out
+
+    res = steer(den, SIGMAS, noise(4), lambda x: (seen_by_reward.append(x.clone()), x @ A)[1],
+                FKConfig(lmbda=0.0, every=3))
+    # potential steps 1, 4, 7: the reward saw exactly the x0 the model produced at those steps (one call each)
+    assert len(seen_by_step) == 10 and len(seen_by_reward) == 3 + 1
+    for k, x0 in zip([1, 4, 7], seen_by_reward):
+        assert torch.equal(x0, seen_by_step[k])
+    assert res.model_evaluations == 10
+
+
+def test_same_seed_same_result_and_different_seed_differs():
+    def run(seed):
+        return steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0),
+                     generator=torch.Generator().manual_seed(seed))
+
+    a, b, c = run(1), run(1), run(2)
+    assert torch.equal(a.samples, b.samples) and torch.equal(a.log_weights, b.log_weights)
+    assert a.trace.to_dict() == b.trace.to_dict()
+    assert not torch.equal(a.samples, c.samples)
+
+
+def test_trace_records_every_potential_step_and_a_consistent_lineage():
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0, every=2))
+    tr = res.trace
+    assert [s.step for s in tr.steps] == [1, 3, 5, 7, 9]
+    for s in tr.steps:
+        assert s.rewards.shape == (6,) and s.ancestors.shape == (6,)
+        assert s.log_weights.exp().sum().item() == pytest.approx(1.0)
+        assert 1.0 <= s.ess <= 6.0 and s.resampled
+        assert s.x0 is None  # image batches are not kept in the trace
+    paths = tr.lineage()
+    assert [p[0] for p in paths] == tr.origin.tolist()
+    assert [p[-1] for p in paths] == list(range(6))
+    for path in paths:  # each hop follows the recorded ancestors
+        for j, s in enumerate(tr.steps):
+            assert int(s.ancestors[path[j + 1]]) == path[j]
+    d = json.loads(json.dumps(tr.to_dict()))
+    assert d["num_particles"] == 6 and len(d["steps"]) == 5 and d["config"]["every"] == 2
+
+
+def test_adaptive_mode_skips_resampling_when_ess_is_high():
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: 0.0 * (x @ A), FKConfig(ess_threshold=0.5))
+    assert not any(s.resampled for s in res.trace.steps)
+    assert all(s.ancestors.tolist() == list(range(6)) for s in res.trace.steps)
+
+
+def test_nan_rewards_are_dropped_and_reported():
+    def reward(x):
+        r = x @ A
+        r[0] = float("nan")
+        return r
+
+    res = steer(GM.denoise, SIGMAS, noise(), reward, FKConfig(lmbda=1.0))
+    assert all(0 in s.invalid for s in res.trace.steps)
+    assert all(s.log_weights[0] == -torch.inf for s in res.trace.steps)
+    assert res.trace.final_invalid == [0] and res.log_weights[0] == -torch.inf
+    assert res.best_index != 0
+
+
+def test_all_nan_rewards_raise_a_clear_error():
+    with pytest.raises(FKError, match="no particle has a usable reward"):
+        steer(GM.denoise, SIGMAS, noise(), lambda x: torch.full((x.shape[0],), float("nan")), FKConfig())
+
+
+def test_large_lambda_gives_finite_weights():
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: 5.0 + 5.0 * torch.tanh(x @ A), FKConfig(lmbda=100.0))
+    assert torch.isfinite(res.log_weights).any() and not torch.isnan(res.log_weights).any()
+    assert all(torch.isfinite(s.log_weights).any() for s in res.trace.steps)
+
+
+def test_deterministic_step_rule_warns_and_notes_it():
+    with pytest.warns(UserWarning, match="particles copied by resampling stay identical"):
+        res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(step_rule="euler"))
+    assert any("deterministic" in n for n in res.trace.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig())
+
+
+def test_bad_inputs():
+    with pytest.raises(FKError, match="unknown potential"):
+        FKConfig(potential="bogus")
+    with pytest.raises(FKError, match="decreasing schedule ending at 0"):
+        steer(GM.denoise, torch.tensor([1.0, 2.0, 0.0]), noise(), lambda x: x @ A)
+    with pytest.raises(FKError, match="at least one particle"):
+        steer(GM.denoise, SIGMAS, noise(0), lambda x: x @ A)
+    with pytest.raises(FKError, match="one per particle"):
+        steer(GM.denoise, SIGMAS, noise(), lambda x: torch.zeros(2))
+    with pytest.raises(ValueError, match="window"):
+        FKConfig(window=(0.8, 0.2))
+
+
+def test_reuse_first_call_forwards_attributes_and_reuses_only_matching_input():
+    class Model:
+        inner_model = "the real one"
+
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, x, sigma, **kw):
+            self.calls += 1
+            return x * 0 + kw.get("shift", 0.0)
+
+    m = Model()
+    w = ReuseFirstCall(m)
+    assert w.inner_model == "the real one"
+    x = torch.ones(3, 2)
+    s = torch.full((3,), 0.5)
+    w.evaluate(x, s, shift=1.0)
+    x2 = w.reorder(x * torch.arange(3.0)[:, None], torch.tensor([2, 2, 0]))
+    assert torch.equal(w(x2, s), torch.ones(3, 2)) and m.calls == 1  # reused, reordered memory
+    assert torch.equal(w(x2, s, shift=2.0), torch.full((3, 2), 2.0)) and m.calls == 2  # memory used once
+    w.evaluate(x, s)
+    w(x + 1, s)  # different input: a real call
+    assert m.calls == 4
+
+
+def test_run_segments_with_a_host_sampler_and_model_kwargs():
+    """A host passes its own sampler and extra model arguments (as ComfyUI passes conditioning)."""
+    seen = []
+
+    def model(x, sigma, cond=None):
+        seen.append(cond)
+        return GM.denoise(x, sigma[0])
+
+    def host_segment(m, x, start, end):
+        return euler_ancestral(SIGMAS, 1.0, torch.Generator().manual_seed(start))(
+            lambda x, s: m(x, s, cond="c"), x, start, end)
+
+    res = run_segments(noise() * SIGMAS[0], SIGMAS, model, host_segment, lambda x: x @ A, FKConfig(every=2),
+                       model_kwargs={"cond": "c"})
+    assert res.model_evaluations == 10 and seen == ["c"] * 10
