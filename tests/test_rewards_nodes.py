@@ -1,0 +1,146 @@
+"""FKRewardLoader / FKRewardCombine inside a real ComfyUI host (in-process, CPU): schema, folder lookup,
+ModelPatcher memory management, caching, and the error messages users see."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from rewards_helpers import distinct_images
+from test_rewards_imagereward import _save_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _comfy_dir() -> Path | None:
+    configured = os.environ.get("COMFYUI_PATH")
+    candidates = [Path(configured)] if configured else []
+    if REPO.parent.name == "custom_nodes":
+        candidates.append(REPO.parent.parent)
+    candidates.append(Path.home() / "comfy" / "ComfyUI")
+    return next((c for c in candidates if (c / "comfy" / "model_management.py").is_file()), None)
+
+
+@pytest.fixture(scope="module")
+def reward_nodes():
+    comfy_dir = _comfy_dir()
+    if comfy_dir is None:
+        pytest.skip("ComfyUI host not found (set COMFYUI_PATH)")
+    if str(comfy_dir) not in sys.path:
+        sys.path.insert(0, str(comfy_dir))
+    from comfy.cli_args import args
+
+    args.cpu = True  # before comfy.model_management is imported: no GPU here
+    # Import the pack the way ComfyUI does: as a package, so the node file's relative imports resolve.
+    package = types.ModuleType("fk_pack_under_test")
+    package.__path__ = [str(REPO)]
+    sys.modules.setdefault("fk_pack_under_test", package)
+    return importlib.import_module("fk_pack_under_test.nodes.rewards")
+
+
+def _pack_rewards():
+    return importlib.import_module("fk_pack_under_test.fk_core.rewards")
+
+
+@pytest.fixture
+def reward_folder(reward_nodes, tmp_path, monkeypatch):
+    import folder_paths
+
+    exts = folder_paths.folder_names_and_paths[reward_nodes.REWARD_FOLDER][1]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, reward_nodes.REWARD_FOLDER, ([str(tmp_path)], exts))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reward_nodes._MODEL_CACHE.clear()
+    return tmp_path
+
+
+def test_schema_ids_tooltips_and_registration(reward_nodes):
+    assert [node.define_schema().node_id for node in reward_nodes.NODES] == ["FKRewardLoader", "FKRewardCombine"]
+    for node in reward_nodes.NODES:
+        schema = node.define_schema()
+        for item in schema.inputs:
+            assert item.tooltip and len(item.tooltip) > 20, f"{schema.node_id}.{item.id} needs a plain tooltip"
+        assert [out.io_type for out in schema.outputs] == ["FK_REWARD"]
+    import folder_paths
+
+    assert any(p.endswith("fk_rewards") for p in folder_paths.get_folder_paths("fk_rewards"))
+
+
+def test_pixel_reward_needs_no_weights_or_prompt(reward_nodes, reward_folder):
+    out = reward_nodes.FKRewardLoader.execute(reward="sharpness").result[0]
+    assert out.name == "sharpness" and callable(out)
+    images = distinct_images(3, 32)
+    assert out(images).shape == (3,)
+    out = reward_nodes.FKRewardLoader.execute(reward="target color", color="0,0,255").result[0]
+    assert out.name == "target_color(#0000ff)"
+
+
+def _tiny_imagereward_folder(root: Path) -> None:
+    folder = root / "ImageReward"
+    folder.mkdir()
+    _save_tiny_checkpoint(folder)
+    (folder / "bert-base-uncased").mkdir()
+    (folder / "vocab.txt").rename(folder / "bert-base-uncased" / "vocab.txt")
+
+
+def test_imagereward_from_model_folder_with_patcher_and_cache(reward_nodes, reward_folder):
+    _tiny_imagereward_folder(reward_folder)
+    first = reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a photo of a cat", device="cpu").result[0]
+    assert first.name == "ImageReward" and first.patcher is not None
+    scores = first(distinct_images(4, 48))
+    assert scores.shape == (4,) and len(set(scores.tolist())) == 4
+    second = reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a red dog", device="cpu").result[0]
+    assert second.bound.reward is first.bound.reward, "one model per process, reused across prompts"
+    assert not torch.allclose(second(distinct_images(4, 48)), scores)
+    # Choosing the file explicitly from the folder list loads the same weights.
+    import folder_paths
+
+    assert "ImageReward/ImageReward.pt" in folder_paths.get_filename_list("fk_rewards")
+    chosen = reward_nodes.FKRewardLoader.execute(reward="ImageReward", weights="ImageReward/ImageReward.pt",
+                                                 prompt="a photo of a cat", device="cpu").result[0]
+    torch.testing.assert_close(chosen(distinct_images(4, 48)), scores)
+
+
+def test_missing_weights_offline_says_which_file_goes_where(reward_nodes, reward_folder):
+    # The node file imports fk_core relative to the pack package, so use that copy's exception classes.
+    MissingWeightsError = _pack_rewards().MissingWeightsError
+    with pytest.raises(MissingWeightsError) as error:
+        reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a cat", device="cpu")
+    message = str(error.value)
+    assert str(reward_folder / "ImageReward" / "ImageReward.pt") in message
+    assert "https://huggingface.co/THUDM/ImageReward/resolve/main/ImageReward.pt" in message
+    assert "offline" in message
+    with pytest.raises(MissingWeightsError, match="HPS_v2.1_compressed.pt"):
+        reward_nodes.FKRewardLoader.execute(reward="HPSv2.1", prompt="a cat", device="cpu")
+    with pytest.raises(MissingWeightsError, match="PickScore_v1"):
+        reward_nodes.FKRewardLoader.execute(reward="PickScore", prompt="a cat", device="cpu")
+
+
+def test_wrong_file_and_missing_prompt_are_clear(reward_nodes, reward_folder):
+    BadWeightsError, RewardInputError = _pack_rewards().BadWeightsError, _pack_rewards().RewardInputError
+    _tiny_imagereward_folder(reward_folder)
+    with pytest.raises(RewardInputError, match="connect the positive prompt"):
+        reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="  ", device="cpu")
+    (reward_folder / "HPSv2").mkdir()
+    (reward_folder / "HPSv2" / "HPS_v2.1_compressed.pt").write_bytes(b"html error page instead of weights")
+    with pytest.raises(BadWeightsError, match="not a readable PyTorch checkpoint"):
+        reward_nodes.FKRewardLoader.execute(reward="HPSv2.1", prompt="a cat", device="cpu")
+
+
+def test_combine_weights_rewards(reward_nodes, reward_folder):
+    load = reward_nodes.FKRewardLoader.execute
+    saturation = load(reward="saturation").result[0]
+    sharpness = load(reward="sharpness").result[0]
+    combined = reward_nodes.FKRewardCombine.execute(reward_a=saturation, weight_a=1.0, reward_b=sharpness,
+                                                    weight_b=-0.5).result[0]
+    images = distinct_images(3, 32)
+    torch.testing.assert_close(combined(images), saturation(images) - 0.5 * sharpness(images))
+    assert combined.name == "saturation - 0.5*sharpness"
+    nested = reward_nodes.FKRewardCombine.execute(reward_a=combined, weight_a=2.0).result[0]
+    torch.testing.assert_close(nested(images), 2 * combined(images))
+    with pytest.raises(ValueError, match="at least one reward"):
+        reward_nodes.FKRewardCombine.execute(reward_a=saturation, weight_a=0.0)
