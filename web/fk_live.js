@@ -10,7 +10,8 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const NODE_TYPES = new Set(["FKParticleSampler", "FKSampler"]);
+// Nodes that get the view when created; any other node the server reports for gets it at its first event.
+const NODE_TYPES = new Set(["FKParticleSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: "fk_steering.cancelled" };
 const WIDGET_NAME = "fk_live_view";
 const MIN_HEIGHT = 560;
@@ -527,6 +528,7 @@ class LiveView {
 
 function viewFor(id) {
   const node = nodeForExecutionId(id);
+  if (node && !node.fkLiveView) attach(node);
   return node?.fkLiveView ?? null;
 }
 
