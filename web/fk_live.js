@@ -581,6 +581,18 @@ app.registerExtension({
     on(EVENTS.cancelled, (d) => viewFor(d.node)?.onCancelled(d));
     // Cancel / errors: the server may not get to send fk_steering.cancelled; stop every running view.
     const stopAll = () => views.forEach((v) => v.onCancelled(null));
+    // The node's own image preview (the contact sheet) arrives after the run: grow the node so the
+    // preview sits inside it instead of spilling below the live view.
+    on("executed", (d) => {
+      const node = d && nodeForExecutionId(d.display_node ?? d.node);
+      if (!node?.fkLiveView) return;
+      setTimeout(() => {
+        const [w, h] = node.size;
+        const need = node.computeSize()[1];
+        if (need > h) node.setSize([w, need]);
+        node.setDirtyCanvas?.(true, true);
+      }, 50);
+    });
     on("execution_interrupted", stopAll);
     on("execution_error", stopAll);
   },
