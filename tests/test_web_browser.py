@@ -40,7 +40,7 @@ def page(browser, comfy_server):
 
 
 def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0) -> str:
-    """Load workflows/fk_live_view.json as a user would, shrink it for the CPU test, return the FK node's id."""
+    """Load workflows/fk_live_view.json as a user would, shrink it for the CPU test; the FK node's id."""
     page.evaluate("(wf) => window.app.loadGraphData(wf)", json.loads(WORKFLOW.read_text()))
     return page.evaluate(
         """([ckpt, steps, particles, seed, lmbda, every]) => {
@@ -56,7 +56,7 @@ def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0
             set(latent, "width", 64);
             set(latent, "height", 64);
             const pot = one("FKPotentialSelector");
-            set(pot, "lambda", lmbda);  // strong steering: the tiny random model's small reward gaps still resample
+            set(pot, "lambda", lmbda);  // strong: the tiny model's small reward gaps still resample
             set(pot, "every_n_steps", every);
             const fk = one("FKParticleSampler");
             set(fk, "steps", steps);
@@ -67,7 +67,7 @@ def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0
 
 
 def add_second_sampler(page, first_id: str, particles: int) -> str:
-    """A second FK Particle Sampler fed by the same nodes (two FK nodes in one graph), with its own preview."""
+    """A second FK Particle Sampler fed by the same nodes (two FK nodes in one graph), own preview."""
     return page.evaluate(
         """([firstId, particles]) => {
             const g = window.app.graph;
@@ -77,7 +77,8 @@ def add_second_sampler(page, first_id: str, particles: int) -> str:
             b.pos = [a.pos[0] + a.size[0] + 500, a.pos[1]];
             a.inputs.forEach((input, i) => {
                 if (input.link == null) return;
-                const link = g.getLink ? g.getLink(input.link) : (g.links.get ? g.links.get(input.link) : g.links[input.link]);
+                const id = input.link;
+                const link = g.getLink ? g.getLink(id) : (g.links.get ? g.links.get(id) : g.links[id]);
                 g.getNodeById(link.origin_id).connect(link.origin_slot, b, i);
             });
             for (const w of a.widgets) {
@@ -95,7 +96,8 @@ def add_second_sampler(page, first_id: str, particles: int) -> str:
 
 def show_all(page, scale: float, offset: tuple[float, float]) -> None:
     page.evaluate("""([s, o]) => { const ds = window.app.canvas.ds; ds.scale = s; ds.offset[0] = o[0];
-                      ds.offset[1] = o[1]; window.app.canvas.setDirty(true, true); }""", [scale, list(offset)])
+                      ds.offset[1] = o[1]; window.app.canvas.setDirty(true, true); }""",
+                  [scale, list(offset)])
     page.wait_for_timeout(400)
 
 
@@ -195,7 +197,8 @@ def test_bad_or_foreign_events_are_ignored_quietly(browser, page, comfy_server):
     page.evaluate("""(id) => {
         const api = window.comfyAPI.api.api;
         api.dispatchCustomEvent("fk_steering.step", {node: "99999", run: "x", particles: 2, steps: []});
-        api.dispatchCustomEvent("fk_steering.step", {node: id, run: "r1", particles: 2, steps: [{bad: true}]});
+        const bad = {node: id, run: "r1", particles: 2, steps: [{bad: true}]};
+        api.dispatchCustomEvent("fk_steering.step", bad);
     }""", node)
     page.wait_for_timeout(300)
     assert any("live view" in e for e in browser.our_errors())
@@ -206,4 +209,4 @@ def test_bad_or_foreign_events_are_ignored_quietly(browser, page, comfy_server):
     state = wb.wait_for_state(page, node, ("running",), timeout=10)
     page.wait_for_timeout(200)
     state = wb.view_state(page, node)
-    assert state["tiles"] == 2 and state["dropped"] == 1 and state["copied"] == 1 and state["chartPoints"] == 1
+    assert (state["tiles"], state["dropped"], state["copied"], state["chartPoints"]) == (2, 1, 1, 1)

@@ -36,7 +36,7 @@ def browser_unavailable() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        return "the Python 'playwright' package is not installed (pip install playwright; no browser download)"
+        return "the Python 'playwright' package is not installed (pip install playwright; no browser needed)"
     if chromium_path() is None:
         return "no Chromium found (apt-get install -y chromium, or set FK_CHROMIUM)"
     return None
@@ -65,9 +65,8 @@ class BrowserSession:
         page.on("pageerror", lambda err: self.errors.append(f"pageerror: {err}"))
         page.goto(server.url, wait_until="domcontentloaded")
         page.wait_for_function("() => window.app && window.app.graph && window.comfyAPI", timeout=90_000)
-        page.wait_for_function(
-            "() => window.app.extensionManager !== undefined || document.querySelector('.graph-canvas-container')",
-            timeout=30_000)
+        page.wait_for_function("() => document.querySelector('.graph-canvas-container') !== null",
+                               timeout=30_000)
         return page
 
     def _on_console(self, msg) -> None:
