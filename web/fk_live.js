@@ -358,7 +358,7 @@ class LiveView {
     ctx.fillText("0", x1 + 3, y1);
     ctx.fillStyle = col.muted;
     ctx.textAlign = "center";
-    ctx.fillText(`step (of ${xMax})`, (x0 + x1) / 2, h - 3);
+    ctx.fillText(this.numSteps ? `step (of ${xMax})` : "step", (x0 + x1) / 2, h - 3);
 
     let resamples = 0;
     for (const p of pts) {
