@@ -170,6 +170,10 @@ def test_live_view_end_to_end(browser, page, comfy_server):
     charts_node = page.evaluate("() => String(window.app.graph.findNodesByType('FKTraceCharts')[0].id)")
     outputs = [h["outputs"].get(charts_node) for h in history.values() if charts_node in h.get("outputs", {})]
     assert outputs and len(outputs[-1]["images"]) == 2
+    for name, image in zip(("reward-chart", "lineage"), outputs[-1]["images"]):
+        png = comfy_server.view_image(image)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        (wb.ARTIFACTS / f"server-{name}.png").write_bytes(png)
     assert browser.our_errors() == []
 
 
