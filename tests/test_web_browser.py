@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import web_browser as wb
+from fk_trace_fixtures import load_pack_file
 
 from fk_core.schedule import potential_steps
 
@@ -214,3 +216,15 @@ def test_bad_or_foreign_events_are_ignored_quietly(browser, page, comfy_server):
     page.wait_for_timeout(200)
     state = wb.view_state(page, node)
     assert (state["tiles"], state["dropped"], state["copied"], state["chartPoints"]) == (2, 1, 1, 1)
+
+    # a new run on the same node starts from scratch; its thumbnails come from the sprite
+    sprite = load_pack_file("nodes/live.py").encode_sprite(torch.rand(3, 16, 16, 3), 16, 64_000)
+    step = {**good["steps"][0], "rewards": [0.1, 0.2, 0.3], "log_weights": [-1.1, -1.1, -1.1],
+            "ancestors": [0, 1, 2], "copies": [1, 1, 1], "dropped": [], "resampled": False, "invalid": []}
+    new_run = {"node": node, "run": "r3", "particles": 3, "num_steps": 4, "steps": [step], "thumbs": sprite,
+               "thumbs_step": 2}
+    page.evaluate("(d) => window.comfyAPI.api.api.dispatchCustomEvent('fk_steering.step', d)", new_run)
+    page.wait_for_timeout(300)
+    state = wb.view_state(page, node)
+    assert (state["tiles"], state["tilesWithImage"], state["steps"], state["events"]) == (3, 3, 1, 0)
+    assert (state["dropped"], state["copied"]) == (0, 0)

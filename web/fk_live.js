@@ -16,6 +16,7 @@ const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: 
 const WIDGET_NAME = "fk_live_view";
 const MIN_HEIGHT = 560;
 
+let spriteCounter = 0;
 const views = new Set(); // every live view on the canvas (several FK nodes per graph are fine)
 
 function loadStyles() {
@@ -156,6 +157,7 @@ class LiveView {
     this.steps = [];
     this.byStep = new Map();
     this.thumbs = null;
+    this.thumbsVersion = 0;
     this.thumbsStep = null;
     this.trace = null;
     this.bestIndex = null;
@@ -198,6 +200,7 @@ class LiveView {
     this.addSteps(data.steps);
     if (data.thumbs) {
       this.thumbs = data.thumbs;
+      this.thumbsVersion = ++spriteCounter; // unique across runs and nodes
       this.thumbsStep = data.thumbs_step;
     }
     this.scheduleDraw();
@@ -282,12 +285,16 @@ class LiveView {
     // badges and rewards from the step the thumbnails show, so picture and numbers agree
     const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
     const t = this.thumbs;
+    // the sprite (one JPEG with every thumbnail) is set once on the gallery; tiles show their cell of it
+    if (t && g.fkSpriteVersion !== this.thumbsVersion) {
+      g.style.setProperty("--fk-sprite", `url("${t.sprite}")`);
+      g.fkSpriteVersion = this.thumbsVersion;
+    }
     [...g.children].forEach((tile, i) => {
       const thumb = tile.children[0];
       if (t) {
         const c = i % t.cols;
         const row = Math.floor(i / t.cols);
-        thumb.style.backgroundImage = `url("${t.sprite}")`;
         thumb.style.backgroundSize = `${t.cols * 100}% ${t.rows * 100}%`;
         thumb.style.backgroundPosition = `${t.cols > 1 ? (c / (t.cols - 1)) * 100 : 0}% ` +
           `${t.rows > 1 ? (row / (t.rows - 1)) * 100 : 0}%`;
