@@ -14,7 +14,9 @@ import { api } from "../../scripts/api.js";
 const NODE_TYPES = new Set(["FKParticleSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: "fk_steering.cancelled" };
 const WIDGET_NAME = "fk_live_view";
-const MIN_HEIGHT = 560;
+const MIN_HEIGHT = 560; // gallery + chart + lineage
+const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
+const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
 
 let spriteCounter = 0;
 const views = new Set(); // every live view on the canvas (several FK nodes per graph are fine)
@@ -168,7 +170,11 @@ class LiveView {
   }
 
   accept(data) {
-    if (data.run !== this.run) this.reset(data.run);
+    if (data.run !== this.run) {
+      const wasIdle = this.state === "idle";
+      this.reset(data.run);
+      if (wasIdle) requestAnimationFrame(() => fitNode(this.node));
+    }
     this.particles = data.particles ?? this.particles;
     this.numSteps = data.num_steps ?? this.numSteps;
   }
@@ -247,6 +253,7 @@ class LiveView {
     r.dataset.steps = String(this.steps.length);
     // visibility first: it changes the canvases' sizes, which the drawing below reads
     this.lineage.closest(".fk-live-panel").hidden = !this.trace;
+    this.chart.closest(".fk-live-panel").hidden = this.state === "idle";
     this.drawStatus();
     this.drawGallery();
     this.drawEvents();
@@ -336,7 +343,9 @@ class LiveView {
     ctx.fillRect(0, 0, w, h);
     const pts = this.steps.map((s) => ({ x: s.step, q: quantiles(s.rewards), s }));
     const finalQ = this.trace?.final_rewards ? quantiles(this.trace.final_rewards) : null;
-    const xMax = this.numSteps || Math.max(1, ...pts.map((p) => p.x + 1));
+    // x range: the run's step count; before it is known, the node's "steps" widget (or the steps so far)
+    const widgetSteps = Number(this.node.widgets?.find((w) => w.name === "steps")?.value) || 0;
+    const xMax = this.numSteps || Math.max(1, widgetSteps, ...pts.map((p) => p.x + 1));
     if (finalQ) pts.push({ x: xMax, q: finalQ, s: null });
     const vals = pts.flatMap((p) => (p.q ? [p.q[0], p.q[4]] : []));
     const history = this.selectedHistory();
@@ -365,7 +374,7 @@ class LiveView {
     ctx.fillText("0", x1 + 3, y1);
     ctx.fillStyle = col.muted;
     ctx.textAlign = "center";
-    ctx.fillText(this.numSteps ? `step (of ${xMax})` : "step", (x0 + x1) / 2, h - 3);
+    ctx.fillText(`step (of ${xMax})`, (x0 + x1) / 2, h - 3);
 
     let resamples = 0;
     for (const p of pts) {
@@ -533,6 +542,14 @@ class LiveView {
   }
 }
 
+// Grow (never shrink) the node to what its widgets and previews need.
+function fitNode(node, minWidth = 0, extraHeight = 0) {
+  const [w, h] = node.size;
+  const need = node.computeSize()[1] + extraHeight;
+  if (need > h || w < minWidth) node.setSize([Math.max(w, minWidth), Math.max(h, need)]);
+  node.setDirtyCanvas?.(true, true);
+}
+
 function viewFor(id) {
   const node = nodeForExecutionId(id);
   if (node && !node.fkLiveView) attach(node);
@@ -548,11 +565,10 @@ function attach(node) {
   const widget = node.addDOMWidget(WIDGET_NAME, "fk_live", view.root, {
     serialize: false, // nothing of the view goes into the workflow or the prompt
     hideOnZoom: false,
-    getMinHeight: () => MIN_HEIGHT,
+    getMinHeight: () => (view.state === "idle" ? IDLE_HEIGHT : MIN_HEIGHT),
   });
   widget.serialize = false;
-  const [w, h] = node.size;
-  node.setSize([Math.max(w, 420), Math.max(h, node.computeSize()[1])]);
+  fitNode(node, 420);
   const onRemoved = node.onRemoved;
   node.onRemoved = function () {
     view.destroy();
@@ -593,12 +609,8 @@ app.registerExtension({
     on("executed", (d) => {
       const node = d && nodeForExecutionId(d.display_node ?? d.node);
       if (!node?.fkLiveView) return;
-      setTimeout(() => {
-        const [w, h] = node.size;
-        const need = node.computeSize()[1];
-        if (need > h) node.setSize([w, need]);
-        node.setDirtyCanvas?.(true, true);
-      }, 50);
+      const previewRoom = d.output?.images?.length ? PREVIEW_HEIGHT : 0;
+      setTimeout(() => fitNode(node, 0, previewRoom), 50);
     });
     on("execution_interrupted", stopAll);
     on("execution_error", stopAll);
