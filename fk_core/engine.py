@@ -34,10 +34,10 @@ class FKConfig:
     Defaults come from ``bench/bench_engine.py`` (see README, "Recommended settings").
     """
 
-    potential: str = "diff"
+    potential: str = "max"
     lmbda: float = 10.0
     every: int = 1
-    window: tuple[float, float] = (0.0, 1.0)
+    window: tuple[float, float] = (0.2, 1.0)  # x0-predictions in the first fifth are blur: no signal, pure cost
     ess_threshold: Optional[float] = None  # None: resample at every potential step
     resampling: str = "systematic"
     output: str = "best"  # which particle a host shows: "best" reward or a "sample" from the final weights

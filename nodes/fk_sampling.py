@@ -193,7 +193,7 @@ class FKRunSpec:
     chunk: int = 0  # UNet batch chunk (0 = automatic from free memory)
     decode_batch: int = 0  # VAE decode sub-batch (0 = same as chunk)
     on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
-    on_finish: Optional[Callable] = None  # (FKRunOutcome) -> None
+    on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
 
 
 @dataclass
@@ -228,10 +228,10 @@ def _segment_seed(seed: Optional[int], index: int) -> Optional[int]:
 class RewardPipeline:
     """x0 (the model's internal latent space) -> external latent -> VAE decode in sub-batches -> FK_REWARD."""
 
-    def __init__(self, spec: FKRunSpec, base_model, model_patcher, decode_batch: int):
+    def __init__(self, spec: FKRunSpec, base_model, sampling_models: list, decode_batch: int):
         self.spec = spec
         self.base_model = base_model
-        self.model_patcher = model_patcher
+        self.sampling_models = sampling_models  # what ComfyUI loaded for sampling (UNet, ControlNets …)
         self.decode_batch = max(1, decode_batch)
         self.last_images: Optional[torch.Tensor] = None
 
@@ -245,9 +245,10 @@ class RewardPipeline:
                 b, t, h, w, c = images.shape
                 images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
             parts.append(images.to(comfy.model_management.intermediate_device()).float())
-        # Decoding may have moved the UNet off the device to make room; sampling continues right after.
-        if self.model_patcher is not None:
-            comfy.model_management.load_models_gpu([self.model_patcher])
+        # Decoding may have moved the UNet (or a ControlNet) off the device to make room; sampling continues
+        # right after, so put back everything the sampler had loaded (a no-op when nothing moved).
+        if self.sampling_models:
+            comfy.model_management.load_models_gpu(self.sampling_models)
         return torch.cat(parts, dim=0)
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
@@ -293,7 +294,9 @@ def fk_sampler_function(spec: FKRunSpec, outcome: FKRunOutcome, ksampler_object)
             model.inner_model = ChunkedModel(guider, chunk)
             notes.append(f"particles evaluated in chunks of {chunk}")
 
-        pipeline = RewardPipeline(spec, base_model, model_patcher, spec.decode_batch or chunk)
+        sampling_models = ([model_patcher] if model_patcher is not None else []) + \
+            list(getattr(guider, "loaded_models", None) or [])
+        pipeline = RewardPipeline(spec, base_model, sampling_models, spec.decode_batch or chunk)
         seed = extra_args.get("seed")
         segment_index = [0]
 
@@ -323,7 +326,7 @@ def fk_sampler_function(spec: FKRunSpec, outcome: FKRunOutcome, ksampler_object)
         outcome.chosen_index = result.pick(spec.config.output, generator)
         outcome.notes = notes
         if spec.on_finish is not None:
-            spec.on_finish(outcome)
+            spec.on_finish(result)
         samples = result.samples
         if spec.returns == "chosen":
             return samples[outcome.chosen_index:outcome.chosen_index + 1]
@@ -345,7 +348,8 @@ def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> 
     """Turn the one noised latent ComfyUI prepared into N particles with independent noise (SAMPLER path).
 
     Particle 0 keeps ComfyUI's own noise (so N = 1 equals plain sampling); the others draw noise from a
-    generator seeded with the sampling seed. Inpainting state (noise, latent, mask) is expanded alongside.
+    generator seeded with the sampling seed (none when ComfyUI's noise is all zero, i.e. add_noise off).
+    Inpainting state (noise, latent, mask) is expanded alongside.
     """
     if n == 1:
         return x
@@ -356,6 +360,10 @@ def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> 
     seed = extra_args.get("seed")
     gen = torch.Generator().manual_seed(int(seed if seed is not None else 0) % (2**63))
     extra = torch.randn((n - 1,) + tuple(base_noise.shape[1:]), generator=gen, dtype=torch.float32)
+    if not bool(torch.any(base_noise != 0)):
+        # add_noise disabled (e.g. the second pass of a split schedule): the latent already carries its noise,
+        # so the particles start as copies and the stochastic sampler makes them diverge.
+        extra = torch.zeros_like(extra)
     noise = torch.cat([base_noise, extra.to(base_noise.device, base_noise.dtype)], dim=0)
     latent_n = latent.expand(n, *latent.shape[1:]).clone()
     model_sampling = model.inner_model.inner_model.model_sampling
@@ -368,6 +376,17 @@ def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> 
     if torch.is_tensor(mask) and mask.shape[0] not in (1, n):
         raise FKError(f"noise mask batch {mask.shape[0]} does not match one latent")
     return x_n
+
+
+def chunked_memory_estimate(chunk: int):
+    """PREPARE_SAMPLING wrapper: ComfyUI sizes its memory reservation for the batch it will really run (one
+    chunk of particles), not for all N at once, so large N does not force the model into low-VRAM mode."""
+
+    def wrapper(executor, model, noise_shape, conds, model_options=None):
+        shape = (min(chunk, noise_shape[0]),) + tuple(noise_shape[1:])
+        return executor(model, shape, conds, model_options=model_options)
+
+    return wrapper
 
 
 def make_fk_ksampler(spec: FKRunSpec) -> tuple[comfy.samplers.KSAMPLER, FKRunOutcome]:

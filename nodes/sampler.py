@@ -14,6 +14,7 @@ import torch
 from comfy_api.latest import io, ui
 
 import comfy.model_management
+import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
@@ -22,8 +23,10 @@ from ..fk_core import FKConfig, FKError
 from ..fk_core.contact_sheet import contact_sheet
 from .fk_sampling import (
     FKRunSpec,
+    automatic_chunk,
     check_raw_conditioning,
     choose_inner_sampler,
+    chunked_memory_estimate,
     make_fk_ksampler,
     reward_order,
 )
@@ -35,8 +38,11 @@ FKReward = io.Custom("FK_REWARD")
 CATEGORY = "sampling/fk steering"
 MAX_PARTICLES = 256
 
-# Live-UI hook (owner: web helper, nodes/live.py). The lead wires a LiveReporter here at merge:
-# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(outcome))`` or None.
+# >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
+# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
+#   event: fk_core PotentialStep (event.x0 = the scored x0 batch, before resampling);
+#   images: the decoded x0 images [N,H,W,C] the reward just scored (no second decode);
+#   result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
 
 
@@ -143,10 +149,15 @@ class FKParticleSampler(io.ComfyNode):
         sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=choice.used,
                                          scheduler=scheduler, denoise=denoise,
                                          model_options=model.model_options).sigmas
+        chunk = int(particle_chunk or 0) or automatic_chunk(model, latent_n)
+        chunk = max(1, min(chunk, particles))
+        if chunk < particles:
+            model = model.clone()
+            model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
+                                       chunked_memory_estimate(chunk))
         on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=int(particle_chunk or 0),
-                         on_potential_step=on_step, on_finish=on_finish)
+                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
         fk_sampler, outcome = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
@@ -208,6 +219,7 @@ class FKSampler(io.ComfyNode):
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
             ],
             outputs=[io.Sampler.Output(display_name="sampler")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -218,8 +230,10 @@ class FKSampler(io.ComfyNode):
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
+        on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=True, returns=returns, chunk=int(particle_chunk or 0))
+                         expand=True, returns=returns, chunk=int(particle_chunk or 0),
+                         on_potential_step=on_step, on_finish=on_finish)
         fk_sampler, _outcome = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 PACK_MODULE_NAME = "fk_steering"
+TEST_NODES_DIR = Path(__file__).resolve().parent / "host_nodes" / "fk_test_nodes"  # FK_REWARD without weights
 HOST_MISSING_REASON = (
     "ComfyUI host not found: set COMFYUI_PATH, put this pack in ComfyUI/custom_nodes, or install ~/comfy/ComfyUI"
 )
@@ -465,13 +466,15 @@ class ComfyServer:
     """
 
     def __init__(self, comfy_dir: Path, base_dir: Path, pack_dir: Path = PACK_DIR,
-                 pack_name: str = PACK_MODULE_NAME, python: str = sys.executable, extra_args=()):
+                 pack_name: str = PACK_MODULE_NAME, python: str = sys.executable, extra_args=(),
+                 extra_packs=(TEST_NODES_DIR,)):
         self.comfy_dir = Path(comfy_dir)
         self.base = Path(base_dir)
         self.pack_dir = Path(pack_dir)
         self.pack_name = pack_name
         self.python = python
         self.extra_args = list(extra_args)
+        self.extra_packs = [Path(p) for p in extra_packs]
         self.port = None
         self.proc = None
         self.client_id = str(uuid.uuid4())
@@ -489,9 +492,11 @@ class ComfyServer:
     def prepare(self) -> None:
         for sub in ("custom_nodes", "models/checkpoints", "input", "output", "temp", "user"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        link = self.base / "custom_nodes" / self.pack_name
-        if not link.exists():
-            link.symlink_to(self.pack_dir.resolve(), target_is_directory=True)
+        links = {self.pack_name: self.pack_dir, **{p.name: p for p in self.extra_packs}}
+        for name, target in links.items():
+            link = self.base / "custom_nodes" / name
+            if not link.exists():
+                link.symlink_to(Path(target).resolve(), target_is_directory=True)
 
     # -- life cycle
     def start(self, timeout: float = 120.0) -> None:

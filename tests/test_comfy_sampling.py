@@ -125,24 +125,36 @@ def test_no_extra_model_evaluations(comfy_nodes, fk, tiny_models, vae, sampler, 
     """FK(N) evaluates the model exactly as often as plain sampling of the same N-batch (CFG included)."""
     import torch
 
+    n = 6
     plain_model, plain = comfy_host.counting_model(tiny_models("eps"))
     with torch.inference_mode():
         comfy_nodes.KSampler().sample(plain_model, 1, STEPS, cfg, sampler, "normal",
                                       comfy_host.tiny_conditioning(), comfy_host.tiny_conditioning(seed=1),
-                                      comfy_host.empty_latent(N, SIZE))
+                                      comfy_host.empty_latent(n, SIZE))
     fk_model, steered = comfy_host.counting_model(tiny_models("eps"))
-    out = run_node(fk, fk_model, vae, comfy_host.ModeReward(vae, SIZE), sampler=sampler, cfg=cfg)
+    out = run_node(fk, fk_model, vae, comfy_host.ModeReward(vae, SIZE), sampler=sampler, cfg=cfg, particles=n)
     assert len(out["trace"]["steps"]) >= 3  # potential steps really happened
     assert steered.rows == plain.rows
     assert steered.calls == plain.calls
 
 
-def test_chunking_splits_batch_without_extra_evaluations(fk, oracle_model, vae):
+def test_chunking_splits_batch_without_extra_evaluations(fk, oracle_model, vae, monkeypatch):
+    import comfy.sampler_helpers
+
+    estimated = []
+    real_estimate = comfy.sampler_helpers.estimate_memory
+
+    def spy(model, noise_shape, conds):
+        estimated.append(tuple(noise_shape))
+        return real_estimate(model, noise_shape, conds)
+
+    monkeypatch.setattr(comfy.sampler_helpers, "estimate_memory", spy)
     model, counter = oracle_model("eps")
-    n, chunk = 24, 8
+    n, chunk = 12, 4
     out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), particles=n, chunk=chunk)
     assert counter.rows == STEPS * n
     assert max(counter.batch_sizes) <= chunk
+    assert estimated and estimated[0][0] == chunk  # ComfyUI reserves memory for one chunk, not all N
     assert out["trace"]["particle_chunk"] == chunk
     assert out["all"].shape[0] == n
 
@@ -213,7 +225,7 @@ def test_live_hook_gets_already_decoded_images(fk, oracle_model, vae, monkeypatc
 
     def factory(node_id):
         return (lambda event, images: seen.append((event.step, images.shape[0], event.x0 is not None)),
-                lambda outcome: finished.append(outcome.result.best_index))
+                lambda result: finished.append(result.best_index))
 
     monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", factory)
     out = run_node(fk, model, vae, reward, particles=4)
@@ -297,3 +309,49 @@ def test_node_refuses_bad_inputs(fk, oracle_model, vae, change, message):
     reward = kwargs.pop("reward")
     with pytest.raises(fk.fk_core.FKError, match=message):
         run_node(fk, model, vae, reward, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------- selector
+
+
+def test_potential_selector_builds_config(fk):
+    out = fk.nodes.potential.FKPotentialSelector.execute(
+        potential="max", every_n_steps=3, window_start=0.2, window_end=0.8, ess_threshold=0.5,
+        resampling="residual", output="draw from final weights", **{"lambda": 4.0}).result[0]
+    assert isinstance(out, fk.fk_core.FKConfig)
+    assert (out.potential, out.lmbda, out.every, out.window, out.ess_threshold, out.resampling, out.output) == \
+        ("max", 4.0, 3, (0.2, 0.8), 0.5, "residual", "sample")
+    off = fk.nodes.potential.FKPotentialSelector.execute(
+        potential="diff", every_n_steps=1, window_start=0.0, window_end=1.0, ess_threshold=0.0,
+        resampling="systematic", output="best reward", **{"lambda": 1.0}).result[0]
+    assert off.ess_threshold is None and off.output == "best"
+    assert "window_start" in fk.nodes.potential.FKPotentialSelector.validate_inputs(window_start=0.9,
+                                                                                    window_end=0.1)
+
+
+def test_lambda_zero_changes_nothing_but_the_pick(comfy_nodes, fk, oracle_model, vae):
+    """With lambda 0 the weights stay uniform: FK is plain sampling of N particles (both modes populated)."""
+    model, _ = oracle_model("eps")
+    out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), potential=fk.fk_core.FKConfig(lmbda=0.0, every=3))
+    share = sum(r > 0 for r in out["trace"]["final_rewards"]) / N
+    assert 0.15 <= share <= 0.85  # Binomial(16, 1/2)
+
+
+def test_sampler_path_without_added_noise_starts_from_copies(fk, oracle_model, vae):
+    """SamplerCustom with add_noise off: no extra noise is invented; the stochastic sampler diversifies."""
+    import comfy.samplers
+    import torch
+    from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+    model, counter = oracle_model("eps")
+    fk_sampler = fk.nodes.sampler.FKSampler.execute(
+        vae=vae, reward=comfy_host.ModeReward(vae, SIZE), particles=4, sampler_name="euler_ancestral",
+        potential=fk.fk_core.FKConfig(lmbda=1.0, every=2), **{"return": "all particles (sorted by reward)"}).result[0]
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 4)
+    start = {"samples": torch.full((1, 4, SIZE, SIZE), 0.5)}
+    with torch.inference_mode():
+        out, _ = SamplerCustom().sample(model, False, 0, 1.0, comfy_host.tiny_conditioning(),
+                                        comfy_host.tiny_conditioning(), fk_sampler, sigmas, start)
+    samples = out["samples"]
+    assert samples.shape[0] == 4 and counter.rows == 4 * 4
+    assert not torch.equal(samples[0], samples[1])

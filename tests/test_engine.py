@@ -57,7 +57,7 @@ def test_potential_step_reuses_its_x0_for_the_next_step():
         return out
 
     res = steer(den, SIGMAS, noise(4), lambda x: (seen_by_reward.append(x.clone()), x @ A)[1],
-                FKConfig(lmbda=0.0, every=3))
+                FKConfig(lmbda=0.0, every=3, window=(0.0, 1.0)))
     # potential steps 1, 4, 7: the reward saw exactly the x0 the model produced at those steps (one call each)
     assert len(seen_by_step) == 10 and len(seen_by_reward) == 3 + 1
     for k, x0 in zip([1, 4, 7], seen_by_reward):
@@ -77,7 +77,7 @@ def test_same_seed_same_result_and_different_seed_differs():
 
 
 def test_trace_records_every_potential_step_and_a_consistent_lineage():
-    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0, every=2))
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0, every=2, window=(0.0, 1.0)))
     tr = res.trace
     assert [s.step for s in tr.steps] == [1, 3, 5, 7, 9]
     for s in tr.steps:

@@ -1,8 +1,10 @@
 """Rare attribute: FK with 8 particles finds a property 0.3% of samples have far more often than best-of-8.
 
-Measured with these settings (50 Euler-ancestral steps, λ = 30, potential at every step, 150 runs):
-see the assertion messages and README's table (bench/bench_engine.py) for the numbers.
-The bounds are 5 binomial standard errors away from the measured rates (σ ≤ 4.1% at 150 runs).
+Settings: 2-D two-mode mixture, attribute a·x > c held by 0.3% of p0, reward sigmoid((a·x − c)/0.5), 50
+Euler-ancestral steps, λ = 30, potential `max` at every step. bench/bench_engine.py measured (200 runs):
+best-of-8 0.5%, FK-8 99.5% (diff 89.5%, sum 100%, immediate 100%). The FK paper's anchor is 3.7% → 69.7%.
+Bounds: FK ≥ 85% is over 5 binomial standard errors below the measured rate even at p = 0.9 (σ = 2.4% for
+150 runs); best-of-8 ≤ 6% is 5σ above its expected 2.4% for the exact model (σ = 1.3%).
 """
 
 import pytest
@@ -38,5 +40,5 @@ def test_fk_beats_best_of_n_by_a_wide_margin():
     best_of_8 = hit_rate(FKConfig(lmbda=0.0))
     fk = hit_rate(FKConfig(potential="max", lmbda=30.0))
     assert best_of_8 <= 0.06, f"best-of-8 hit rate {best_of_8:.1%}"  # ≈2.4% expected from p0's 0.3%
-    assert fk >= 0.40, f"FK max hit rate {fk:.1%}"
-    assert fk >= best_of_8 + 0.35, f"FK {fk:.1%} vs best-of-8 {best_of_8:.1%}"
+    assert fk >= 0.85, f"FK max hit rate {fk:.1%}"
+    assert fk >= best_of_8 + 0.75, f"FK {fk:.1%} vs best-of-8 {best_of_8:.1%}"

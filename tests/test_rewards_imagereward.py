@@ -124,7 +124,9 @@ PROMPTS = [
 
 def test_parity_with_original_imagereward_package(tmp_path):
     """Full-size BLIP ViT-L/16 (the package hard-codes it) with a 2-layer med encoder (allowed by its
-    med_config): the original package builds, saves and scores; we load its file and score the same inputs.
+    med_config): the original package builds, saves and scores; we load its file and score the same inputs:
+    the whole public path (tokenizer + PIL preprocessing + network) on 224 px images, and the network alone
+    (score_gard) on 320 px images resized by our torch preprocessing.
     Tolerance 1e-4 is the issue's requirement; fp32 kernels differ by ~1e-6 per layer."""
     python = reference_python()
     if python is None:
@@ -147,18 +149,20 @@ def test_parity_with_original_imagereward_package(tmp_path):
                          check=False, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"reference run failed:\n{run.stderr[-3000:]}"
     reference = json.loads((tmp_path / "reference.json").read_text())
+    print("reference stage seconds:", reference["seconds"])
 
     ours = load_imagereward(tmp_path / "ImageReward.pt", med, vocab)
-    images01 = uint8_images.float() / 255.0
     with torch.no_grad():
         for prompt in PROMPTS:
-            ids, _ = ours.tokenize(prompt)
+            ids, mask = ours.tokenize(prompt)
             assert ids[0].tolist() == reference["token_ids"][prompt]
-            expected_pil = torch.tensor(reference["pil"][prompt])
-            assert len(set(expected_pil.tolist())) == 3, "reference scores must differ per image"
-            torch.testing.assert_close(ours.score(images01, prompt), expected_pil, atol=1e-4, rtol=0)
-            if prompt in reference["rank"]:
-                torch.testing.assert_close(torch.tensor(reference["rank"][prompt]), expected_pil, atol=1e-4, rtol=0)
+        first = PROMPTS[0]
+        expected_pil = torch.tensor(reference["pil"][first])
+        assert len(set(expected_pil.tolist())) == len(expected_pil), "reference scores must differ per image"
+        torch.testing.assert_close(ours.score(uint8_images.float() / 255.0, first), expected_pil, atol=1e-4, rtol=0)
+        for prompt in PROMPTS[1:]:
             ids, mask = ours.tokenize(prompt)
             direct = ours.net(pixels, ids.expand(2, -1), mask.expand(2, -1))
-            torch.testing.assert_close(direct, torch.tensor(reference["grad"][prompt]), atol=1e-4, rtol=0)
+            expected = torch.tensor(reference["grad"][prompt])
+            assert not torch.allclose(expected, expected[:1].expand(2))
+            torch.testing.assert_close(direct, expected, atol=1e-4, rtol=0)
