@@ -14,6 +14,7 @@ import torch
 import web_browser as wb
 from fk_trace_fixtures import load_pack_file
 
+from fk_core.charts import lineage_paths, reward_history
 from fk_core.schedule import potential_steps
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
@@ -39,6 +40,16 @@ def page(browser, comfy_server):
     page = browser.open_comfy(comfy_server)
     yield page
     page.close()
+
+
+def js_fmt(v) -> str:
+    """Python twin of fmt() in web/fk_live.js."""
+    if v is None or v != v or v in (float("inf"), float("-inf")):
+        return "—"
+    if v != 0 and (abs(v) < 0.01 or abs(v) >= 1000):
+        mantissa, exponent = f"{v:.2e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}"
+    return f"{v:.3f}"
 
 
 def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0) -> str:
@@ -156,14 +167,20 @@ def test_live_view_end_to_end(browser, page, comfy_server):
     assert any("dropped none" not in line for line in a["eventLines"]), a["eventLines"]
 
     # lineage: clicking another final particle selects it and shows its reward history
-    before = int(a["selected"])
-    target = (before + 3) % 8
+    best = int(a["selected"])  # the best particle is selected after the run
+    target = (best + 3) % 8
     show_all(page, 1.0, (-700, -300))
     click_final_particle(page, first, target)
     after = wb.view_state(page, first)
     assert after["selected"] == str(target)
     assert after["detail"].startswith(f"#{target} (from initial #")
     assert after["detail"].count("→") == EXPECTED_POTENTIAL_STEPS  # one reward per potential step + final
+    # the browser's lineage walk and reward history agree with fk_core.charts on the same trace
+    trace = page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace", first)
+    origin = lineage_paths(trace)[target][0]
+    history = " → ".join(js_fmt(v) for v in reward_history(trace, target))
+    assert after["detail"] == f"#{target} (from initial #{origin}" + (", best" if target == best else "") + \
+        f") rewards: {history}"
     wb.screenshot(page.locator(".fk-live").first, "browser-03-node-after-click.png")
     wb.screenshot(page, "browser-03-after-click.png")
 
