@@ -204,6 +204,7 @@ class LiveView {
     this.accept(data);
     this.state = "running";
     this.addSteps(data.steps);
+    if ((data.steps || []).some((s) => s.resampled)) this.flash();
     if (data.thumbs) {
       this.thumbs = data.thumbs;
       this.thumbsVersion = ++spriteCounter; // unique across runs and nodes
@@ -232,6 +233,14 @@ class LiveView {
     }
     if (this.state === "running") this.state = "cancelled";
     this.scheduleDraw();
+  }
+
+  // a short pulse on the gallery marks each resampling as it happens
+  flash() {
+    const g = this.gallery;
+    g.classList.remove("fk-flash");
+    void g.offsetWidth; // restart the CSS animation
+    g.classList.add("fk-flash");
   }
 
   scheduleDraw() {
