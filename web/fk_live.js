@@ -193,11 +193,12 @@ class LiveView {
       .filter(([, c]) => c > 1)
       .map(([j, c]) => `#${j}×${c}`);
     const dropped = s.dropped.map((j) => `#${j}`);
-    return {
-      step: s.step,
-      text: `step ${s.step}: dropped ${dropped.length ? dropped.join(" ") : "none"}` +
-        (copied.length ? ` · copied ${copied.join(" ")}` : ""),
-    };
+    const full = `step ${s.step}: dropped ${dropped.length ? dropped.join(" ") : "none"}` +
+      (copied.length ? ` · copied ${copied.join(" ")}` : "");
+    // many particles: a count on the line, the full list in the tooltip
+    const text = dropped.length + copied.length <= 10 ? full
+      : `step ${s.step}: dropped ${dropped.length} · copied ${copied.length} (up to ×${Math.max(...s.copies)})`;
+    return { step: s.step, text, full };
   }
 
   onStep(data) {
@@ -298,6 +299,7 @@ class LiveView {
     }
     const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
     g.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+    g.classList.toggle("fk-many", n > 16); // small tiles: rewards move to the tooltip
     // badges and rewards from the step the thumbnails show, so picture and numbers agree
     const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
     const t = this.thumbs;
@@ -333,7 +335,11 @@ class LiveView {
 
   drawEvents() {
     const box = this.events;
-    box.replaceChildren(...this.eventLog.slice(-3).map((e) => el("div", "fk-live-event", e.text)));
+    box.replaceChildren(...this.eventLog.slice(-3).map((e) => {
+      const line = el("div", "fk-live-event", e.text);
+      line.title = e.full;
+      return line;
+    }));
     box.dataset.count = String(this.eventLog.length);
     box.hidden = this.eventLog.length === 0;
   }
