@@ -268,22 +268,31 @@ class LiveReporter:
 
 
 def live_callbacks(node_id: Any, **reporter_options) -> tuple[Callable, Callable]:
-    """``(on_potential_step(event, images), on_finish(outcome))`` for the sampler adapter's live-UI hook.
+    """``(on_potential_step(event, images), on_finish(result))`` for the sampler adapter's live-UI hook.
 
-    The reporter is made at the first call, when the number of particles is known from the event."""
+    A reporter (one "run" for the front end) is made at the first potential step, when N is known. The FK
+    Sampler (SAMPLER) node's callbacks can serve several runs (ComfyUI caches the SAMPLER): a new reporter
+    starts after each finish, and when the step index goes back (a run that was cancelled before finishing).
+    """
     state: dict = {}
 
-    def reporter(particles: int) -> LiveReporter:
-        if "reporter" not in state:
-            state["reporter"] = LiveReporter(node_id, particles, **reporter_options)
-        return state["reporter"]
+    def reporter(particles: int, step: Optional[int] = None) -> LiveReporter:
+        current = state.get("reporter")
+        restarted = step is not None and state.get("last_step") is not None and step <= state["last_step"]
+        if current is None or restarted or current.particles != particles:
+            current = state["reporter"] = LiveReporter(node_id, particles, **reporter_options)
+        if step is not None:
+            state["last_step"] = step
+        return current
 
     def on_potential_step(event: Any, images: Optional[torch.Tensor] = None) -> None:
-        reporter(len(event.rewards)).potential_step(event, images)
+        reporter(len(event.rewards), int(event.step)).potential_step(event, images)
 
-    def on_finish(outcome: Any) -> None:
-        result = getattr(outcome, "result", outcome)
-        if result is not None:
-            reporter(int(result.trace.num_particles)).finished(outcome)
+    def on_finish(result: Any) -> None:
+        fk_result = getattr(result, "result", result)  # an FKResult, or an outcome holding one
+        if fk_result is None:
+            return
+        reporter(int(fk_result.trace.num_particles)).finished(result)
+        state.clear()  # the next run gets a new reporter (and a new run id)
 
     return on_potential_step, on_finish

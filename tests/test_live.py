@@ -265,3 +265,20 @@ def test_live_callbacks_match_the_sampler_hook():
     assert rec.events[0][1]["particles"] == 4 and "thumbs" in rec.events[0][1]
     (done,) = rec.of(EVENT_DONE)
     assert done["chosen_index"] == 2 and done["best_index"] == result.best_index and done["node"] == "9"
+
+
+def test_live_callbacks_start_a_new_run_when_reused():
+    """FK Sampler's cached SAMPLER reuses the callbacks: each run (finished or not) gets its own run id."""
+    rec = Recorder()
+    on_step, on_finish = live.live_callbacks("9", send=rec, clock=FakeClock(), max_events_per_second=0)
+    first = toy_run(particles=4, steps=8, every=2, on_potential_step=lambda e: on_step(e))
+    on_finish(first)  # a plain FKResult (the adapter's current contract)
+    toy_run(particles=4, steps=8, every=2, on_potential_step=lambda e: on_step(e))  # cancelled: no finish
+    third = toy_run(particles=4, steps=8, every=2, seed=1, on_potential_step=lambda e: on_step(e))
+    on_finish(third)
+    runs = [d["run"] for _, d in rec.events]
+    per_run = {r: [e for e, d in rec.events if d["run"] == r] for r in dict.fromkeys(runs)}
+    assert len(per_run) == 3
+    steps_per_run = len(first.trace.steps)
+    assert [len(v) for v in per_run.values()] == [steps_per_run + 1, steps_per_run, steps_per_run + 1]
+    assert all(v[-1] == EVENT_DONE for i, v in enumerate(per_run.values()) if i != 1)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import web_browser as wb
+from fk_trace_fixtures import load_pack_file
 
+from fk_core.charts import lineage_paths, reward_history
 from fk_core.schedule import potential_steps
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
@@ -37,6 +40,16 @@ def page(browser, comfy_server):
     page = browser.open_comfy(comfy_server)
     yield page
     page.close()
+
+
+def js_fmt(v) -> str:
+    """Python twin of fmt() in web/fk_live.js."""
+    if v is None or v != v or v in (float("inf"), float("-inf")):
+        return "—"
+    if v != 0 and (abs(v) < 0.01 or abs(v) >= 1000):
+        mantissa, exponent = f"{v:.2e}".split("e")
+        return f"{mantissa}e{int(exponent):+d}"
+    return f"{v:.3f}"
 
 
 def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0) -> str:
@@ -154,14 +167,20 @@ def test_live_view_end_to_end(browser, page, comfy_server):
     assert any("dropped none" not in line for line in a["eventLines"]), a["eventLines"]
 
     # lineage: clicking another final particle selects it and shows its reward history
-    before = int(a["selected"])
-    target = (before + 3) % 8
+    best = int(a["selected"])  # the best particle is selected after the run
+    target = (best + 3) % 8
     show_all(page, 1.0, (-700, -300))
     click_final_particle(page, first, target)
     after = wb.view_state(page, first)
     assert after["selected"] == str(target)
     assert after["detail"].startswith(f"#{target} (from initial #")
     assert after["detail"].count("→") == EXPECTED_POTENTIAL_STEPS  # one reward per potential step + final
+    # the browser's lineage walk and reward history agree with fk_core.charts on the same trace
+    trace = page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace", first)
+    origin = lineage_paths(trace)[target][0]
+    history = " → ".join(js_fmt(v) for v in reward_history(trace, target))
+    assert after["detail"] == f"#{target} (from initial #{origin}" + (", best" if target == best else "") + \
+        f") rewards: {history}"
     wb.screenshot(page.locator(".fk-live").first, "browser-03-node-after-click.png")
     wb.screenshot(page, "browser-03-after-click.png")
 
@@ -170,6 +189,10 @@ def test_live_view_end_to_end(browser, page, comfy_server):
     charts_node = page.evaluate("() => String(window.app.graph.findNodesByType('FKTraceCharts')[0].id)")
     outputs = [h["outputs"].get(charts_node) for h in history.values() if charts_node in h.get("outputs", {})]
     assert outputs and len(outputs[-1]["images"]) == 2
+    for name, image in zip(("reward-chart", "lineage"), outputs[-1]["images"]):
+        png = comfy_server.view_image(image)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        (wb.ARTIFACTS / f"server-{name}.png").write_bytes(png)
     assert browser.our_errors() == []
 
 
@@ -210,3 +233,15 @@ def test_bad_or_foreign_events_are_ignored_quietly(browser, page, comfy_server):
     page.wait_for_timeout(200)
     state = wb.view_state(page, node)
     assert (state["tiles"], state["dropped"], state["copied"], state["chartPoints"]) == (2, 1, 1, 1)
+
+    # a new run on the same node starts from scratch; its thumbnails come from the sprite
+    sprite = load_pack_file("nodes/live.py").encode_sprite(torch.rand(3, 16, 16, 3), 16, 64_000)
+    step = {**good["steps"][0], "rewards": [0.1, 0.2, 0.3], "log_weights": [-1.1, -1.1, -1.1],
+            "ancestors": [0, 1, 2], "copies": [1, 1, 1], "dropped": [], "resampled": False, "invalid": []}
+    new_run = {"node": node, "run": "r3", "particles": 3, "num_steps": 4, "steps": [step], "thumbs": sprite,
+               "thumbs_step": 2}
+    page.evaluate("(d) => window.comfyAPI.api.api.dispatchCustomEvent('fk_steering.step', d)", new_run)
+    page.wait_for_timeout(300)
+    state = wb.view_state(page, node)
+    assert (state["tiles"], state["tilesWithImage"], state["steps"], state["events"]) == (3, 3, 1, 0)
+    assert (state["dropped"], state["copied"]) == (0, 0)

@@ -57,7 +57,7 @@ def test_sampler_hook_sends_steps_thumbnails_and_done(run):
     (done,) = [d for e, d in rec.events if e == "fk_steering.done"]
     assert done["node"] == "42" and done["particles"] == N
     assert done["trace"]["origin"] == trace["origin"]
-    assert done["chosen_index"] == trace["chosen_index"]
+    assert done["best_index"] == trace["best_index"]
     assert done["trace"]["final_rewards"] == pytest.approx(trace["final_rewards"], rel=1e-3)
 
 
@@ -73,3 +73,39 @@ def test_trace_charts_node_bad_input_message(run):
     fk, _, _ = run
     with pytest.raises(ValueError, match="FK Trace Charts: not an FK steering trace"):
         fk.nodes.charts.FKTraceCharts.execute(trace='{"a": 1}', width=320, height=200, highlight=-1)
+
+
+def test_fk_sampler_reports_every_run_of_its_cached_sampler(fk_pack, tiny_models, tiny_vae):
+    """FK Sampler (a SAMPLER for SamplerCustom) is made once and may serve several prompts: every run shows
+    up in the live view as its own run, each ending with the whole trace."""
+    import comfy.samplers
+    import torch
+    from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+    fk = fk_pack
+    rec = Recorder()
+    hooks = fk.nodes.sampler.LIVE_HOOKS
+    saved = hooks["factory"]
+    hooks["factory"] = lambda node_id: fk.nodes.live.live_callbacks("17", send=rec, max_events_per_second=0)
+    try:
+        model, _ = comfy_host.install_oracle(tiny_models("eps"))
+        with torch.inference_mode():
+            fk_sampler = fk.nodes.sampler.FKSampler.execute(
+                vae=tiny_vae, reward=comfy_host.ModeReward(tiny_vae, SIZE), particles=4,
+                sampler_name="euler_ancestral", particle_chunk=0,
+                potential=fk.fk_core.FKConfig(lmbda=20.0, every=2), **{"return": "best particle"}).result[0]
+            sampling = model.get_model_object("model_sampling")
+            sigmas = comfy.samplers.calculate_sigmas(sampling, "normal", STEPS)
+            for seed in (1, 2):  # the same SAMPLER object, two prompts
+                SamplerCustom().sample(model, True, seed, 1.0, comfy_host.tiny_conditioning(),
+                                       comfy_host.tiny_conditioning(seed=1), fk_sampler, sigmas,
+                                       comfy_host.empty_latent(1, SIZE))
+    finally:
+        hooks["factory"] = saved
+    runs = list(dict.fromkeys(d["run"] for _, d in rec.events))
+    assert len(runs) == 2
+    for run in runs:
+        kinds = [e for e, d in rec.events if d["run"] == run]
+        assert kinds[-1] == "fk_steering.done" and kinds.count("fk_steering.step") >= 1
+        done = [d for e, d in rec.events if d["run"] == run and e == "fk_steering.done"][0]
+        assert done["node"] == "17" and done["trace"]["num_particles"] == 4

@@ -14,8 +14,11 @@ import { api } from "../../scripts/api.js";
 const NODE_TYPES = new Set(["FKParticleSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: "fk_steering.cancelled" };
 const WIDGET_NAME = "fk_live_view";
-const MIN_HEIGHT = 560;
+const MIN_HEIGHT = 560; // gallery + chart + lineage
+const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
+const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
 
+let spriteCounter = 0;
 const views = new Set(); // every live view on the canvas (several FK nodes per graph are fine)
 
 function loadStyles() {
@@ -156,6 +159,7 @@ class LiveView {
     this.steps = [];
     this.byStep = new Map();
     this.thumbs = null;
+    this.thumbsVersion = 0;
     this.thumbsStep = null;
     this.trace = null;
     this.bestIndex = null;
@@ -166,7 +170,11 @@ class LiveView {
   }
 
   accept(data) {
-    if (data.run !== this.run) this.reset(data.run);
+    if (data.run !== this.run) {
+      const wasIdle = this.state === "idle";
+      this.reset(data.run);
+      if (wasIdle) requestAnimationFrame(() => fitNode(this.node));
+    }
     this.particles = data.particles ?? this.particles;
     this.numSteps = data.num_steps ?? this.numSteps;
   }
@@ -185,19 +193,22 @@ class LiveView {
       .filter(([, c]) => c > 1)
       .map(([j, c]) => `#${j}×${c}`);
     const dropped = s.dropped.map((j) => `#${j}`);
-    return {
-      step: s.step,
-      text: `step ${s.step}: dropped ${dropped.length ? dropped.join(" ") : "none"}` +
-        (copied.length ? ` · copied ${copied.join(" ")}` : ""),
-    };
+    const full = `step ${s.step}: dropped ${dropped.length ? dropped.join(" ") : "none"}` +
+      (copied.length ? ` · copied ${copied.join(" ")}` : "");
+    // many particles: a count on the line, the full list in the tooltip
+    const text = dropped.length + copied.length <= 10 ? full
+      : `step ${s.step}: dropped ${dropped.length} · copied ${copied.length} (up to ×${Math.max(...s.copies)})`;
+    return { step: s.step, text, full };
   }
 
   onStep(data) {
     this.accept(data);
     this.state = "running";
     this.addSteps(data.steps);
+    if ((data.steps || []).some((s) => s.resampled)) this.flash();
     if (data.thumbs) {
       this.thumbs = data.thumbs;
+      this.thumbsVersion = ++spriteCounter; // unique across runs and nodes
       this.thumbsStep = data.thumbs_step;
     }
     this.scheduleDraw();
@@ -225,6 +236,14 @@ class LiveView {
     this.scheduleDraw();
   }
 
+  // a short pulse on the gallery marks each resampling as it happens
+  flash() {
+    const g = this.gallery;
+    g.classList.remove("fk-flash");
+    void g.offsetWidth; // restart the CSS animation
+    g.classList.add("fk-flash");
+  }
+
   scheduleDraw() {
     if (this.pending) return;
     this.pending = true;
@@ -244,6 +263,7 @@ class LiveView {
     r.dataset.steps = String(this.steps.length);
     // visibility first: it changes the canvases' sizes, which the drawing below reads
     this.lineage.closest(".fk-live-panel").hidden = !this.trace;
+    this.chart.closest(".fk-live-panel").hidden = this.state === "idle";
     this.drawStatus();
     this.drawGallery();
     this.drawEvents();
@@ -279,15 +299,20 @@ class LiveView {
     }
     const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
     g.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+    g.classList.toggle("fk-many", n > 16); // small tiles: rewards move to the tooltip
     // badges and rewards from the step the thumbnails show, so picture and numbers agree
     const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
     const t = this.thumbs;
+    // the sprite (one JPEG with every thumbnail) is set once on the gallery; tiles show their cell of it
+    if (t && g.fkSpriteVersion !== this.thumbsVersion) {
+      g.style.setProperty("--fk-sprite", `url("${t.sprite}")`);
+      g.fkSpriteVersion = this.thumbsVersion;
+    }
     [...g.children].forEach((tile, i) => {
       const thumb = tile.children[0];
       if (t) {
         const c = i % t.cols;
         const row = Math.floor(i / t.cols);
-        thumb.style.backgroundImage = `url("${t.sprite}")`;
         thumb.style.backgroundSize = `${t.cols * 100}% ${t.rows * 100}%`;
         thumb.style.backgroundPosition = `${t.cols > 1 ? (c / (t.cols - 1)) * 100 : 0}% ` +
           `${t.rows > 1 ? (row / (t.rows - 1)) * 100 : 0}%`;
@@ -310,7 +335,11 @@ class LiveView {
 
   drawEvents() {
     const box = this.events;
-    box.replaceChildren(...this.eventLog.slice(-3).map((e) => el("div", "fk-live-event", e.text)));
+    box.replaceChildren(...this.eventLog.slice(-3).map((e) => {
+      const line = el("div", "fk-live-event", e.text);
+      line.title = e.full;
+      return line;
+    }));
     box.dataset.count = String(this.eventLog.length);
     box.hidden = this.eventLog.length === 0;
   }
@@ -329,7 +358,9 @@ class LiveView {
     ctx.fillRect(0, 0, w, h);
     const pts = this.steps.map((s) => ({ x: s.step, q: quantiles(s.rewards), s }));
     const finalQ = this.trace?.final_rewards ? quantiles(this.trace.final_rewards) : null;
-    const xMax = this.numSteps || Math.max(1, ...pts.map((p) => p.x + 1));
+    // x range: the run's step count; before it is known, the node's "steps" widget (or the steps so far)
+    const widgetSteps = Number(this.node.widgets?.find((w) => w.name === "steps")?.value) || 0;
+    const xMax = this.numSteps || Math.max(1, widgetSteps, ...pts.map((p) => p.x + 1));
     if (finalQ) pts.push({ x: xMax, q: finalQ, s: null });
     const vals = pts.flatMap((p) => (p.q ? [p.q[0], p.q[4]] : []));
     const history = this.selectedHistory();
@@ -358,7 +389,7 @@ class LiveView {
     ctx.fillText("0", x1 + 3, y1);
     ctx.fillStyle = col.muted;
     ctx.textAlign = "center";
-    ctx.fillText(this.numSteps ? `step (of ${xMax})` : "step", (x0 + x1) / 2, h - 3);
+    ctx.fillText(`step (of ${xMax})`, (x0 + x1) / 2, h - 3);
 
     let resamples = 0;
     for (const p of pts) {
@@ -526,6 +557,14 @@ class LiveView {
   }
 }
 
+// Grow (never shrink) the node to what its widgets and previews need.
+function fitNode(node, minWidth = 0, extraHeight = 0) {
+  const [w, h] = node.size;
+  const need = node.computeSize()[1] + extraHeight;
+  if (need > h || w < minWidth) node.setSize([Math.max(w, minWidth), Math.max(h, need)]);
+  node.setDirtyCanvas?.(true, true);
+}
+
 function viewFor(id) {
   const node = nodeForExecutionId(id);
   if (node && !node.fkLiveView) attach(node);
@@ -541,11 +580,10 @@ function attach(node) {
   const widget = node.addDOMWidget(WIDGET_NAME, "fk_live", view.root, {
     serialize: false, // nothing of the view goes into the workflow or the prompt
     hideOnZoom: false,
-    getMinHeight: () => MIN_HEIGHT,
+    getMinHeight: () => (view.state === "idle" ? IDLE_HEIGHT : MIN_HEIGHT),
   });
   widget.serialize = false;
-  const [w, h] = node.size;
-  node.setSize([Math.max(w, 420), Math.max(h, node.computeSize()[1])]);
+  fitNode(node, 420);
   const onRemoved = node.onRemoved;
   node.onRemoved = function () {
     view.destroy();
@@ -586,12 +624,8 @@ app.registerExtension({
     on("executed", (d) => {
       const node = d && nodeForExecutionId(d.display_node ?? d.node);
       if (!node?.fkLiveView) return;
-      setTimeout(() => {
-        const [w, h] = node.size;
-        const need = node.computeSize()[1];
-        if (need > h) node.setSize([w, need]);
-        node.setDirtyCanvas?.(true, true);
-      }, 50);
+      const previewRoom = d.output?.images?.length ? PREVIEW_HEIGHT : 0;
+      setTimeout(() => fitNode(node, 0, previewRoom), 50);
     });
     on("execution_interrupted", stopAll);
     on("execution_error", stopAll);
