@@ -310,13 +310,15 @@ def lineage_chart(trace: TraceLike, width: int = 768, height: int = 384,
         d.line([(cx(c), cy(slot)) for c, slot in enumerate(path)], fill=BEST, width=3)
 
     r = max(1.5, min(5.0, (y1 - y0) / max(n, 1) / 2.6))
+    # step labels need about 2.5 characters of room each; with many potential steps label every k-th column
+    label_every = max(1, math.ceil(2.5 * fs / max((x1 - x0) / max(cols - 1, 1), 1e-9)))
     for c in range(cols):
         for i in range(n):
             colour = _reward_colour(rewards[c][i], lo, hi)
             if i not in alive[c]:
                 colour = tuple(int(v * 0.45 + 20) for v in colour)
             d.ellipse([cx(c) - r, cy(i) - r, cx(c) + r, cy(i) + r], fill=colour)
-        if c < len(steps):
+        if c < len(steps) and c % label_every == 0:
             label = f"{steps[c]['step']}" + ("*" if steps[c]["resampled"] else "")
             d.text((cx(c), y1 + 6), label, fill=RESAMPLE if steps[c]["resampled"] else MUTED, font=small,
                    anchor="ma")

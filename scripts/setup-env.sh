@@ -27,7 +27,8 @@ fi
 # transformers it imports on (4.55.4). It reuses the main venv's torch/torchvision/timm through a .pth file
 # written after the installs, so pip never sees or changes the main environment. See docs/rewards.md.
 ref="${FK_IMAGEREWARD_REF_VENV:-$HOME/.venvs/imagereward-ref}"
-if [ ! -x "$ref/bin/python" ] || ! "$ref/bin/python" -c "import ImageReward, transformers" >/dev/null 2>&1; then
+ref_ok='import importlib.util as u, transformers, torch; assert all(u.find_spec(m) for m in ("ImageReward", "fairscale"))'
+if [ ! -x "$ref/bin/python" ] || ! "$ref/bin/python" -c "$ref_ok" >/dev/null 2>&1; then
     echo "[setup] ImageReward reference env at $ref"
     "$python" -m venv "$ref"
     "$ref/bin/python" -m pip install -q --disable-pip-version-check --no-deps transformers==4.55.4 \
