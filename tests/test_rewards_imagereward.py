@@ -73,7 +73,8 @@ def test_needs_prompt(tiny_reward):
         tiny_reward.bind(None)
     bound = tiny_reward.bind("a photo of a cat")
     assert bound.name == "ImageReward"
-    torch.testing.assert_close(bound(distinct_images(2, 48)), tiny_reward.score(distinct_images(2, 48), "a photo of a cat"))
+    images = distinct_images(2, 48)
+    torch.testing.assert_close(bound(images), tiny_reward.score(images, "a photo of a cat"))
 
 
 def test_short_vocab_is_refused(tmp_path):
@@ -122,6 +123,7 @@ PROMPTS = [
 ]
 
 
+@pytest.mark.slow
 def test_parity_with_original_imagereward_package(tmp_path):
     """Full-size BLIP ViT-L/16 (the package hard-codes it) with a 2-layer med encoder (allowed by its
     med_config): the original package builds, saves and scores; we load its file and score the same inputs:

@@ -4,33 +4,27 @@ ModelPatcher memory management, caching, and the error messages users see."""
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import types
 from pathlib import Path
 
 import pytest
 import torch
+from find_comfyui import find_comfyui
 from rewards_helpers import distinct_images
 from test_rewards_imagereward import _save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _comfy_dir() -> Path | None:
-    configured = os.environ.get("COMFYUI_PATH")
-    candidates = [Path(configured)] if configured else []
-    if REPO.parent.name == "custom_nodes":
-        candidates.append(REPO.parent.parent)
-    candidates.append(Path.home() / "comfy" / "ComfyUI")
-    return next((c for c in candidates if (c / "comfy" / "model_management.py").is_file()), None)
+pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
 def reward_nodes():
-    comfy_dir = _comfy_dir()
+    comfy_dir, why = find_comfyui()
     if comfy_dir is None:
-        pytest.skip("ComfyUI host not found (set COMFYUI_PATH)")
+        pytest.skip(why)
     if str(comfy_dir) not in sys.path:
         sys.path.insert(0, str(comfy_dir))
     from comfy.cli_args import args

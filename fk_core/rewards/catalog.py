@@ -106,8 +106,8 @@ def resolve_pickscore_dirs(roots: Sequence[Path | str], allow_download: bool = T
 
 
 def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_download: bool, weights: bool) -> Path:
-    instruction = (f"Download the files of https://huggingface.co/{repo} "
-                   f"({'config.json and model.safetensors' if weights else 'tokenizer and preprocessor json/txt files'}) "
+    what = "config.json and model.safetensors" if weights else "tokenizer and preprocessor json/txt files"
+    instruction = (f"Download the files of https://huggingface.co/{repo} ({what}) "
                    f"into {target or 'models/fk_rewards/PickScore_v1'}")
     if target is None or not allow_download or offline():
         why = "no reward folder" if target is None else "downloads are off" if not allow_download else "offline"
@@ -124,7 +124,9 @@ def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_downlo
             patterns = ["*.json", "*.txt"]
         snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
     except Exception as error:  # noqa: BLE001 - every failure ends in the same instruction
-        raise MissingWeightsError(f"PickScore download failed ({type(error).__name__}: {error}). {instruction}.") from None
+        raise MissingWeightsError(
+            f"PickScore download failed ({type(error).__name__}: {error}). {instruction}."
+        ) from None
     missing = [name for name in must_have if not (target / name).is_file()]
     if missing:
         raise MissingWeightsError(f"download of {repo} did not produce {missing}. {instruction}.")
