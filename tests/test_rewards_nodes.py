@@ -108,6 +108,7 @@ def test_missing_weights_offline_says_which_file_goes_where(reward_nodes, reward
     assert str(reward_folder / "ImageReward" / "ImageReward.pt") in message
     assert "https://huggingface.co/THUDM/ImageReward/resolve/main/ImageReward.pt" in message
     assert "offline" in message
+    assert "med_config.json" in message and "bert-base-uncased/vocab.txt" in message, "all missing files listed"
     with pytest.raises(MissingWeightsError, match="HPS_v2.1_compressed.pt"):
         reward_nodes.FKRewardLoader.execute(reward="HPSv2.1", prompt="a cat", device="cpu")
     with pytest.raises(MissingWeightsError, match="PickScore_v1"):
@@ -138,3 +139,13 @@ def test_combine_weights_rewards(reward_nodes, reward_folder):
     torch.testing.assert_close(nested(images), 2 * combined(images))
     with pytest.raises(ValueError, match="at least one reward"):
         reward_nodes.FKRewardCombine.execute(reward_a=saturation, weight_a=0.0)
+
+
+def test_imagereward_chosen_file_with_flat_vocab_needs_no_download(reward_nodes, reward_folder):
+    """A checkpoint picked from another subfolder, with med_config.json and vocab.txt beside it: nothing
+    else is looked up or downloaded (offline mode would raise if it were)."""
+    (reward_folder / "mine").mkdir()
+    _save_tiny_checkpoint(reward_folder / "mine")
+    out = reward_nodes.FKRewardLoader.execute(reward="ImageReward", weights="mine/ImageReward.pt",
+                                              prompt="a photo of a cat", device="cpu").result[0]
+    assert out(distinct_images(2, 48)).shape == (2,)
