@@ -87,6 +87,8 @@ def test_imagereward_from_model_folder_with_patcher_and_cache(reward_nodes, rewa
     assert first.name == "ImageReward" and first.patcher is not None
     scores = first(distinct_images(4, 48))
     assert scores.shape == (4,) and len(set(scores.tolist())) == 4
+    assert any(model is first.patcher for model in reward_nodes.mm.loaded_models()), \
+        "scoring must go through ComfyUI's memory manager"
     second = reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a red dog", device="cpu").result[0]
     assert second.bound.reward is first.bound.reward, "one model per process, reused across prompts"
     assert not torch.allclose(second(distinct_images(4, 48)), scores)
