@@ -198,3 +198,15 @@ def test_same_scores_with_transformers_4(tmp_path):
     assert other["v"].split(".")[0] != transformers.__version__.split(".")[0], "needs two transformers majors"
     ours = load_imagereward(ckpt, med, vocab).score(images, "a photo of a cat")
     torch.testing.assert_close(torch.tensor(other["scores"]), ours, atol=1e-5, rtol=0)
+
+
+def test_extra_checkpoint_keys_are_ignored_like_the_original(tmp_path, caplog):
+    ckpt, med, vocab = _save_tiny_checkpoint(tmp_path)
+    state = torch.load(ckpt)
+    reference = load_imagereward(ckpt, med, vocab).score(distinct_images(2, 48), "a cat")
+    state["blip.itm_head.weight"] = torch.zeros(2, 32)
+    torch.save(state, ckpt)
+    with caplog.at_level("WARNING"):
+        reward = load_imagereward(ckpt, med, vocab)
+    assert "blip.itm_head.weight" in caplog.text
+    torch.testing.assert_close(reward.score(distinct_images(2, 48), "a cat"), reference)
