@@ -1,0 +1,83 @@
+"""FK Potential Selector: how rewards turn into particle weights, as an FK_POTENTIAL (an FKConfig)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..fk_core import FKConfig
+from ..fk_core.potentials import POTENTIALS
+from ..fk_core.resampling import RESAMPLERS
+
+FKPotential = io.Custom("FK_POTENTIAL")
+
+RESAMPLING_SCHEMES = ("systematic", "stratified", "residual", "multinomial")
+OUTPUT_CHOICES = ("best reward", "draw from final weights")
+_OUTPUT_MODE = {"best reward": "best", "draw from final weights": "sample"}
+
+
+def default_potential() -> FKConfig:
+    """What the samplers use when no FK_POTENTIAL is connected (the engine's recommended defaults)."""
+    return FKConfig()
+
+
+class FKPotentialSelector(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        defaults = FKConfig()
+        return io.Schema(
+            node_id="FKPotentialSelector",
+            display_name="FK Potential Selector",
+            category="sampling/fk steering",
+            description=("Decides how strongly and how often FK steering favours the images your reward likes. "
+                         "Connect it to FK Particle Sampler or FK Sampler."),
+            inputs=[
+                io.Combo.Input("potential", options=list(POTENTIALS),
+                               default=defaults.potential,
+                               tooltip=("How a particle's score becomes its weight. 'diff' (recommended) rewards "
+                                        "improvement since the last check; 'max' keeps the best score seen; 'sum' "
+                                        "adds up every score (greediest); 'immediate' uses only the current score.")),
+                io.Float.Input("lambda", default=defaults.lmbda, min=0.0, max=1000.0, step=0.5,
+                               tooltip=("Steering strength. 0 = no steering (plain sampling). Higher = the reward "
+                                        "decides more, at the cost of variety between particles.")),
+                io.Int.Input("every_n_steps", default=defaults.every, min=1, max=1000,
+                             tooltip="Check and reshuffle the particles every this many sampling steps."),
+                io.Float.Input("window_start", default=defaults.window[0], min=0.0, max=1.0, step=0.05,
+                               tooltip=("Start steering at this fraction of the steps (0 = from the start). Early "
+                                        "previews are blurry, so rewards there are rough.")),
+                io.Float.Input("window_end", default=defaults.window[1], min=0.0, max=1.0, step=0.05,
+                               tooltip="Stop steering after this fraction of the steps (1 = until the end)."),
+                io.Float.Input("ess_threshold", default=0.0, min=0.0, max=1.0, step=0.05,
+                               tooltip=("0 = reshuffle at every check. Otherwise reshuffle only when the particles' "
+                                        "weights get this uneven (fraction of particles effectively in play, "
+                                        "e.g. 0.5): keeps more variety.")),
+                io.Combo.Input("resampling", options=list(RESAMPLING_SCHEMES), default=defaults.resampling,
+                               tooltip=("How particles are copied and dropped. 'systematic' (recommended) is the "
+                                        "least random; 'multinomial' the most.")),
+                io.Combo.Input("output", options=list(OUTPUT_CHOICES), default="best reward",
+                               tooltip=("Which particle the sampler outputs: the one with the best final score, or "
+                                        "one drawn at random according to the final weights (more faithful to "
+                                        "the model, less greedy).")),
+            ],
+            outputs=[FKPotential.Output(display_name="potential")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, window_start: float = 0.0, window_end: float = 1.0, **_kw):
+        if window_start > window_end:
+            return f"window_start ({window_start}) must not be after window_end ({window_end})"
+        return True
+
+    @classmethod
+    def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
+                ess_threshold: float, resampling: str, output: str, **kwargs) -> io.NodeOutput:
+        lmbda = kwargs["lambda"]
+        if resampling not in RESAMPLERS:
+            raise ValueError(f"unknown resampling scheme {resampling!r}")
+        config = FKConfig(potential=potential, lmbda=float(lmbda), every=int(every_n_steps),
+                          window=(float(window_start), float(window_end)),
+                          ess_threshold=float(ess_threshold) if ess_threshold > 0 else None,
+                          resampling=resampling, output=_OUTPUT_MODE[output])
+        return io.NodeOutput(config)
+
+
+NODES = [FKPotentialSelector]

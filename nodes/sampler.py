@@ -1,0 +1,241 @@
+"""FK Particle Sampler (a KSampler replacement) and FK Sampler (a SAMPLER for SamplerCustom/-Advanced).
+
+Thin adapters: inputs are checked and turned into an FKRunSpec; sampling goes through ComfyUI's own
+comfy.sample machinery with the FK KSAMPLER from fk_sampling; no maths here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import latent_preview
+import torch
+from comfy_api.latest import io, ui
+
+import comfy.model_management
+import comfy.patcher_extension
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+
+from ..fk_core import FKConfig, FKError
+from ..fk_core.contact_sheet import contact_sheet
+from .fk_sampling import (
+    FKRunSpec,
+    automatic_chunk,
+    check_raw_conditioning,
+    choose_inner_sampler,
+    chunked_memory_estimate,
+    make_fk_ksampler,
+    reward_order,
+)
+from .potential import FKPotential, default_potential
+
+log = logging.getLogger("fk_steering")
+
+FKReward = io.Custom("FK_REWARD")
+CATEGORY = "sampling/fk steering"
+MAX_PARTICLES = 256
+
+# >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
+# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
+#   event: fk_core PotentialStep (event.x0 = the scored x0 batch, before resampling);
+#   images: the decoded x0 images [N,H,W,C] the reward just scored (no second decode);
+#   result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
+LIVE_HOOKS: dict = {"factory": None}
+
+
+def _live_callbacks(cls):
+    factory = LIVE_HOOKS.get("factory")
+    if factory is None:
+        return None, None
+    node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
+    return factory(node_id)
+
+
+def _check_reward(reward) -> None:
+    if reward is None or not callable(reward):
+        raise FKError("the reward input must be an FK_REWARD (connect FK Reward Loader); got "
+                      f"{type(reward).__name__}")
+
+
+def _check_potential(potential) -> FKConfig:
+    if potential is None:
+        return default_potential()
+    if not isinstance(potential, FKConfig):
+        raise FKError(f"the potential input must come from FK Potential Selector; got {type(potential).__name__}")
+    return potential
+
+
+def _particle_inputs(default_particles: int = 4):
+    return [
+        io.Int.Input("particles", default=default_particles, min=1, max=MAX_PARTICLES,
+                     tooltip=("How many candidate images are sampled side by side. More = better odds of a "
+                              "high-scoring image, at the cost of time and memory (like batch size).")),
+        io.Int.Input("particle_chunk", default=0, min=0, max=MAX_PARTICLES, optional=True,
+                     tooltip=("Run the model on at most this many particles at once (0 = automatic from free "
+                              "memory). Lower it if you run out of VRAM; results are identical, only slower.")),
+    ]
+
+
+class FKParticleSampler(io.ComfyNode):
+    """KSampler replacement: N particles, steered by a reward; outputs the best image plus a contact sheet."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FKParticleSampler",
+            display_name="FK Particle Sampler",
+            category=CATEGORY,
+            description=("Like KSampler, but samples several candidates (particles) at once and keeps steering them "
+                         "towards images your reward scores highly (Feynman-Kac steering). Outputs the best "
+                         "image, a contact sheet of all candidates and a trace of what happened."),
+            inputs=[
+                io.Model.Input("model", tooltip="The diffusion model, as for KSampler."),
+                io.Conditioning.Input("positive", tooltip="What you want (one prompt, not a batch)."),
+                io.Conditioning.Input("negative", tooltip="What you don't want (one prompt, not a batch)."),
+                io.Latent.Input("latent_image", tooltip=("Starting latent (batch size 1): an empty latent, or an "
+                                                         "encoded image for img2img / inpainting.")),
+                io.Vae.Input("vae", tooltip="Used to turn each particle's preview into an image for the reward."),
+                FKReward.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Same seed and settings = same images."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps, as for KSampler."),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale, as for KSampler."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler_ancestral",
+                               tooltip=("Sampler between steering checks. FK needs a random (ancestral/SDE) sampler; "
+                                        "deterministic ones such as euler or dpmpp_2m are swapped for their random "
+                                        "sibling (noted in the trace).")),
+                io.Combo.Input("scheduler", options=comfy.samplers.SCHEDULER_NAMES, default="normal",
+                               tooltip="Noise schedule, as for KSampler."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Below 1 keeps part of the input latent (img2img), as for KSampler."),
+                *_particle_inputs(),
+                FKPotential.Input("potential", optional=True,
+                                  tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
+            ],
+            outputs=[
+                io.Latent.Output(display_name="best_latent"),
+                io.Image.Output(display_name="best_image"),
+                io.Image.Output(display_name="contact_sheet"),
+                io.Image.Output(display_name="all_particles"),
+                io.String.Output(display_name="trace_json"),
+            ],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt, io.Hidden.extra_pnginfo],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
+                scheduler, denoise, particles, particle_chunk=0, potential=None) -> io.NodeOutput:
+        config = _check_potential(potential)
+        _check_reward(reward)
+        if particles < 1:
+            raise FKError(f"particles must be at least 1, got {particles}")
+        if denoise <= 0.0:
+            raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
+        check_raw_conditioning(positive, "positive")
+        check_raw_conditioning(negative, "negative")
+        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        if latent.shape[0] != 1:
+            raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
+                          f"from it; got batch {latent.shape[0]}. Set the latent's batch size to 1.")
+        choice = choose_inner_sampler(sampler_name)
+
+        latent_n = latent.expand(particles, *latent.shape[1:]).contiguous()
+        noise = comfy.sample.prepare_noise(latent_n, seed)
+        noise_mask = latent_image.get("noise_mask")
+        sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=choice.used,
+                                         scheduler=scheduler, denoise=denoise,
+                                         model_options=model.model_options).sigmas
+        chunk = int(particle_chunk or 0) or automatic_chunk(model, latent_n)
+        chunk = max(1, min(chunk, particles))
+        if chunk < particles:
+            model = model.clone()
+            model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
+                                       chunked_memory_estimate(chunk))
+        on_step, on_finish = _live_callbacks(cls)
+        spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
+                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
+        fk_sampler, outcome = make_fk_ksampler(spec)
+        callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+        samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
+                                             noise_mask=noise_mask, callback=callback,
+                                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        result = outcome.result
+        chosen = outcome.chosen_index
+        images = outcome.final_images
+        if images is None or images.shape[0] != particles:  # reward never saw final images: decode now
+            images = vae.decode(samples)
+        order = reward_order(result.rewards)
+
+        best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index")}
+        best_latent["samples"] = samples[chosen:chosen + 1].clone()
+        if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
+            best_latent["noise_mask"] = best_latent["noise_mask"][:1]
+        sheet = contact_sheet(images, result.rewards, chosen)
+        trace = outcome.trace_dict()
+        trace["order"] = [int(i) for i in order]
+        summary = _summary(outcome)
+        preview = ui.PreviewImage(sheet, cls=cls)
+        ui_dict = {**preview.as_dict(), "text": [summary]}
+        return io.NodeOutput(best_latent, images[chosen:chosen + 1].clone(), sheet, images[order].clone(),
+                             json.dumps(trace), ui=ui_dict)
+
+
+def _summary(outcome) -> str:
+    result = outcome.result
+    r = result.rewards[outcome.chosen_index]
+    lines = [f"particle {outcome.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
+    lines += [str(n) for n in outcome.notes]
+    return "\n".join(lines)
+
+
+class FKSampler(io.ComfyNode):
+    """A SAMPLER for SamplerCustom / SamplerCustomAdvanced: FK with any guider, sigmas and noise."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="FKSampler",
+            display_name="FK Sampler",
+            category=CATEGORY,
+            description=("A sampler for SamplerCustom / SamplerCustomAdvanced that runs FK steering with several "
+                         "particles. The latent batch must be 1; the output is the best particle, or all "
+                         "particles sorted by reward when 'return' is set to all."),
+            inputs=[
+                io.Vae.Input("vae", tooltip="Used to turn each particle's preview into an image for the reward."),
+                FKReward.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
+                *_particle_inputs(),
+                io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler_ancestral",
+                               tooltip=("Sampler between steering checks; deterministic ones are swapped for their "
+                                        "random sibling.")),
+                io.Combo.Input("return", options=["best particle", "all particles (sorted by reward)"],
+                               default="best particle", optional=True,
+                               tooltip=("'best particle': one latent, like any sampler. 'all particles': every "
+                                        "particle as a batch, best first.")),
+                FKPotential.Input("potential", optional=True,
+                                  tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
+            ],
+            outputs=[io.Sampler.Output(display_name="sampler")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None,
+                **kwargs) -> io.NodeOutput:
+        config = _check_potential(potential)
+        _check_reward(reward)
+        if particles < 1:
+            raise FKError(f"particles must be at least 1, got {particles}")
+        returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
+        on_step, on_finish = _live_callbacks(cls)
+        spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
+                         expand=True, returns=returns, chunk=int(particle_chunk or 0),
+                         on_potential_step=on_step, on_finish=on_finish)
+        fk_sampler, _outcome = make_fk_ksampler(spec)
+        return io.NodeOutput(fk_sampler)
+
+
+NODES = [FKParticleSampler, FKSampler]

@@ -1,0 +1,62 @@
+"""fk_core.contact_sheet: grid layout, rank labels, best-particle frame (no ComfyUI needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fk_core.contact_sheet import BEST_COLOUR, BORDER, LABEL_HEIGHT, PAD, contact_sheet
+
+
+def test_grid_size_and_range():
+    images = torch.rand(5, 16, 12, 3)
+    sheet = contact_sheet(images, torch.tensor([0.1, 0.5, 0.3, float("nan"), -1.0]), best_index=1)
+    columns, rows = 3, 2  # near-square for 5 tiles
+    assert sheet.shape == (1, PAD + rows * (16 + 2 * BORDER + LABEL_HEIGHT + PAD),
+                           PAD + columns * (12 + 2 * BORDER + PAD), 3)
+    assert 0.0 <= float(sheet.min()) and float(sheet.max()) <= 1.0
+
+
+def test_tiles_are_copied_and_best_is_framed():
+    images = torch.stack([torch.full((8, 8, 3), v) for v in (0.2, 0.4, 0.6)])
+    sheet = contact_sheet(images, torch.tensor([1.0, 3.0, 2.0]), best_index=1, columns=3, labels=False)[0]
+    cell_w = 8 + 2 * BORDER + PAD
+    for i, v in enumerate((0.2, 0.4, 0.6)):
+        x, y = PAD + i * cell_w + BORDER, PAD + BORDER
+        assert torch.allclose(sheet[y:y + 8, x:x + 8], torch.full((8, 8, 3), v))
+    frame_best = sheet[PAD, PAD + cell_w]  # top-left corner of tile 1's frame
+    frame_other = sheet[PAD, PAD]
+    assert torch.allclose(frame_best, torch.tensor(BEST_COLOUR))
+    assert not torch.allclose(frame_other, torch.tensor(BEST_COLOUR))
+
+
+def test_labels_draw_text_in_label_strip():
+    images = torch.zeros(2, 16, 40, 3)
+    sheet = contact_sheet(images, torch.tensor([0.5, 0.25]), 0, labels=True)[0]
+    strip = sheet[PAD + 16 + 2 * BORDER:PAD + 16 + 2 * BORDER + LABEL_HEIGHT]
+    assert float(strip.max()) > 0.8  # light text on the dark (0.12) strip
+    plain = contact_sheet(images, torch.tensor([0.5, 0.25]), 0, labels=False)[0]
+    assert plain.shape[0] == sheet.shape[0] - LABEL_HEIGHT
+
+
+def test_rank_order_nan_last():
+    from fk_core.contact_sheet import _rank_of
+
+    assert _rank_of(torch.tensor([0.1, float("nan"), 0.9, -2.0])) == [2, 4, 1, 3]
+
+
+def test_grayscale_and_rgba_inputs():
+    assert contact_sheet(torch.rand(2, 8, 8, 1), torch.zeros(2), 0).shape[-1] == 3
+    assert contact_sheet(torch.rand(2, 8, 8, 4), torch.zeros(2), 0).shape[-1] == 3
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"images": torch.rand(8, 8, 3)}, "N, H, W, C"),
+    ({"rewards": torch.zeros(3)}, "rewards"),
+    ({"best_index": 4}, "best_index"),
+])
+def test_bad_input_is_explained(kwargs, message):
+    args = {"images": torch.rand(2, 8, 8, 3), "rewards": torch.zeros(2), "best_index": 0}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        contact_sheet(**args)
