@@ -3,42 +3,28 @@ ModelPatcher memory management, caching, and the error messages users see."""
 
 from __future__ import annotations
 
-import importlib
 import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
-from find_comfyui import find_comfyui
 from rewards_helpers import distinct_images
 from test_rewards_imagereward import _save_tiny_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
-def reward_nodes():
-    comfy_dir, why = find_comfyui()
-    if comfy_dir is None:
-        pytest.skip(why)
-    if str(comfy_dir) not in sys.path:
-        sys.path.insert(0, str(comfy_dir))
-    from comfy.cli_args import args
-
-    args.cpu = True  # before comfy.model_management is imported: no GPU here
-    # Import the pack the way ComfyUI does: as a package, so the node file's relative imports resolve.
-    package = types.ModuleType("fk_pack_under_test")
-    package.__path__ = [str(REPO)]
-    sys.modules.setdefault("fk_pack_under_test", package)
-    return importlib.import_module("fk_pack_under_test.nodes.rewards")
+def reward_nodes(fk_pack):
+    """nodes/rewards.py as ComfyUI loaded it (through its custom-node loader, via the project fixture)."""
+    module = sys.modules[f"{fk_pack.__name__}.nodes.rewards"]
+    assert {"FKRewardLoader", "FKRewardCombine"} <= {n.define_schema().node_id for n in module.NODES}
+    return module
 
 
-def _pack_rewards():
-    return importlib.import_module("fk_pack_under_test.fk_core.rewards")
+def _pack_rewards(reward_nodes):
+    """fk_core.rewards as the pack imported it (relative import): its exception classes are the ones raised."""
+    return sys.modules[reward_nodes.__name__.rsplit(".nodes.", 1)[0] + ".fk_core.rewards"]
 
 
 @pytest.fixture
@@ -103,7 +89,7 @@ def test_imagereward_from_model_folder_with_patcher_and_cache(reward_nodes, rewa
 
 def test_missing_weights_offline_says_which_file_goes_where(reward_nodes, reward_folder):
     # The node file imports fk_core relative to the pack package, so use that copy's exception classes.
-    MissingWeightsError = _pack_rewards().MissingWeightsError
+    MissingWeightsError = _pack_rewards(reward_nodes).MissingWeightsError
     with pytest.raises(MissingWeightsError) as error:
         reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a cat", device="cpu")
     message = str(error.value)
@@ -118,7 +104,8 @@ def test_missing_weights_offline_says_which_file_goes_where(reward_nodes, reward
 
 
 def test_wrong_file_and_missing_prompt_are_clear(reward_nodes, reward_folder):
-    BadWeightsError, RewardInputError = _pack_rewards().BadWeightsError, _pack_rewards().RewardInputError
+    pack_rewards = _pack_rewards(reward_nodes)
+    BadWeightsError, RewardInputError = pack_rewards.BadWeightsError, pack_rewards.RewardInputError
     _tiny_imagereward_folder(reward_folder)
     with pytest.raises(RewardInputError, match="connect the positive prompt"):
         reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="  ", device="cpu")
