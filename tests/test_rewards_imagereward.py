@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +74,8 @@ def test_needs_prompt(tiny_reward):
         tiny_reward.bind(None)
     bound = tiny_reward.bind("a photo of a cat")
     assert bound.name == "ImageReward"
-    torch.testing.assert_close(bound(distinct_images(2, 48)), tiny_reward.score(distinct_images(2, 48), "a photo of a cat"))
+    images = distinct_images(2, 48)
+    torch.testing.assert_close(bound(images), tiny_reward.score(images, "a photo of a cat"))
 
 
 def test_short_vocab_is_refused(tmp_path):
@@ -122,6 +124,7 @@ PROMPTS = [
 ]
 
 
+@pytest.mark.slow
 def test_parity_with_original_imagereward_package(tmp_path):
     """Full-size BLIP ViT-L/16 (the package hard-codes it) with a 2-layer med encoder (allowed by its
     med_config): the original package builds, saves and scores; we load its file and score the same inputs:
@@ -166,3 +169,44 @@ def test_parity_with_original_imagereward_package(tmp_path):
             expected = torch.tensor(reference["grad"][prompt])
             assert not torch.allclose(expected, expected[:1].expand(2))
             torch.testing.assert_close(direct, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_same_scores_with_transformers_4(tmp_path):
+    """Our ImageReward uses transformers only for the BERT tokenizer; it must give identical scores on
+    transformers 4.x (the reference env has 4.55.4) and 5.x (this env). Runs our loader in that env."""
+    python = reference_python()
+    if python is None:
+        pytest.skip("no env with transformers 4.x (~/.venvs/imagereward-ref or FK_IMAGEREWARD_REF_PYTHON)")
+    ckpt, med, vocab = _save_tiny_checkpoint(tmp_path)
+    images = distinct_images(3, 48)
+    torch.save(images, tmp_path / "images.pt")
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, json, torch, transformers; sys.path.insert(0, sys.argv[1]);"
+        "from fk_core.rewards import load_imagereward;"
+        "r = load_imagereward(sys.argv[2], sys.argv[3], sys.argv[4]);"
+        "s = r.score(torch.load(sys.argv[5]), 'a photo of a cat');"
+        "print(json.dumps({'v': transformers.__version__, 'scores': s.tolist()}))"
+    )
+    run = subprocess.run([str(python), "-c", code, str(repo), str(ckpt), str(med), str(vocab),
+                          str(tmp_path / "images.pt")], check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    other = json.loads(run.stdout.strip().splitlines()[-1])
+    import transformers
+
+    assert other["v"].split(".")[0] != transformers.__version__.split(".")[0], "needs two transformers majors"
+    ours = load_imagereward(ckpt, med, vocab).score(images, "a photo of a cat")
+    torch.testing.assert_close(torch.tensor(other["scores"]), ours, atol=1e-5, rtol=0)
+
+
+def test_extra_checkpoint_keys_are_ignored_like_the_original(tmp_path, caplog):
+    ckpt, med, vocab = _save_tiny_checkpoint(tmp_path)
+    state = torch.load(ckpt)
+    reference = load_imagereward(ckpt, med, vocab).score(distinct_images(2, 48), "a cat")
+    state["blip.itm_head.weight"] = torch.zeros(2, 32)
+    torch.save(state, ckpt)
+    with caplog.at_level("WARNING"):
+        reward = load_imagereward(ckpt, med, vocab)
+    assert "blip.itm_head.weight" in caplog.text
+    torch.testing.assert_close(reward.score(distinct_images(2, 48), "a cat"), reference)

@@ -24,6 +24,7 @@ def test_requirements_use_ranges_and_skip_imagereward():
     assert "image-reward" not in names and "hpsv2" not in names, "their pins break ComfyUI installs"
 
 
+@pytest.mark.slow
 def test_installing_requirements_changes_nothing(tmp_path):
     installed = {}
     for name in GUARDED:

@@ -126,7 +126,7 @@ def test_open_clip_tag_offline_names_the_file(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 # PickScore (transformers CLIPModel + CLIPProcessor)
 def _bytes_to_unicode():
-    codes = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    codes = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars = codes[:]
     extra = 0
     for byte in range(256):

@@ -3,10 +3,7 @@ ModelPatcher memory management, caching, and the error messages users see."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -14,37 +11,20 @@ import torch
 from rewards_helpers import distinct_images
 from test_rewards_imagereward import _save_tiny_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _comfy_dir() -> Path | None:
-    configured = os.environ.get("COMFYUI_PATH")
-    candidates = [Path(configured)] if configured else []
-    if REPO.parent.name == "custom_nodes":
-        candidates.append(REPO.parent.parent)
-    candidates.append(Path.home() / "comfy" / "ComfyUI")
-    return next((c for c in candidates if (c / "comfy" / "model_management.py").is_file()), None)
+pytestmark = pytest.mark.host
 
 
 @pytest.fixture(scope="module")
-def reward_nodes():
-    comfy_dir = _comfy_dir()
-    if comfy_dir is None:
-        pytest.skip("ComfyUI host not found (set COMFYUI_PATH)")
-    if str(comfy_dir) not in sys.path:
-        sys.path.insert(0, str(comfy_dir))
-    from comfy.cli_args import args
-
-    args.cpu = True  # before comfy.model_management is imported: no GPU here
-    # Import the pack the way ComfyUI does: as a package, so the node file's relative imports resolve.
-    package = types.ModuleType("fk_pack_under_test")
-    package.__path__ = [str(REPO)]
-    sys.modules.setdefault("fk_pack_under_test", package)
-    return importlib.import_module("fk_pack_under_test.nodes.rewards")
+def reward_nodes(fk_pack):
+    """nodes/rewards.py as ComfyUI loaded it (through its custom-node loader, via the project fixture)."""
+    module = sys.modules[f"{fk_pack.__name__}.nodes.rewards"]
+    assert {"FKRewardLoader", "FKRewardCombine"} <= {n.define_schema().node_id for n in module.NODES}
+    return module
 
 
-def _pack_rewards():
-    return importlib.import_module("fk_pack_under_test.fk_core.rewards")
+def _pack_rewards(reward_nodes):
+    """fk_core.rewards as the pack imported it (relative import): its exception classes are the ones raised."""
+    return sys.modules[reward_nodes.__name__.rsplit(".nodes.", 1)[0] + ".fk_core.rewards"]
 
 
 @pytest.fixture
@@ -93,6 +73,8 @@ def test_imagereward_from_model_folder_with_patcher_and_cache(reward_nodes, rewa
     assert first.name == "ImageReward" and first.patcher is not None
     scores = first(distinct_images(4, 48))
     assert scores.shape == (4,) and len(set(scores.tolist())) == 4
+    assert any(model is first.patcher for model in reward_nodes.mm.loaded_models()), \
+        "scoring must go through ComfyUI's memory manager"
     second = reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a red dog", device="cpu").result[0]
     assert second.bound.reward is first.bound.reward, "one model per process, reused across prompts"
     assert not torch.allclose(second(distinct_images(4, 48)), scores)
@@ -107,13 +89,14 @@ def test_imagereward_from_model_folder_with_patcher_and_cache(reward_nodes, rewa
 
 def test_missing_weights_offline_says_which_file_goes_where(reward_nodes, reward_folder):
     # The node file imports fk_core relative to the pack package, so use that copy's exception classes.
-    MissingWeightsError = _pack_rewards().MissingWeightsError
+    MissingWeightsError = _pack_rewards(reward_nodes).MissingWeightsError
     with pytest.raises(MissingWeightsError) as error:
         reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="a cat", device="cpu")
     message = str(error.value)
     assert str(reward_folder / "ImageReward" / "ImageReward.pt") in message
     assert "https://huggingface.co/THUDM/ImageReward/resolve/main/ImageReward.pt" in message
     assert "offline" in message
+    assert "med_config.json" in message and "bert-base-uncased/vocab.txt" in message, "all missing files listed"
     with pytest.raises(MissingWeightsError, match="HPS_v2.1_compressed.pt"):
         reward_nodes.FKRewardLoader.execute(reward="HPSv2.1", prompt="a cat", device="cpu")
     with pytest.raises(MissingWeightsError, match="PickScore_v1"):
@@ -121,7 +104,8 @@ def test_missing_weights_offline_says_which_file_goes_where(reward_nodes, reward
 
 
 def test_wrong_file_and_missing_prompt_are_clear(reward_nodes, reward_folder):
-    BadWeightsError, RewardInputError = _pack_rewards().BadWeightsError, _pack_rewards().RewardInputError
+    pack_rewards = _pack_rewards(reward_nodes)
+    BadWeightsError, RewardInputError = pack_rewards.BadWeightsError, pack_rewards.RewardInputError
     _tiny_imagereward_folder(reward_folder)
     with pytest.raises(RewardInputError, match="connect the positive prompt"):
         reward_nodes.FKRewardLoader.execute(reward="ImageReward", prompt="  ", device="cpu")
@@ -144,3 +128,13 @@ def test_combine_weights_rewards(reward_nodes, reward_folder):
     torch.testing.assert_close(nested(images), 2 * combined(images))
     with pytest.raises(ValueError, match="at least one reward"):
         reward_nodes.FKRewardCombine.execute(reward_a=saturation, weight_a=0.0)
+
+
+def test_imagereward_chosen_file_with_flat_vocab_needs_no_download(reward_nodes, reward_folder):
+    """A checkpoint picked from another subfolder, with med_config.json and vocab.txt beside it: nothing
+    else is looked up or downloaded (offline mode would raise if it were)."""
+    (reward_folder / "mine").mkdir()
+    _save_tiny_checkpoint(reward_folder / "mine")
+    out = reward_nodes.FKRewardLoader.execute(reward="ImageReward", weights="mine/ImageReward.pt",
+                                              prompt="a photo of a cat", device="cpu").result[0]
+    assert out(distinct_images(2, 48)).shape == (2,)

@@ -19,7 +19,7 @@ import torch
 
 from . import classic
 from .base import Reward
-from .weights import MissingWeightsError, WeightFile, offline, resolve
+from .weights import MissingWeightsError, WeightFile, find_local, offline, resolve
 
 
 @dataclass(frozen=True)
@@ -82,9 +82,18 @@ def _folders(roots: Sequence[Path | str], subfolder: str) -> list[Path]:
 
 
 def _resolve_all(files, roots, subfolder, allow_download, extra_dirs=()) -> list[Path]:
+    """Resolve every file; if several are missing, one error lists them all (one trip to the browser)."""
     search = [Path(d) for d in extra_dirs] + _folders(roots, subfolder)
     download_dir = Path(roots[0]) / subfolder if roots else None
-    return [resolve(weight, search, download_dir, allow_download) for weight in files]
+    paths, problems = [], []
+    for weight in files:
+        try:
+            paths.append(resolve(weight, search, download_dir, allow_download))
+        except MissingWeightsError as error:
+            problems.append(str(error))
+    if problems:
+        raise MissingWeightsError("\n".join(problems))
+    return paths
 
 
 def resolve_pickscore_dirs(roots: Sequence[Path | str], allow_download: bool = True,
@@ -106,8 +115,8 @@ def resolve_pickscore_dirs(roots: Sequence[Path | str], allow_download: bool = T
 
 
 def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_download: bool, weights: bool) -> Path:
-    instruction = (f"Download the files of https://huggingface.co/{repo} "
-                   f"({'config.json and model.safetensors' if weights else 'tokenizer and preprocessor json/txt files'}) "
+    what = "config.json and model.safetensors" if weights else "tokenizer and preprocessor json/txt files"
+    instruction = (f"Download the files of https://huggingface.co/{repo} ({what}) "
                    f"into {target or 'models/fk_rewards/PickScore_v1'}")
     if target is None or not allow_download or offline():
         why = "no reward folder" if target is None else "downloads are off" if not allow_download else "offline"
@@ -124,7 +133,9 @@ def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_downlo
             patterns = ["*.json", "*.txt"]
         snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
     except Exception as error:  # noqa: BLE001 - every failure ends in the same instruction
-        raise MissingWeightsError(f"PickScore download failed ({type(error).__name__}: {error}). {instruction}.") from None
+        raise MissingWeightsError(
+            f"PickScore download failed ({type(error).__name__}: {error}). {instruction}."
+        ) from None
     missing = [name for name in must_have if not (target / name).is_file()]
     if missing:
         raise MissingWeightsError(f"download of {repo} did not produce {missing}. {instruction}.")
@@ -162,10 +173,14 @@ def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.dev
     if name == "ImageReward":
         from .imagereward import load_imagereward
 
-        checkpoint, med_config, vocab = _resolve_all(IMAGEREWARD_FILES, roots, "ImageReward", allow_download, extra)
-        if chosen is not None:
-            checkpoint = chosen
-        return load_imagereward(checkpoint, med_config, vocab, device=device, dtype=dtype)
+        checkpoint_file, med_file, vocab_file = IMAGEREWARD_FILES
+        # A vocab.txt sitting right next to the checkpoint is accepted as well as bert-base-uncased/vocab.txt.
+        flat_vocab = find_local("vocab.txt", extra + _folders(roots, "ImageReward"))
+        needed = ([] if chosen else [checkpoint_file]) + [med_file] + ([] if flat_vocab else [vocab_file])
+        found = dict(zip([w.filename for w in needed],
+                         _resolve_all(needed, roots, "ImageReward", allow_download, extra), strict=True))
+        return load_imagereward(chosen or found[checkpoint_file.filename], found[med_file.filename],
+                                flat_vocab or found[vocab_file.filename], device=device, dtype=dtype)
     if name == "HPSv2.1":
         from .clip_rewards import load_hpsv2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +18,8 @@ from .blip_imagereward import (
 )
 from .preprocess import clip_preprocess
 from .weights import BadWeightsError, load_state_dict_file
+
+log = logging.getLogger(__name__)
 
 # bert-base-uncased has 30522 tokens. A tokenizer with fewer silently maps words to [UNK]
 # (transformers 5 returns a 5-token tokenizer offline instead of raising), so we refuse it.
@@ -104,7 +107,9 @@ def load_imagereward(checkpoint: str | Path, med_config: str | Path, vocab_file:
         )
     unexpected = sorted(set(state) - expected - set(UNUSED_CHECKPOINT_KEYS))
     if unexpected:
-        raise BadWeightsError(f"{checkpoint} has weights ImageReward does not use (e.g. {unexpected[:3]}): wrong file?")
+        # The original loader ignores extra keys (strict=False); do the same, but say so.
+        log.warning("%s: ignoring %d weights the ImageReward scorer does not use (e.g. %s)", checkpoint,
+                    len(unexpected), unexpected[:3])
     try:
         net.load_state_dict({k: state[k] for k in expected}, strict=True, assign=True)
     except RuntimeError as error:  # shape mismatch between med_config and checkpoint
