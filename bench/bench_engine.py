@@ -2,6 +2,7 @@
 
     python bench/bench_engine.py            # full tables (a few minutes on 2 CPU cores)
     python bench/bench_engine.py --quick    # fewer runs
+    python bench/bench_engine.py --only overhead
 
 Table 1: for N ∈ {1, 4, 8, 16}, best-of-N (λ = 0) and FK with each potential: hit rate of the best particle,
 hit rate of a draw from the final weights, mean final reward, denoiser calls per run, wall time per run.
@@ -134,12 +135,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--lmbda", type=float, default=30.0)
+    parser.add_argument("--only", choices=("potentials", "schedule", "overhead"), help="run one table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     runs = 60 if args.quick else 200
-    table_potentials(runs, args.lmbda)
-    table_schedule(runs, "max", args.lmbda)
-    table_overhead(3 if args.quick else 7)
+    if args.only in (None, "potentials"):
+        table_potentials(runs, args.lmbda)
+    if args.only in (None, "schedule"):
+        table_schedule(runs, "max", args.lmbda)
+    if args.only in (None, "overhead"):
+        table_overhead(3 if args.quick else 7)
 
 
 if __name__ == "__main__":
