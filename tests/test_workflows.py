@@ -1,0 +1,155 @@
+"""The example workflows in workflows/: well-formed UI-format graphs that a real ComfyUI with this pack
+accepts, and (on a thin SD1.5 checkpoint, 64x64, 3 steps, a cheap reward) that run end to end over HTTP.
+
+File-level checks need no host; the rest use the session server from conftest.comfy_server.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from workflow_api import (
+    FRONTEND_ONLY,
+    combo_options,
+    expected_widget_count,
+    input_specs,
+    input_type,
+    is_model_file,
+    load_workflow,
+    to_api,
+    widget_values,
+    workflow_paths,
+)
+
+PATHS = workflow_paths()
+IDS = [path.name for path in PATHS]
+REQUIRED_FILES = {"fk_sd15.json", "fk_sdxl.json", "fk_flux.json", "fk_best_of_n.json", "fk_live_view.json"}
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server):
+    return comfy_server.object_info()
+
+
+def test_every_example_workflow_is_present():
+    assert REQUIRED_FILES <= set(IDS)
+
+
+# ---- file-level structure (no host) ----
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_ui_format_and_links_are_consistent(path):
+    wf = load_workflow(path)
+    assert wf["version"] == 0.4
+    nodes = {node["id"]: node for node in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]), "duplicate node ids"
+    assert wf["last_node_id"] >= max(nodes)
+    link_ids = [link[0] for link in wf["links"]]
+    assert len(set(link_ids)) == len(link_ids), "duplicate link ids"
+    assert wf["last_link_id"] >= max(link_ids)
+    for link_id, source, source_slot, target, target_slot, link_type in wf["links"]:
+        out = nodes[source]["outputs"][source_slot]
+        inp = nodes[target]["inputs"][target_slot]
+        assert link_id in (out["links"] or []), f"link {link_id} missing from node {source}'s output list"
+        assert inp["link"] == link_id, f"node {target} input {inp['name']} does not point back at link {link_id}"
+        assert out["type"] == link_type and inp["type"] in (link_type, "*"), \
+            f"link {link_id}: {out['type']} -> {inp['name']}:{inp['type']} (declared {link_type})"
+    for node in wf["nodes"]:  # no dangling references the other way round
+        for inp in node.get("inputs", []):
+            assert inp.get("link") is None or inp["link"] in link_ids
+        for out in node.get("outputs", []):
+            assert set(out.get("links") or []) <= set(link_ids)
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p.name != "fk_live_view.json"],
+                         ids=[i for i in IDS if i != "fk_live_view.json"])
+def test_each_example_explains_its_settings_in_a_note(path):
+    notes = [node for node in load_workflow(path)["nodes"] if node["type"] in ("Note", "MarkdownNote")]
+    assert notes, "no Note node"
+    text = " ".join(node["widgets_values"][0] for node in notes)
+    for word in ("particles", "lambda", "reward"):
+        assert word in text.lower(), f"the note does not explain {word!r}"
+
+
+# ---- against a real ComfyUI with this pack loaded ----
+
+@pytest.mark.host
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_nodes_links_and_widgets_match_object_info(path, object_info):
+    wf = load_workflow(path)
+    nodes = {node["id"]: node for node in wf["nodes"]}
+    server_nodes = [node for node in wf["nodes"] if node["type"] not in FRONTEND_ONLY]
+    missing = sorted({node["type"] for node in server_nodes} - set(object_info))
+    assert not missing, f"node types not registered on the server: {missing}"
+    for link_id, source, source_slot, target, target_slot, _ in wf["links"]:
+        source_info, target_info = object_info[nodes[source]["type"]], object_info[nodes[target]["type"]]
+        produced = source_info["output"][source_slot]
+        produced = "COMBO" if isinstance(produced, list) else produced
+        name = nodes[target]["inputs"][target_slot]["name"]
+        specs = input_specs(target_info)
+        assert name in specs, f"{nodes[target]['type']} has no input {name!r}"
+        wanted = input_type(specs[name])
+        assert produced == wanted or "*" in (produced, wanted), \
+            f"link {link_id}: {nodes[source]['type']} gives {produced}, {nodes[target]['type']}.{name} wants {wanted}"
+    for node in server_nodes:
+        info = object_info[node["type"]]
+        assert len(node.get("widgets_values") or []) == expected_widget_count(info), node["type"]
+        specs = input_specs(info)
+        for name, value in widget_values(node, info).items():
+            options = combo_options(specs[name]) if input_type(specs[name]) == "COMBO" else None
+            if options is not None and not is_model_file(value):  # model files are the user's own
+                assert value in options, f"{node['type']}.{name} = {value!r} is not one of {options}"
+
+
+@pytest.mark.host
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_server_validation_only_misses_the_model_files(path, object_info, comfy_server):
+    """/prompt validates every input; the examples name model files this test server does not have, and
+    nothing else may be wrong."""
+    status, body = comfy_server.post_json("/prompt", {"prompt": to_api(load_workflow(path), object_info)})
+    assert status == 400, body
+    assert body["node_errors"], body
+    for node_id, entry in body["node_errors"].items():
+        for error in entry["errors"]:
+            value = error["extra_info"].get("received_value")
+            assert error["type"] == "value_not_in_list" and is_model_file(value), (node_id, error)
+
+
+def tiny_run(prompt: dict, ckpt_name: str, seed: int) -> dict:
+    """The example's graph, made cheap: thin checkpoint, 64x64, 3 steps, a reward with no weights."""
+    prompt = copy.deepcopy(prompt)
+    for node in prompt.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = ckpt_name
+        elif kind == "EmptyLatentImage":
+            inputs.update(width=64, height=64)
+        elif kind == "FKParticleSampler":
+            inputs.update(steps=3, seed=seed, particles=min(inputs["particles"], 4))
+        elif kind == "FKRewardLoader":
+            inputs.update(reward="colorfulness", device="cpu")
+        elif kind == "FKPotentialSelector":
+            inputs.update(every_n_steps=1)
+    return prompt
+
+
+@pytest.mark.host
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["fk_sd15.json", "fk_best_of_n.json"])
+def test_workflow_runs_end_to_end_on_a_thin_checkpoint(name, object_info, comfy_server):
+    prompt = tiny_run(to_api(load_workflow(next(p for p in PATHS if p.name == name)), object_info),
+                      comfy_server.ckpt_name, seed=len(name))
+    result = comfy_server.run_prompt(prompt)
+    assert result.status == "success", (result.error, comfy_server.log_tail())
+    image_nodes = [nid for nid, node in prompt.items() if node["class_type"] in ("SaveImage", "PreviewImage")]
+    assert image_nodes
+    for node_id in image_nodes:
+        images = result.outputs(node_id).get("images")
+        assert images, f"no images from node {node_id} ({prompt[node_id]['class_type']})"
+        assert comfy_server.view_image(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    if name == "fk_best_of_n.json":  # the saved pair: best-of-N's best next to FK's best
+        save = next(nid for nid, node in prompt.items() if node["class_type"] == "SaveImage")
+        assert len(result.outputs(save)["images"]) == 2
