@@ -153,3 +153,46 @@ def test_workflow_runs_end_to_end_on_a_thin_checkpoint(name, object_info, comfy_
     if name == "fk_best_of_n.json":  # the saved pair: best-of-N's best next to FK's best
         save = next(nid for nid, node in prompt.items() if node["class_type"] == "SaveImage")
         assert len(result.outputs(save)["images"]) == 2
+
+
+# ---- in ComfyUI's own front end (headless Chromium) ----
+
+@pytest.fixture(scope="module")
+def browser():
+    import web_browser
+
+    reason = web_browser.browser_unavailable()
+    if reason:
+        pytest.skip(reason)
+    session = web_browser.BrowserSession()
+    yield session
+    session.close()
+
+
+@pytest.mark.host
+@pytest.mark.browser
+@pytest.mark.slow
+def test_front_end_loads_each_workflow_and_builds_the_same_prompt(browser, comfy_server, object_info):
+    """The real front end loads every example without missing nodes, and its own UI->API conversion
+    (app.graphToPrompt) gives exactly what tests/workflow_api.to_api gives, so the converter used above is
+    checked against the reference implementation."""
+    import web_browser
+
+    page = browser.open_comfy(comfy_server)
+    try:
+        for path in PATHS:
+            workflow = load_workflow(path)
+            page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
+            loaded = page.evaluate("() => window.app.graph._nodes.map((n) => [n.id, n.type, !!n.constructor.nodeData "
+                                   "|| ['Note', 'MarkdownNote'].includes(n.type)])")
+            assert len(loaded) == len(workflow["nodes"]), path.name
+            assert all(known for _, _, known in loaded), (path.name, loaded)
+            web_browser.screenshot(page, f"workflow-{path.stem}.png")
+            front_end = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+            ours = to_api(workflow, object_info)
+            assert {k: v["class_type"] for k, v in front_end.items()} == \
+                {k: v["class_type"] for k, v in ours.items()}, path.name
+            for node_id, node in ours.items():
+                assert front_end[node_id]["inputs"] == node["inputs"], (path.name, node_id, node["class_type"])
+    finally:
+        page.close()
