@@ -52,7 +52,7 @@ def test_ui_format_and_links_are_consistent(path):
         out = nodes[source]["outputs"][source_slot]
         inp = nodes[target]["inputs"][target_slot]
         assert link_id in (out["links"] or []), f"link {link_id} missing from node {source}'s output list"
-        assert inp["link"] == link_id, f"node {target} input {inp['name']} does not point back at link {link_id}"
+        assert inp["link"] == link_id, f"node {target}.{inp['name']} does not point back at link {link_id}"
         assert out["type"] == link_type and inp["type"] in (link_type, "*"), \
             f"link {link_id}: {out['type']} -> {inp['name']}:{inp['type']} (declared {link_type})"
     for node in wf["nodes"]:  # no dangling references the other way round
@@ -70,6 +70,35 @@ def test_each_example_explains_its_settings_in_a_note(path):
     text = " ".join(node["widgets_values"][0] for node in notes)
     for word in ("particles", "lambda", "reward"):
         assert word in text.lower(), f"the note does not explain {word!r}"
+
+
+FAKE_INFO = {  # the /object_info shape, trimmed to what the converter reads
+    "Src": {"input": {"required": {}}, "input_order": {"required": []}, "output": ["MODEL"]},
+    "Dst": {"input": {"required": {"model": ["MODEL", {}], "seed": ["INT", {"control_after_generate": True}],
+                                   "mode": [["a", "b"], {}], "text": ["STRING", {"forceInput": True}]},
+                      "optional": {"scale": ["FLOAT", {}]}},
+            "input_order": {"required": ["model", "seed", "mode", "text"], "optional": ["scale"]},
+            "output": []},
+}
+
+
+def fake_workflow(widgets) -> dict:
+    return {"nodes": [
+        {"id": 1, "type": "Src", "inputs": [], "outputs": [{"type": "MODEL", "links": [5]}]},
+        {"id": 2, "type": "Dst", "widgets_values": widgets,
+         "inputs": [{"name": "model", "type": "MODEL", "link": 5},
+                    {"name": "text", "type": "STRING", "link": None}]},
+        {"id": 3, "type": "Note", "widgets_values": ["ignored"]},
+    ], "links": [[5, 1, 0, 2, 0, "MODEL"]]}
+
+
+def test_converter_names_widgets_skips_seed_control_and_front_end_nodes():
+    prompt = to_api(fake_workflow([7, "randomize", "b", 0.5]), FAKE_INFO)
+    assert prompt == {"1": {"class_type": "Src", "inputs": {}},
+                      "2": {"class_type": "Dst",
+                            "inputs": {"seed": 7, "mode": "b", "scale": 0.5, "model": ["1", 0]}}}
+    with pytest.raises(ValueError, match="3 widget values, its definition has 4"):
+        to_api(fake_workflow([7, "b", 0.5]), FAKE_INFO)  # a missing control_after_generate value
 
 
 # ---- against a real ComfyUI with this pack loaded ----
@@ -91,8 +120,9 @@ def test_nodes_links_and_widgets_match_object_info(path, object_info):
         specs = input_specs(target_info)
         assert name in specs, f"{nodes[target]['type']} has no input {name!r}"
         wanted = input_type(specs[name])
-        assert produced == wanted or "*" in (produced, wanted), \
-            f"link {link_id}: {nodes[source]['type']} gives {produced}, {nodes[target]['type']}.{name} wants {wanted}"
+        assert produced == wanted or "*" in (produced, wanted), (
+            f"link {link_id}: {nodes[source]['type']} gives {produced}, "
+            f"{nodes[target]['type']}.{name} wants {wanted}")
     for node in server_nodes:
         info = object_info[node["type"]]
         assert len(node.get("widgets_values") or []) == expected_widget_count(info), node["type"]
@@ -183,8 +213,8 @@ def test_front_end_loads_each_workflow_and_builds_the_same_prompt(browser, comfy
         for path in PATHS:
             workflow = load_workflow(path)
             page.evaluate("(wf) => window.app.loadGraphData(wf)", workflow)
-            loaded = page.evaluate("() => window.app.graph._nodes.map((n) => [n.id, n.type, !!n.constructor.nodeData "
-                                   "|| ['Note', 'MarkdownNote'].includes(n.type)])")
+            loaded = page.evaluate("() => window.app.graph._nodes.map((n) => [n.id, n.type, "
+                                   "!!n.constructor.nodeData || ['Note', 'MarkdownNote'].includes(n.type)])")
             assert len(loaded) == len(workflow["nodes"]), path.name
             assert all(known for _, _, known in loaded), (path.name, loaded)
             web_browser.screenshot(page, f"workflow-{path.stem}.png")
@@ -193,6 +223,7 @@ def test_front_end_loads_each_workflow_and_builds_the_same_prompt(browser, comfy
             assert {k: v["class_type"] for k, v in front_end.items()} == \
                 {k: v["class_type"] for k, v in ours.items()}, path.name
             for node_id, node in ours.items():
-                assert front_end[node_id]["inputs"] == node["inputs"], (path.name, node_id, node["class_type"])
+                assert front_end[node_id]["inputs"] == node["inputs"], (path.name, node_id,
+                                                                        node["class_type"])
     finally:
         page.close()

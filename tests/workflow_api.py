@@ -46,7 +46,8 @@ def combo_options(spec) -> list:
 def widget_layout(node_info: dict) -> list[tuple[str, bool]]:
     """[(input name, has a control_after_generate value after it)] in the order of ``widgets_values``."""
     specs = input_specs(node_info)
-    order = node_info.get("input_order") or {k: list(node_info["input"].get(k, {})) for k in ("required", "optional")}
+    order = node_info.get("input_order") or {
+        category: list(node_info["input"].get(category, {})) for category in ("required", "optional")}
     layout = []
     for category in ("required", "optional"):
         for name in order.get(category, []):
@@ -85,7 +86,7 @@ def to_api(workflow: dict, object_info: dict) -> dict:
         if node["type"] in FRONTEND_ONLY:
             continue
         if node.get("mode", 0) != 0:
-            raise ValueError(f"node {node_id} ({node['type']}) is muted or bypassed; the converter keeps it simple")
+            raise ValueError(f"node {node_id} ({node['type']}) is muted or bypassed: not supported here")
         if node["type"] not in object_info:
             raise KeyError(f"node {node_id}: type {node['type']!r} is not registered on the server")
         inputs = widget_values(node, object_info[node["type"]])
@@ -95,7 +96,7 @@ def to_api(workflow: dict, object_info: dict) -> dict:
             _, source, source_slot, *_ = links[slot["link"]]
             if nodes[source]["type"] in FRONTEND_ONLY:
                 raise ValueError(f"node {node_id}.{slot['name']} is fed by a front-end-only node "
-                                 f"({nodes[source]['type']}); use a real node such as PrimitiveStringMultiline")
+                                 f"({nodes[source]['type']}); use a server node (PrimitiveStringMultiline)")
             inputs[slot["name"]] = [str(source), source_slot]
         prompt[str(node_id)] = {"class_type": node["type"], "inputs": inputs}
     return prompt
