@@ -138,7 +138,8 @@ def test_nodes_links_and_widgets_match_object_info(path, object_info):
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_server_validation_only_misses_the_model_files(path, object_info, comfy_server):
     """/prompt validates every input; the examples name model files this test server does not have, and
-    nothing else may be wrong."""
+    nothing else may be wrong. (ComfyUI 0.3.64 checks only list-style V1 combos here, not V3 "COMBO"
+    options such as the FK nodes' ones: test_nodes_links_and_widgets_match_object_info covers those.)"""
     status, body = comfy_server.post_json("/prompt", {"prompt": to_api(load_workflow(path), object_info)})
     assert status == 400, body
     assert body["node_errors"], body
