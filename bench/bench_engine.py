@@ -50,8 +50,9 @@ def rare_runs(config: FKConfig, n: int, runs: int, width: float = 0.5) -> dict:
 
 
 def table_potentials(runs: int, lmbda: float) -> None:
-    print(f"\n## Rare attribute (0.3% of p0), {STEPS} Euler-ancestral steps, λ = {lmbda}, potential every step, "
-          f"{runs} runs per cell")
+    window = FKConfig().window
+    print(f"\n## Rare attribute (0.3% of p0), {STEPS} Euler-ancestral steps, λ = {lmbda}, potential every step "
+          f"in the default window {window[0]}–{window[1]}, {runs} runs per cell")
     print("| N | method | hit (best) | hit (weighted draw) | mean reward | denoiser calls | ms/run |")
     print("|---|---|---|---|---|---|---|")
     for n in (1, 4, 8, 16):
