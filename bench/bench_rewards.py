@@ -1,0 +1,191 @@
+"""Benchmark the rewards: load time, scoring time at batch 4 and batch 1 (512x512 inputs), peak memory.
+
+Real architectures with random weights (no downloads), saved in the published file format and loaded
+through the same loaders users hit. Each reward runs in its own subprocess so peak memory is per reward.
+Timing is reported, never asserted.
+
+    python bench/bench_rewards.py                 # CPU: skips the ViT-H models (HPSv2.1, PickScore)
+    python bench/bench_rewards.py --with-vith      # include them (~1B params each)
+    python bench/bench_rewards.py --device cuda --dtype fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+PIXEL_REWARDS = ["sharpness", "saturation", "colorfulness", "brightness", "contrast", "target color",
+                 "JPEG compressibility"]
+LEARNED = ["ImageReward", "CLIP ViT-L-14", "LAION aesthetic", "HPSv2.1", "PickScore"]
+VIT_H = {"HPSv2.1", "PickScore"}
+PROMPT = "a watercolour painting of a lighthouse at dawn"
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _build(name: str, folder: Path, device: str, dtype):
+    """Create random weights of the real architecture, save them like the published files, load them back.
+    Returns (reward, seconds spent in the user-facing loader)."""
+    import torch
+
+    from fk_core.rewards import catalog
+
+    if name in PIXEL_REWARDS:
+        start = time.perf_counter()
+        return catalog.build_reward(name, []), time.perf_counter() - start
+    if name == "ImageReward":
+        from rewards_helpers import MED_CONFIG, real_bert_vocab, write_json, write_synthetic_bert_vocab
+
+        from fk_core.rewards.blip_imagereward import ImageRewardNet, TextConfig, VisionConfig
+
+        net = ImageRewardNet(VisionConfig(), TextConfig.from_med_config(MED_CONFIG, 1024))
+        torch.save(net.state_dict(), folder / "ImageReward.pt")
+        del net
+        write_json(folder / "med_config.json", MED_CONFIG)
+        vocab = real_bert_vocab() or write_synthetic_bert_vocab(folder / "vocab.txt")
+        start = time.perf_counter()
+        from fk_core.rewards import load_imagereward
+
+        reward = load_imagereward(folder / "ImageReward.pt", folder / "med_config.json", vocab, device, dtype)
+        return reward, time.perf_counter() - start
+    import open_clip
+
+    if name in ("CLIP ViT-L-14", "LAION aesthetic", "HPSv2.1"):
+        arch = "ViT-H-14" if name == "HPSv2.1" else "ViT-L-14"
+        model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=name == "LAION aesthetic")
+        weights = folder / f"{arch}.pt"
+        state = model.state_dict()
+        torch.save({"state_dict": state} if name == "HPSv2.1" else state, weights)
+        del model, state
+        start = time.perf_counter()
+        if name == "HPSv2.1":
+            from fk_core.rewards import load_hpsv2
+
+            reward = load_hpsv2(weights, device, dtype)
+        elif name == "LAION aesthetic":
+            from fk_core.rewards import load_laion_aesthetic
+            from fk_core.rewards.clip_rewards import AestheticMLP
+
+            torch.save(AestheticMLP(768).state_dict(), folder / "head.pth")
+            start = time.perf_counter()
+            reward = load_laion_aesthetic(folder / "head.pth", weights, device, dtype, arch=arch)
+        else:
+            from fk_core.rewards import load_clip_score
+
+            reward = load_clip_score(arch, weights, device, dtype)
+        return reward, time.perf_counter() - start
+    if name == "PickScore":
+        from test_rewards_learned import _write_clip_tokenizer_files
+        from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+        config = CLIPConfig(
+            text_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                         "num_attention_heads": 16, "vocab_size": 49408},
+            vision_config={"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
+                           "num_attention_heads": 16, "image_size": 224, "patch_size": 14},
+            projection_dim=1024)
+        CLIPModel(config).save_pretrained(folder / "model")
+        vocab, merges = _write_clip_tokenizer_files(folder)
+        CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=CLIPTokenizer(str(vocab), str(merges))
+                      ).save_pretrained(folder / "processor")
+        from fk_core.rewards import load_pickscore
+
+        start = time.perf_counter()
+        reward = load_pickscore(folder / "model", folder / "processor", device, dtype)
+        return reward, time.perf_counter() - start
+    raise ValueError(name)
+
+
+def _time_scoring(reward, images, repeats: int) -> float:
+    import torch
+
+    prompt = PROMPT if reward.needs_prompt else None
+    with torch.no_grad():
+        reward.score(images, prompt)  # warm-up: text embedding cache, kernels
+        if images.is_cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            reward.score(images, prompt)
+        if images.is_cuda:
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def run_one(name: str, device: str, dtype_name: str, repeats: int) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
+    with tempfile.TemporaryDirectory() as tmp:
+        reward, load_s = _build(name, Path(tmp), device, dtype)
+        images = torch.rand(4, 512, 512, 3, device=device)
+        if name in PIXEL_REWARDS:  # milliseconds each: average more runs so scheduler noise does not dominate
+            repeats = max(repeats, 20)
+        batch4 = _time_scoring(reward, images, repeats)
+        batch1 = _time_scoring(reward, images[:1].contiguous(), repeats)
+    peak = (torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else _peak_rss_mib()
+    return {"reward": name, "load_s": load_s, "batch4_s": batch4, "batch1_s": batch1, "ratio": batch4 / batch1,
+            "peak_mib": peak, "params_m": sum(p.numel() for p in reward.parameters()) / 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    parser.add_argument("--with-vith", action="store_true", help="include the ~1B-parameter ViT-H rewards")
+    parser.add_argument("--only", nargs="*", help="run just these rewards")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(run_one(args.one, args.device, args.dtype, args.repeats)), flush=True)
+        return
+    names = args.only or PIXEL_REWARDS + LEARNED
+    skipped = [] if (args.with_vith or args.only or args.device.startswith("cuda")) else sorted(VIT_H & set(names))
+    names = [n for n in names if n not in skipped]
+    print(f"device={args.device} dtype={args.dtype} torch threads={os.cpu_count()} inputs 512x512\n")
+    print(f"| {'reward':22} | params M | load s | batch-4 s | batch-1 s | b4/b1 | peak MiB |")
+    print(f"|{'-' * 24}|---------:|-------:|----------:|----------:|------:|---------:|")
+    for name in names:
+        run = subprocess.run([sys.executable, __file__, "--one", name, "--device", args.device, "--dtype",
+                              args.dtype, "--repeats", str(args.repeats)], check=False, capture_output=True,
+                             text=True)
+        lines = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
+        if run.returncode != 0 or not lines:
+            print(f"| {name:22} | failed: {run.stderr.strip().splitlines()[-1] if run.stderr.strip() else '?'}")
+            continue
+        r = json.loads(lines[-1][len("RESULT "):])
+        print(f"| {name:22} | {r['params_m']:8.1f} | {r['load_s']:6.2f} | {r['batch4_s']:9.3f} | "
+              f"{r['batch1_s']:9.3f} | {r['ratio']:5.2f} | {r['peak_mib']:8.0f} |", flush=True)
+    if skipped:
+        print(f"\nskipped on CPU (ViT-H, ~1B params, minutes per pass here): {', '.join(skipped)}; "
+              f"use --with-vith to include them")
+    print("\npeak MiB = process peak RSS on CPU (includes building and saving the random checkpoint), "
+          "torch.cuda.max_memory_allocated on GPU")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

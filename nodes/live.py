@@ -1,0 +1,298 @@
+"""Server side of the live particle view: small JSON events sent over ComfyUI's websocket.
+
+The sampler adapter makes one :class:`LiveReporter` per run and calls :meth:`LiveReporter.potential_step`
+after every potential step (with the x0 images it already decoded for the reward), :meth:`finished` with the
+result, or :meth:`cancelled`. The front end (``web/fk_live.js``) listens for the three event types below.
+
+Bounded traffic, whatever N or the GPU speed:
+* events only at potential steps; at most ``max_events_per_second`` of them: steps that arrive faster are
+  queued and go out together in the next event (every point still reaches the chart);
+* thumbnails at most every ``thumbnail_interval`` seconds (the latest images win), ≤ 64 px and smaller for
+  large N, packed in one JPEG sprite, re-encoded smaller if it would exceed ``max_thumbnail_bytes``;
+* the final event carries the whole trace with rounded numbers.
+
+Without a running ComfyUI server (tests, scripts, another host) every method is a quiet no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+EVENT_STEP = "fk_steering.step"
+EVENT_DONE = "fk_steering.done"
+EVENT_CANCELLED = "fk_steering.cancelled"
+PAYLOAD_VERSION = 1
+
+MAX_THUMB_PX = 64
+MIN_THUMB_PX = 16
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[str, dict], None]
+
+
+def comfy_sender() -> Optional[Sender]:
+    """``PromptServer.instance.send_sync`` to the client that queued the prompt; None without a server."""
+    try:
+        from server import PromptServer  # ComfyUI's server module; absent outside ComfyUI
+    except ImportError:
+        return None
+    server = getattr(PromptServer, "instance", None)
+    if server is None or not hasattr(server, "send_sync"):
+        return None
+
+    def send(event: str, data: dict) -> None:
+        server.send_sync(event, data, getattr(server, "client_id", None))
+
+    return send
+
+
+def thumb_size_for(particles: int) -> int:
+    """Thumbnail edge in px: 64 up to 16 particles, then shrinking so N thumbnails cover ~16·64² pixels."""
+    if particles <= 16:
+        return MAX_THUMB_PX
+    return max(MIN_THUMB_PX, int(MAX_THUMB_PX * math.sqrt(16 / particles)))
+
+
+def _round(v: Any, digits: int = 4) -> Optional[float]:
+    """A JSON-safe float with ``digits`` significant digits; NaN/inf (and None) become None."""
+    if v is None:
+        return None
+    v = float(v)
+    if not math.isfinite(v):
+        return None
+    return float(f"{v:.{digits}g}")
+
+
+def _round_list(values: Any, digits: int = 4) -> list[Optional[float]]:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().double().cpu().tolist()
+    return [_round(v, digits) for v in values]
+
+
+def downscale(images: torch.Tensor, edge: int) -> torch.Tensor:
+    """[N,H,W,C] float in [0,1] → [N,h,w,3] uint8 on the CPU with max(h, w) ≤ edge (aspect kept)."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be [N,H,W,C], got shape {tuple(images.shape)}")
+    x = images.detach()[..., :3].float()
+    if x.shape[-1] == 1:
+        x = x.expand(-1, -1, -1, 3)
+    h, w = x.shape[1:3]
+    scale = min(1.0, edge / max(h, w))
+    x = x.movedim(-1, 1)
+    if scale < 1.0:  # downscale on the images' device first: only small tensors cross to the CPU
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    x = torch.nan_to_num(x, nan=0.0).clamp(0, 1)
+    return (x.movedim(1, -1) * 255).round().to(torch.uint8).cpu()
+
+
+def encode_sprite(images: torch.Tensor, edge: int, max_bytes: int, quality: int = 75) -> dict:
+    """All thumbnails in ONE JPEG grid (one header instead of N):
+    ``{"sprite": data URL, "cols", "rows", "w", "h"}``, thumbnail i at column i % cols, row i // cols.
+    If the data URL would exceed ``max_bytes``, lower the quality,
+    then the size, until it fits."""
+    n = images.shape[0]
+    cols = max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    while True:
+        small = downscale(images, edge)
+        h, w = small.shape[1:3]
+        sheet = torch.zeros(rows * h, cols * w, 3, dtype=torch.uint8)
+        for i in range(n):
+            r, c = divmod(i, cols)
+            sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = small[i]
+        buf = io.BytesIO()
+        Image.fromarray(sheet.numpy()).save(buf, format="JPEG", quality=quality)
+        url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        if len(url) <= max_bytes or edge <= 8:
+            return {"sprite": url, "cols": cols, "rows": rows, "w": int(w), "h": int(h)}
+        if quality > 40:
+            quality -= 15
+        else:
+            edge = max(8, edge * 3 // 4)
+
+
+def step_record(event: Any) -> dict:
+    """The numbers of one potential step for the front end, with the resampling spelled out:
+    ``copies[j]``: how many new particles copy old particle j; ``dropped``: old particles with no copy."""
+    ancestors = [int(a) for a in event.ancestors]
+    n = len(ancestors)
+    copies = [0] * n
+    for a in ancestors:
+        copies[a] += 1
+    return {
+        "step": int(event.step),
+        "sigma": _round(event.sigma),
+        "rewards": _round_list(event.rewards),
+        "log_weights": _round_list(event.log_weights, 3),
+        "ess": _round(event.ess),
+        "resampled": bool(event.resampled),
+        "ancestors": ancestors,
+        "copies": copies,
+        "dropped": [j for j, c in enumerate(copies) if c == 0] if event.resampled else [],
+        "invalid": [int(i) for i in getattr(event, "invalid", [])],
+    }
+
+
+def compact_trace(trace: dict) -> dict:
+    """``Trace.to_dict()`` with floats rounded (4 significant digits, log-weights 3): a small event."""
+    out = dict(trace)
+    out["steps"] = [
+        {**s, "rewards": _round_list(s["rewards"]), "log_weights": _round_list(s["log_weights"], 3),
+         "ess": _round(s["ess"]), "sigma": _round(s["sigma"])}
+        for s in trace.get("steps", [])
+    ]
+    for key in ("final_rewards", "final_log_weights"):
+        if out.get(key) is not None:
+            out[key] = _round_list(out[key])
+    return out
+
+
+class LiveReporter:
+    """Sends a run's progress to the FK node's live view in the browser.
+
+    ``node_id``: the node's UNIQUE_ID (the front end finds its node by it); ``particles``: N.
+    ``send`` replaces the websocket sender (tests); ``clock`` the time source for throttling.
+    """
+
+    def __init__(self, node_id: Any, particles: int, num_steps: Optional[int] = None, *,
+                 send: Optional[Sender] = None, clock: Callable[[], float] = time.monotonic,
+                 max_events_per_second: float = 8.0, thumbnail_interval: float = 0.5,
+                 max_thumbnail_bytes: int = 64_000, max_queued_steps: int = 512):
+        if int(particles) < 1:
+            raise ValueError(f"particles must be at least 1, got {particles}")
+        self.node_id = str(node_id) if node_id is not None else None
+        self.particles = int(particles)
+        self.num_steps = int(num_steps) if num_steps is not None else None
+        self.run_id = uuid.uuid4().hex[:12]
+        self._send = send if send is not None else comfy_sender()
+        self._clock = clock
+        self._min_gap = 1.0 / max_events_per_second if max_events_per_second > 0 else 0.0
+        self._thumb_gap = thumbnail_interval
+        self._max_bytes = max_thumbnail_bytes
+        self._max_queued = max_queued_steps
+        self._queue: list[dict] = []
+        self._pending_images: Optional[torch.Tensor] = None  # small uint8 copy of the latest unsent images
+        self._pending_images_step: Optional[int] = None
+        self._last_event = -math.inf
+        self._last_thumbs = -math.inf
+        self._seq = 0
+        self.closed = False
+        self.events_sent = 0
+        self.steps_dropped = 0
+
+    @property
+    def active(self) -> bool:
+        return self._send is not None and self.node_id is not None and not self.closed
+
+    def _emit(self, event: str, payload: dict) -> None:
+        data = {"v": PAYLOAD_VERSION, "node": self.node_id, "run": self.run_id, "seq": self._seq,
+                "particles": self.particles, "num_steps": self.num_steps, **payload}
+        self._seq += 1
+        try:
+            self._send(event, data)
+        except Exception:  # the view is a nicety: a websocket problem must never fail the sampling
+            log.warning("FK live view: could not send %s; live updates stop for this run", event,
+                        exc_info=True)
+            self._send = None
+            return
+        self.events_sent += 1
+
+    def potential_step(self, event: Any, images: Optional[torch.Tensor] = None) -> None:
+        """Record a ``PotentialStep``; ``images`` [N,H,W,C] in [0,1] are its decoded x0-predictions."""
+        if not self.active:
+            return
+        self._queue.append(step_record(event))
+        if len(self._queue) > self._max_queued:  # the final trace still has every step
+            del self._queue[0]
+            self.steps_dropped += 1
+        if images is not None:
+            if images.shape[0] != self.particles:
+                raise ValueError(f"live view: got {images.shape[0]} images for {self.particles} particles")
+            self._pending_images = downscale(images, thumb_size_for(self.particles))
+            self._pending_images_step = int(event.step)
+        now = self._clock()
+        if now - self._last_event >= self._min_gap:
+            self._flush(now)
+
+    def _flush(self, now: float, final: bool = False) -> None:
+        payload: dict = {"steps": self._queue}
+        if self._pending_images is not None and (final or now - self._last_thumbs >= self._thumb_gap):
+            edge = max(self._pending_images.shape[1:3])
+            imgs = self._pending_images.float() / 255
+            payload["thumbs"] = encode_sprite(imgs, edge, self._max_bytes)
+            payload["thumbs_step"] = self._pending_images_step
+            self._pending_images = None
+            self._last_thumbs = now
+        if not payload["steps"] and "thumbs" not in payload:
+            return
+        self._queue = []
+        self._last_event = now
+        self._emit(EVENT_STEP, payload)
+
+    def finished(self, result: Any) -> None:
+        """Send what is still queued, then the whole trace (rounded) and the final rewards.
+
+        ``result``: an ``FKResult``, or the sampler adapter's outcome holding one in ``.result`` (then its
+        ``chosen_index``, the particle the node outputs, is sent too)."""
+        if not self.active:
+            return
+        outcome, result = result, getattr(result, "result", result)
+        self._flush(self._clock(), final=True)
+        trace = result.trace.to_dict() if hasattr(result.trace, "to_dict") else dict(result.trace)
+        payload = {"best_index": int(result.best_index), "trace": compact_trace(trace)}
+        if getattr(outcome, "chosen_index", None) is not None:
+            payload["chosen_index"] = int(outcome.chosen_index)
+        self._emit(EVENT_DONE, payload)
+        self.closed = True
+
+    def cancelled(self, reason: str = "cancelled") -> None:
+        """The run stopped early (Cancel, an error): the view keeps what it has and says so."""
+        if not self.active:
+            return
+        steps, self._queue = self._queue, []  # numbers not yet sent still reach the chart
+        self._pending_images = None
+        self._emit(EVENT_CANCELLED, {"reason": str(reason)[:200], "steps": steps})
+        self.closed = True
+
+
+def live_callbacks(node_id: Any, **reporter_options) -> tuple[Callable, Callable]:
+    """``(on_potential_step(event, images), on_finish(result))`` for the sampler adapter's live-UI hook.
+
+    A reporter (one "run" for the front end) is made at the first potential step, when N is known. The FK
+    Sampler (SAMPLER) node's callbacks can serve several runs (ComfyUI caches the SAMPLER): a new reporter
+    starts after each finish, and when the step index goes back (a run that was cancelled before finishing).
+    """
+    state: dict = {}
+
+    def reporter(particles: int, step: Optional[int] = None) -> LiveReporter:
+        current = state.get("reporter")
+        restarted = step is not None and state.get("last_step") is not None and step <= state["last_step"]
+        if current is None or restarted or current.particles != particles:
+            current = state["reporter"] = LiveReporter(node_id, particles, **reporter_options)
+        if step is not None:
+            state["last_step"] = step
+        return current
+
+    def on_potential_step(event: Any, images: Optional[torch.Tensor] = None) -> None:
+        reporter(len(event.rewards), int(event.step)).potential_step(event, images)
+
+    def on_finish(result: Any) -> None:
+        fk_result = getattr(result, "result", result)  # an FKResult, or an outcome holding one
+        if fk_result is None:
+            return
+        reporter(int(fk_result.trace.num_particles)).finished(result)
+        state.clear()  # the next run gets a new reporter (and a new run id)
+
+    return on_potential_step, on_finish

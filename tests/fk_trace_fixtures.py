@@ -1,0 +1,50 @@
+"""Real traces for the chart and live-view tests: fk_core's own sampler on the closed-form toy model."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from fk_core import FKConfig, FKResult, steer
+from fk_core.toy import karras_sigmas, two_modes
+
+
+def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, lmbda: float = 8.0,
+            on_potential_step=None, nan_particle_at_step: int | None = None) -> FKResult:
+    """FK on two 2-D modes with reward = first coordinate: resampling happens, lineages merge.
+
+    ``nan_particle_at_step``: particle 0's reward is NaN at that potential step (the failed-reward path)."""
+    model = two_modes(2, dtype=torch.float32)
+    sigmas = karras_sigmas(steps).float()
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(particles, 2, generator=gen)
+    calls = {"n": 0}
+
+    def reward(x0: torch.Tensor) -> torch.Tensor:
+        r = x0[:, 0].double().clone()
+        calls["n"] += 1
+        if nan_particle_at_step is not None and calls["n"] == nan_particle_at_step:
+            r[0] = float("nan")
+        return r
+
+    config = FKConfig(potential="diff", lmbda=lmbda, every=every)
+    return steer(model.denoise, sigmas, noise, reward, config, generator=gen,
+                 on_potential_step=on_potential_step)
+
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+
+
+def load_pack_file(relative: str):
+    """Import one self-contained pack module by path (``nodes`` would clash with ComfyUI's own ``nodes``)."""
+    name = "fk_test_" + relative.replace("/", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, PACK_DIR / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

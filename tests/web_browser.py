@@ -1,0 +1,131 @@
+"""Helpers for the real-browser tests of the live view: headless Debian Chromium driven by Playwright.
+
+No browser download is ever attempted: Playwright is pointed at the system Chromium (``FK_CHROMIUM`` or
+``/usr/bin/chromium``). ``browser_unavailable()`` says in one sentence why the tests must skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+ARTIFACTS = PACK_DIR / "test-artifacts"
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("FK_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def browser_unavailable() -> str | None:
+    """None when a browser test can run, else the reason."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the Python 'playwright' package is not installed (pip install playwright; no browser needed)"
+    if chromium_path() is None:
+        return "no Chromium found (apt-get install -y chromium, or set FK_CHROMIUM)"
+    return None
+
+
+class BrowserSession:
+    """One Chromium with a fresh empty profile; pages open on a ComfyUI server and record page errors."""
+
+    def __init__(self):
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
+        self.profile = tempfile.mkdtemp(prefix="fk-chromium-")
+        self.context = self._pw.chromium.launch_persistent_context(
+            self.profile, executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True,
+            viewport={"width": 1500, "height": 1000})
+        self.errors: list[str] = []  # page errors and our extension's console warnings
+
+    def open_comfy(self, server) -> "object":
+        """A page on the server's UI with the graph ready (first-run template dialog turned off)."""
+        req = urllib.request.Request(server.url + "/settings", method="POST",
+                                     data=json.dumps({"Comfy.TutorialCompleted": True}).encode())
+        urllib.request.urlopen(req, timeout=10).read()
+        page = self.context.new_page()
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda err: self.errors.append(f"pageerror: {err}"))
+        page.goto(server.url, wait_until="domcontentloaded")
+        page.wait_for_function("() => window.app && window.app.graph && window.comfyAPI", timeout=90_000)
+        page.wait_for_function("() => document.querySelector('.graph-canvas-container') !== null",
+                               timeout=30_000)
+        return page
+
+    def _on_console(self, msg) -> None:
+        if "[fk_steering]" in msg.text:
+            self.errors.append(f"console {msg.type}: {msg.text}")
+
+    def our_errors(self) -> list[str]:
+        """Errors that come from this pack (ComfyUI's own front end logs some unrelated ones offline)."""
+        return [e for e in self.errors if "fk_" in e.lower() or "[fk_steering]" in e]
+
+    def close(self) -> None:
+        self.context.close()
+        self._pw.stop()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def screenshot(page_or_locator, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page_or_locator.screenshot(path=str(path))
+    return path
+
+
+def view_state(page, node_id: str) -> dict:
+    """What the live view on node ``node_id`` shows, read from its DOM."""
+    return page.evaluate(
+        """(id) => {
+            const node = window.app.graph.getNodeById(Number(id));
+            const root = node && node.fkLiveView && node.fkLiveView.root;
+            if (!root) return null;
+            const chart = root.querySelector('.fk-live-chart');
+            const lineage = root.querySelector('.fk-live-lineage');
+            const detail = root.querySelector('.fk-live-detail');
+            return {
+                state: root.dataset.state,
+                steps: Number(root.dataset.steps || 0),
+                tiles: root.querySelectorAll('.fk-live-tile').length,
+                tilesWithImage: root.querySelectorAll('.fk-live-tile.fk-has-image').length,
+                dropped: root.querySelectorAll('.fk-live-tile.fk-dropped').length,
+                copied: root.querySelectorAll('.fk-live-tile.fk-copied').length,
+                chartPoints: Number(chart.dataset.points || 0),
+                essPoints: Number(chart.dataset.essPoints || 0),
+                resampleMarks: Number(chart.dataset.resamples || 0),
+                events: Number(root.querySelector('.fk-live-events').dataset.count || 0),
+                eventLines: [...root.querySelectorAll('.fk-live-event')].map((e) => e.textContent),
+                lineageVisible: !lineage.closest('.fk-live-panel').hidden,
+                selected: lineage.dataset.selected,
+                detail: detail.hidden ? null : detail.textContent,
+                status: root.querySelector('.fk-live-status').textContent,
+            };
+        }""", str(node_id))
+
+
+def wait_for_state(page, node_id: str, states: tuple[str, ...], timeout: float = 300.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = view_state(page, node_id)
+        if last and last["state"] in states:
+            return last
+        time.sleep(0.2)
+    raise TimeoutError(f"node {node_id}: live view never reached {states}; last seen {last}")

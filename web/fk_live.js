@@ -1,0 +1,633 @@
+// FK Steering live view: particle gallery, reward/ESS chart and lineage on the FK sampler nodes.
+//
+// Data: websocket events sent by the pack's server side (nodes/live.py), one run per "run" id:
+//   fk_steering.step       {node, run, particles, num_steps, steps: [record...], thumbs?: {sprite, cols, rows, w, h}}
+//   fk_steering.done       {node, run, best_index, trace: Trace.to_dict()}
+//   fk_steering.cancelled  {node, run, reason, steps}
+// Without those events (server side absent) the widget only shows a one-line hint: nothing else changes.
+// All styles live in fk_live.css under the .fk-live class; colours come from the ComfyUI theme variables.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+// Nodes that get the view when created; any other node the server reports for gets it at its first event.
+const NODE_TYPES = new Set(["FKParticleSampler"]);
+const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: "fk_steering.cancelled" };
+const WIDGET_NAME = "fk_live_view";
+const MIN_HEIGHT = 560; // gallery + chart + lineage
+const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
+const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
+
+let spriteCounter = 0;
+const views = new Set(); // every live view on the canvas (several FK nodes per graph are fine)
+
+function loadStyles() {
+  if (document.querySelector("link[data-fk-live-css]")) return;
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = new URL("./fk_live.css", import.meta.url).href;
+  link.dataset.fkLiveCss = "1";
+  document.head.appendChild(link);
+}
+
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function fmt(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  const a = Math.abs(v);
+  return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(2) : v.toFixed(3);
+}
+
+// Execution ids are "12" or, inside subgraphs, "5:12" (subgraph node path, then the local id).
+function nodeForExecutionId(id) {
+  let graph = app.graph?.rootGraph ?? app.graph;
+  const parts = String(id).split(":");
+  for (const part of parts.slice(0, -1)) {
+    const holder = graph?.getNodeById?.(Number(part)) ?? graph?.getNodeById?.(part);
+    graph = holder?.subgraph;
+  }
+  const local = parts[parts.length - 1];
+  return graph?.getNodeById?.(Number(local)) ?? graph?.getNodeById?.(local) ?? null;
+}
+
+function themeColours(root) {
+  const css = getComputedStyle(root);
+  const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    bg: v("--comfy-input-bg", "#222"),
+    fg: v("--fg-color", "#ddd"),
+    muted: v("--descrip-text", "#999"),
+    grid: v("--border-color", "#444"),
+    bandOuter: "rgba(90,130,200,0.35)",
+    bandInner: "rgba(110,160,230,0.55)",
+    median: "#a9cdff",
+    ess: "#6ed282",
+    resample: "#e65a5a",
+    best: "#ffbe3c",
+  };
+}
+
+function quantiles(values) {
+  const r = values.filter((v) => v !== null && Number.isFinite(v)).sort((a, b) => a - b);
+  if (!r.length) return null;
+  // linear interpolation between order statistics, as numpy.quantile does (fk_core/charts.py)
+  const q = (p) => {
+    const pos = (r.length - 1) * p;
+    const lo = Math.floor(pos);
+    const hi = Math.ceil(pos);
+    return r[lo] + (r[hi] - r[lo]) * (pos - lo);
+  };
+  return [q(0), q(0.25), q(0.5), q(0.75), q(1)];
+}
+
+// For each final particle, its slot at every potential step then itself (same walk as fk_core.charts.lineage_paths).
+function lineagePaths(steps, n) {
+  let current = [...Array(n).keys()];
+  const columns = [current];
+  for (let j = steps.length - 1; j >= 0; j--) {
+    const anc = steps[j].ancestors;
+    current = current.map((c) => anc[c]);
+    columns.push(current);
+  }
+  columns.reverse();
+  return [...Array(n).keys()].map((i) => columns.map((col) => col[i]));
+}
+
+// Trace steps carry ancestors only; the live records also spell out copies and dropped (nodes/live.py).
+function withCopies(s) {
+  if (s.copies) return s;
+  const copies = s.ancestors.map(() => 0);
+  s.ancestors.forEach((a) => copies[a]++);
+  const dropped = s.resampled ? copies.flatMap((c, j) => (c === 0 ? [j] : [])) : [];
+  return { ...s, copies, dropped, invalid: s.invalid || [] };
+}
+
+function setupCanvas(canvas) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = Math.max(1, canvas.clientWidth);
+  const h = Math.max(1, canvas.clientHeight);
+  if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    canvas.width = Math.round(w * dpr);
+    canvas.height = Math.round(h * dpr);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  return { ctx, w, h };
+}
+
+class LiveView {
+  constructor(node) {
+    this.node = node;
+    this.root = el("div", "fk-live");
+    this.root.dataset.state = "idle";
+    this.status = el("div", "fk-live-status", "FK live view: queue the prompt to watch the particles.");
+    this.gallery = el("div", "fk-live-gallery");
+    this.events = el("div", "fk-live-events");
+    this.chart = el("canvas", "fk-live-chart");
+    this.lineage = el("canvas", "fk-live-lineage");
+    this.detail = el("div", "fk-live-detail", "");
+    // canvases sit in absolutely positioned boxes: their pixel size must not feed back into the flex layout
+    const panel = (caption, canvas) => {
+      const box = el("div", "fk-live-panel");
+      const holder = el("div", "fk-live-canvas-box");
+      holder.append(canvas);
+      box.append(el("div", "fk-live-caption", caption), holder);
+      return box;
+    };
+    const chartBox = panel("reward (band: min–max, 25–75%, median) · ESS (green) · ▼ resampled", this.chart);
+    const lineageBox = panel("lineage: initial particles (left) → final (right) · click a final particle",
+      this.lineage);
+    this.root.append(this.status, this.gallery, this.events, chartBox, lineageBox, this.detail);
+    this.lineage.addEventListener("click", (e) => this.onLineageClick(e));
+    this.reset(null);
+    this.pending = false;
+    this.resizeObserver = new ResizeObserver(() => this.scheduleDraw());
+    this.resizeObserver.observe(this.chart);
+    this.resizeObserver.observe(this.lineage);
+  }
+
+  reset(run) {
+    this.run = run;
+    this.particles = 0;
+    this.numSteps = null;
+    this.steps = [];
+    this.byStep = new Map();
+    this.thumbs = null;
+    this.thumbsVersion = 0;
+    this.thumbsStep = null;
+    this.trace = null;
+    this.bestIndex = null;
+    this.selected = null;
+    this.state = run ? "running" : "idle";
+    this.eventLog = [];
+    this.dots = [];
+  }
+
+  accept(data) {
+    if (data.run !== this.run) {
+      const wasIdle = this.state === "idle";
+      this.reset(data.run);
+      if (wasIdle) requestAnimationFrame(() => fitNode(this.node));
+    }
+    this.particles = data.particles ?? this.particles;
+    this.numSteps = data.num_steps ?? this.numSteps;
+  }
+
+  addSteps(records) {
+    for (const s of records || []) {
+      this.steps.push(s);
+      this.byStep.set(s.step, s);
+      if (s.resampled) this.eventLog.push(this.describeResampling(s));
+    }
+  }
+
+  describeResampling(s) {
+    const copied = s.copies
+      .map((c, j) => [j, c])
+      .filter(([, c]) => c > 1)
+      .map(([j, c]) => `#${j}×${c}`);
+    const dropped = s.dropped.map((j) => `#${j}`);
+    const full = `step ${s.step}: dropped ${dropped.length ? dropped.join(" ") : "none"}` +
+      (copied.length ? ` · copied ${copied.join(" ")}` : "");
+    // many particles: a count on the line, the full list in the tooltip
+    const text = dropped.length + copied.length <= 10 ? full
+      : `step ${s.step}: dropped ${dropped.length} · copied ${copied.length} (up to ×${Math.max(...s.copies)})`;
+    return { step: s.step, text, full };
+  }
+
+  onStep(data) {
+    this.accept(data);
+    this.state = "running";
+    this.addSteps(data.steps);
+    if ((data.steps || []).some((s) => s.resampled)) this.flash();
+    if (data.thumbs) {
+      this.thumbs = data.thumbs;
+      this.thumbsVersion = ++spriteCounter; // unique across runs and nodes
+      this.thumbsStep = data.thumbs_step;
+    }
+    this.scheduleDraw();
+  }
+
+  onDone(data) {
+    this.accept(data);
+    this.trace = data.trace;
+    this.particles = this.particles || data.trace.num_particles;
+    this.numSteps = this.numSteps || data.trace.num_steps;
+    this.steps = data.trace.steps.map(withCopies); // the complete record wins over what arrived live
+    this.byStep = new Map(this.steps.map((s) => [s.step, s]));
+    this.bestIndex = data.best_index;
+    this.selected = data.best_index;
+    this.state = "done";
+    this.scheduleDraw();
+  }
+
+  onCancelled(data) {
+    if (data && data.run !== undefined) {
+      this.accept(data);
+      this.addSteps(data.steps);
+    }
+    if (this.state === "running") this.state = "cancelled";
+    this.scheduleDraw();
+  }
+
+  // a short pulse on the gallery marks each resampling as it happens
+  flash() {
+    const g = this.gallery;
+    g.classList.remove("fk-flash");
+    void g.offsetWidth; // restart the CSS animation
+    g.classList.add("fk-flash");
+  }
+
+  scheduleDraw() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      try {
+        this.draw();
+      } catch (err) {
+        console.warn("[fk_steering] live view could not draw:", err);
+      }
+    });
+  }
+
+  draw() {
+    const r = this.root;
+    r.dataset.state = this.state;
+    r.dataset.steps = String(this.steps.length);
+    // visibility first: it changes the canvases' sizes, which the drawing below reads
+    this.lineage.closest(".fk-live-panel").hidden = !this.trace;
+    this.chart.closest(".fk-live-panel").hidden = this.state === "idle";
+    this.drawStatus();
+    this.drawGallery();
+    this.drawEvents();
+    this.drawChart();
+    this.drawLineage();
+    this.drawDetail();
+  }
+
+  drawStatus() {
+    const last = this.steps[this.steps.length - 1];
+    const of = this.numSteps ? ` of ${this.numSteps}` : "";
+    const text = {
+      idle: "FK live view: queue the prompt to watch the particles.",
+      running: `running · ${this.particles} particles · step ${last ? last.step : 0}${of}` +
+        (last ? ` · ESS ${fmt(last.ess)}` : ""),
+      done: `done · ${this.particles} particles · best #${this.bestIndex}` +
+        (this.trace?.final_rewards ? ` reward ${fmt(this.trace.final_rewards[this.bestIndex])}` : ""),
+      cancelled: `cancelled at step ${last ? last.step : 0}${of} · showing what was computed`,
+    }[this.state];
+    this.status.textContent = text;
+  }
+
+  drawGallery() {
+    const n = this.particles;
+    const g = this.gallery;
+    g.hidden = n === 0;
+    if (!n) return;
+    while (g.children.length > n) g.lastChild.remove();
+    while (g.children.length < n) {
+      const tile = el("div", "fk-live-tile");
+      tile.append(el("div", "fk-live-thumb"), el("span", "fk-live-reward"), el("span", "fk-live-badge"));
+      g.append(tile);
+    }
+    const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
+    g.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+    g.classList.toggle("fk-many", n > 16); // small tiles: rewards move to the tooltip
+    // badges and rewards from the step the thumbnails show, so picture and numbers agree
+    const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
+    const t = this.thumbs;
+    // the sprite (one JPEG with every thumbnail) is set once on the gallery; tiles show their cell of it
+    if (t && g.fkSpriteVersion !== this.thumbsVersion) {
+      g.style.setProperty("--fk-sprite", `url("${t.sprite}")`);
+      g.fkSpriteVersion = this.thumbsVersion;
+    }
+    [...g.children].forEach((tile, i) => {
+      const thumb = tile.children[0];
+      if (t) {
+        const c = i % t.cols;
+        const row = Math.floor(i / t.cols);
+        thumb.style.backgroundSize = `${t.cols * 100}% ${t.rows * 100}%`;
+        thumb.style.backgroundPosition = `${t.cols > 1 ? (c / (t.cols - 1)) * 100 : 0}% ` +
+          `${t.rows > 1 ? (row / (t.rows - 1)) * 100 : 0}%`;
+        thumb.style.aspectRatio = `${t.w} / ${t.h}`;
+        tile.classList.add("fk-has-image");
+      }
+      const reward = rec ? rec.rewards[i] : null;
+      tile.children[1].textContent = `#${i} ${fmt(reward)}`;
+      const copies = rec && rec.resampled ? rec.copies[i] : 1;
+      tile.classList.toggle("fk-dropped", Boolean(rec && rec.resampled && copies === 0));
+      tile.classList.toggle("fk-copied", Boolean(rec && rec.resampled && copies > 1));
+      tile.classList.toggle("fk-invalid", Boolean(rec && rec.invalid.includes(i)));
+      tile.children[2].textContent = copies > 1 ? `×${copies}` : copies === 0 ? "✕" : "";
+      tile.title = rec
+        ? `particle #${i} at step ${rec.step}: reward ${fmt(reward)}` +
+          (rec.resampled ? (copies === 0 ? ", dropped by resampling" : `, kept ${copies}×`) : "")
+        : `particle #${i}`;
+    });
+  }
+
+  drawEvents() {
+    const box = this.events;
+    box.replaceChildren(...this.eventLog.slice(-3).map((e) => {
+      const line = el("div", "fk-live-event", e.text);
+      line.title = e.full;
+      return line;
+    }));
+    box.dataset.count = String(this.eventLog.length);
+    box.hidden = this.eventLog.length === 0;
+  }
+
+  drawChart() {
+    const canvas = this.chart;
+    const { ctx, w, h } = setupCanvas(canvas);
+    const col = themeColours(this.root);
+    const n = Math.max(this.particles, 1);
+    const pad = { l: 34, r: 26, t: 8, b: 16 };
+    const x0 = pad.l;
+    const x1 = w - pad.r;
+    const y0 = pad.t;
+    const y1 = h - pad.b;
+    ctx.fillStyle = col.bg;
+    ctx.fillRect(0, 0, w, h);
+    const pts = this.steps.map((s) => ({ x: s.step, q: quantiles(s.rewards), s }));
+    const finalQ = this.trace?.final_rewards ? quantiles(this.trace.final_rewards) : null;
+    // x range: the run's step count; before it is known, the node's "steps" widget (or the steps so far)
+    const widgetSteps = Number(this.node.widgets?.find((w) => w.name === "steps")?.value) || 0;
+    const xMax = this.numSteps || Math.max(1, widgetSteps, ...pts.map((p) => p.x + 1));
+    if (finalQ) pts.push({ x: xMax, q: finalQ, s: null });
+    const vals = pts.flatMap((p) => (p.q ? [p.q[0], p.q[4]] : []));
+    const history = this.selectedHistory();
+    if (history) vals.push(...history.filter((v) => v !== null && Number.isFinite(v)));
+    let lo = vals.length ? Math.min(...vals) : 0;
+    let hi = vals.length ? Math.max(...vals) : 1;
+    if (hi - lo < 1e-12) {
+      lo -= 0.5;
+      hi += 0.5;
+    }
+    const px = (x) => x0 + ((x1 - x0) * x) / xMax;
+    const py = (v) => y1 - ((y1 - y0) * (v - lo)) / (hi - lo);
+    const pe = (e) => y1 - ((y1 - y0) * e) / n;
+
+    ctx.strokeStyle = col.grid;
+    ctx.lineWidth = 1;
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    ctx.font = "10px sans-serif";
+    ctx.fillStyle = col.muted;
+    ctx.textAlign = "right";
+    ctx.fillText(fmt(hi), x0 - 3, y0 + 8);
+    ctx.fillText(fmt(lo), x0 - 3, y1);
+    ctx.textAlign = "left";
+    ctx.fillStyle = col.ess;
+    ctx.fillText(String(n), x1 + 3, y0 + 8);
+    ctx.fillText("0", x1 + 3, y1);
+    ctx.fillStyle = col.muted;
+    ctx.textAlign = "center";
+    ctx.fillText(`step (of ${xMax})`, (x0 + x1) / 2, h - 3);
+
+    let resamples = 0;
+    for (const p of pts) {
+      if (p.s && p.s.resampled) {
+        resamples++;
+        ctx.strokeStyle = "rgba(230,90,90,0.35)";
+        ctx.beginPath();
+        ctx.moveTo(px(p.x), y0);
+        ctx.lineTo(px(p.x), y1);
+        ctx.stroke();
+        ctx.fillStyle = col.resample;
+        ctx.beginPath();
+        ctx.moveTo(px(p.x) - 4, y0);
+        ctx.lineTo(px(p.x) + 4, y0);
+        ctx.lineTo(px(p.x), y0 + 6);
+        ctx.fill();
+      }
+    }
+    const band = pts.filter((p) => p.q);
+    for (const [a, b, fill] of [[0, 4, col.bandOuter], [1, 3, col.bandInner]]) {
+      if (band.length < 2) break;
+      ctx.fillStyle = fill;
+      ctx.beginPath();
+      band.forEach((p, k) => (k ? ctx.lineTo(px(p.x), py(p.q[b])) : ctx.moveTo(px(p.x), py(p.q[b]))));
+      [...band].reverse().forEach((p) => ctx.lineTo(px(p.x), py(p.q[a])));
+      ctx.closePath();
+      ctx.fill();
+    }
+    ctx.strokeStyle = col.median;
+    ctx.fillStyle = col.median;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    band.forEach((p, k) => (k ? ctx.lineTo(px(p.x), py(p.q[2])) : ctx.moveTo(px(p.x), py(p.q[2]))));
+    ctx.stroke();
+    band.forEach((p) => ctx.fillRect(px(p.x) - 1.5, py(p.q[2]) - 1.5, 3, 3));
+
+    const ess = this.steps.filter((s) => Number.isFinite(s.ess));
+    ctx.strokeStyle = col.ess;
+    ctx.fillStyle = col.ess;
+    ctx.beginPath();
+    ess.forEach((s, k) => (k ? ctx.lineTo(px(s.step), pe(s.ess)) : ctx.moveTo(px(s.step), pe(s.ess))));
+    ctx.stroke();
+    ess.forEach((s) => ctx.fillRect(px(s.step) - 1.5, pe(s.ess) - 1.5, 3, 3));
+
+    if (history) {
+      const xs = [...this.steps.map((s) => s.step), xMax];
+      const hp = history.map((v, k) => [xs[k], v]).filter(([, v]) => v !== null && Number.isFinite(v));
+      ctx.strokeStyle = col.best;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      hp.forEach(([x, v], k) => (k ? ctx.lineTo(px(x), py(v)) : ctx.moveTo(px(x), py(v))));
+      ctx.stroke();
+    }
+    canvas.dataset.points = String(band.length);
+    canvas.dataset.essPoints = String(ess.length);
+    canvas.dataset.resamples = String(resamples);
+  }
+
+  selectedHistory() {
+    if (!this.trace || this.selected === null) return null;
+    const path = lineagePaths(this.steps, this.trace.num_particles)[this.selected];
+    return [...this.steps.map((s, j) => s.rewards[path[j]]), this.trace.final_rewards?.[this.selected] ?? null];
+  }
+
+  drawLineage() {
+    const canvas = this.lineage;
+    canvas.dataset.selected = this.selected === null ? "" : String(this.selected);
+    if (!this.trace) return;
+    const { ctx, w, h } = setupCanvas(canvas);
+    const col = themeColours(this.root);
+    ctx.fillStyle = col.bg;
+    ctx.fillRect(0, 0, w, h);
+    const n = this.trace.num_particles;
+    const steps = this.steps;
+    const cols = steps.length + 1;
+    const x0 = 10;
+    const x1 = w - 10;
+    const y0 = 8;
+    const y1 = h - 8;
+    const cx = (c) => (cols === 1 ? (x0 + x1) / 2 : x0 + ((x1 - x0) * c) / (cols - 1));
+    const cy = (i) => (n === 1 ? (y0 + y1) / 2 : y0 + ((y1 - y0) * i) / (n - 1));
+    const paths = lineagePaths(steps, n);
+    const alive = [...Array(cols)].map(() => new Set());
+    paths.forEach((p) => p.forEach((slot, c) => alive[c].add(slot)));
+    const rewards = [...steps.map((s) => s.rewards), this.trace.final_rewards || []];
+    const flat = rewards.flat().filter((v) => v !== null && Number.isFinite(v));
+    const lo = flat.length ? Math.min(...flat) : 0;
+    const hi = flat.length ? Math.max(...flat) : 1;
+    const colour = (v, live) => {
+      if (v === null || v === undefined || !Number.isFinite(v)) return "rgb(110,110,110)";
+      const u = hi - lo < 1e-12 ? 0.5 : (v - lo) / (hi - lo);
+      const k = live ? 1 : 0.45;
+      return `rgb(${(40 + 215 * u) * k},${(70 + 150 * u) * k},${(200 - 160 * u) * k})`;
+    };
+    steps.forEach((s, c) => {
+      s.ancestors.forEach((a, i) => {
+        const live = alive[c + 1].has(i);
+        ctx.strokeStyle = live ? "rgba(130,160,210,0.9)" : "rgba(120,120,140,0.25)";
+        ctx.lineWidth = live ? 1.5 : 1;
+        ctx.beginPath();
+        ctx.moveTo(cx(c), cy(a));
+        ctx.lineTo(cx(c + 1), cy(i));
+        ctx.stroke();
+      });
+    });
+    if (this.selected !== null) {
+      ctx.strokeStyle = col.best;
+      ctx.lineWidth = 3;
+      ctx.beginPath();
+      paths[this.selected].forEach((slot, c) => (c ? ctx.lineTo(cx(c), cy(slot)) : ctx.moveTo(cx(c), cy(slot))));
+      ctx.stroke();
+    }
+    const r = Math.max(1.5, Math.min(4, (y1 - y0) / n / 2.6));
+    this.dots = [];
+    for (let c = 0; c < cols; c++) {
+      for (let i = 0; i < n; i++) {
+        ctx.fillStyle = colour(rewards[c][i], alive[c].has(i));
+        ctx.beginPath();
+        ctx.arc(cx(c), cy(i), r, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+    }
+    for (let i = 0; i < n; i++) this.dots.push({ i, x: cx(cols - 1), y: cy(i) });
+    if (this.selected !== null) {
+      ctx.strokeStyle = col.best;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      ctx.arc(cx(cols - 1), cy(this.selected), r + 3, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    canvas.dataset.survivors = String(new Set(paths.map((p) => p[0])).size);
+  }
+
+  onLineageClick(e) {
+    if (!this.trace || !this.dots.length) return;
+    const rect = this.lineage.getBoundingClientRect();
+    // the canvas may be drawn scaled (canvas zoom): map the click into drawing coordinates
+    const x = ((e.clientX - rect.left) * this.lineage.clientWidth) / rect.width;
+    const y = ((e.clientY - rect.top) * this.lineage.clientHeight) / rect.height;
+    // any click picks the final particle on the nearest row: rows are easier to hit than dots
+    let best = this.dots[0];
+    for (const d of this.dots) if (Math.abs(d.y - y) < Math.abs(best.y - y)) best = d;
+    void x;
+    this.selected = best.i;
+    this.draw();
+  }
+
+  drawDetail() {
+    if (!this.trace || this.selected === null) {
+      this.detail.hidden = true;
+      return;
+    }
+    const paths = lineagePaths(this.steps, this.trace.num_particles);
+    const hist = this.selectedHistory();
+    this.detail.hidden = false;
+    this.detail.dataset.particle = String(this.selected);
+    this.detail.textContent =
+      `#${this.selected} (from initial #${paths[this.selected][0]}` +
+      `${this.selected === this.bestIndex ? ", best" : ""}) rewards: ` + hist.map(fmt).join(" → ");
+  }
+
+  destroy() {
+    this.resizeObserver.disconnect();
+    views.delete(this);
+  }
+}
+
+// Grow (never shrink) the node to what its widgets and previews need.
+function fitNode(node, minWidth = 0, extraHeight = 0) {
+  const [w, h] = node.size;
+  const need = node.computeSize()[1] + extraHeight;
+  if (need > h || w < minWidth) node.setSize([Math.max(w, minWidth), Math.max(h, need)]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function viewFor(id) {
+  const node = nodeForExecutionId(id);
+  if (node && !node.fkLiveView) attach(node);
+  return node?.fkLiveView ?? null;
+}
+
+function attach(node) {
+  if (node.fkLiveView) return;
+  loadStyles();
+  const view = new LiveView(node);
+  node.fkLiveView = view;
+  views.add(view);
+  const widget = node.addDOMWidget(WIDGET_NAME, "fk_live", view.root, {
+    serialize: false, // nothing of the view goes into the workflow or the prompt
+    hideOnZoom: false,
+    getMinHeight: () => (view.state === "idle" ? IDLE_HEIGHT : MIN_HEIGHT),
+  });
+  widget.serialize = false;
+  fitNode(node, 420);
+  const onRemoved = node.onRemoved;
+  node.onRemoved = function () {
+    view.destroy();
+    return onRemoved?.apply(this, arguments);
+  };
+  view.draw();
+}
+
+function on(type, handler) {
+  api.addEventListener(type, (e) => {
+    try {
+      handler(e.detail);
+    } catch (err) {
+      console.warn(`[fk_steering] live view ignored a ${type} event:`, err);
+    }
+  });
+}
+
+app.registerExtension({
+  name: "fk_steering.live_view",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!NODE_TYPES.has(nodeData.name)) return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = onNodeCreated?.apply(this, arguments);
+      attach(this);
+      return r;
+    };
+  },
+  async setup() {
+    on(EVENTS.step, (d) => viewFor(d.node)?.onStep(d));
+    on(EVENTS.done, (d) => viewFor(d.node)?.onDone(d));
+    on(EVENTS.cancelled, (d) => viewFor(d.node)?.onCancelled(d));
+    // Cancel / errors: the server may not get to send fk_steering.cancelled; stop every running view.
+    const stopAll = () => views.forEach((v) => v.onCancelled(null));
+    // The node's own image preview (the contact sheet) arrives after the run: grow the node so the
+    // preview sits inside it instead of spilling below the live view.
+    on("executed", (d) => {
+      const node = d && nodeForExecutionId(d.display_node ?? d.node);
+      if (!node?.fkLiveView) return;
+      const previewRoom = d.output?.images?.length ? PREVIEW_HEIGHT : 0;
+      setTimeout(() => fitNode(node, 0, previewRoom), 50);
+    });
+    on("execution_interrupted", stopAll);
+    on("execution_error", stopAll);
+  },
+});
