@@ -22,10 +22,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-import torch
-
 import comfy.model_management
 import comfy.samplers
+import torch
 
 from ..fk_core import FKConfig, FKError, FKResult, run_segments
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import logging
 
-import latent_preview
-import torch
-from comfy_api.latest import io, ui
-
 import comfy.model_management
 import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
 import comfy.utils
+import latent_preview
+import torch
+from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError
 from ..fk_core.contact_sheet import contact_sheet

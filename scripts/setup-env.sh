@@ -15,7 +15,8 @@ pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 "${pip[@]}" torch==2.14.1 torchvision==0.29.1
 "${pip[@]}" -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
 # A ComfyUI host, when there is one, is tested in-process: its own Python requirements go into this venv.
-host="$("$venv/bin/python" "$here/tests/find_comfyui.py" 2>/dev/null || true)"
+host="$(cd "$here/tests" && "$venv/bin/python" -c \
+    'from comfy_host import locate_comfyui; print(locate_comfyui()[0] or "")' 2>/dev/null || true)"
 if [ -n "$host" ] && [ -f "$host/requirements.txt" ]; then
     echo "[setup] ComfyUI host at $host: installing its requirements (torch lines excluded)"
     grep -v -E '^(torch|torchvision|torchaudio)\b' "$host/requirements.txt" > "$venv/comfyui-requirements.txt"

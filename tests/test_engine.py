@@ -79,7 +79,7 @@ def test_same_seed_same_result_and_different_seed_differs():
 def test_trace_records_every_potential_step_and_a_consistent_lineage():
     res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0, every=2, window=(0.0, 1.0)))
     tr = res.trace
-    assert [s.step for s in tr.steps] == [1, 3, 5, 7, 9]
+    assert [s.step for s in tr.steps] == [1, 3, 5, 7]  # never the last step (9): it adds no noise
     for s in tr.steps:
         assert s.rewards.shape == (6,) and s.ancestors.shape == (6,)
         assert s.log_weights.exp().sum().item() == pytest.approx(1.0)
@@ -92,7 +92,7 @@ def test_trace_records_every_potential_step_and_a_consistent_lineage():
         for j, s in enumerate(tr.steps):
             assert int(s.ancestors[path[j + 1]]) == path[j]
     d = json.loads(json.dumps(tr.to_dict()))
-    assert d["num_particles"] == 6 and len(d["steps"]) == 5 and d["config"]["every"] == 2
+    assert d["num_particles"] == 6 and len(d["steps"]) == 4 and d["config"]["every"] == 2
 
 
 def test_adaptive_mode_skips_resampling_when_ess_is_high():
@@ -187,3 +187,12 @@ def test_run_segments_with_a_host_sampler_and_model_kwargs():
     res = run_segments(noise() * SIGMAS[0], SIGMAS, model, host_segment, lambda x: x @ A, FKConfig(every=2),
                        model_kwargs={"cond": "c"})
     assert res.model_evaluations == 10 and seen == ["c"] * 10
+
+
+def test_schedule_never_uses_the_first_or_last_step():
+    from fk_core.schedule import potential_steps
+
+    assert potential_steps(10, 1, 0.0, 1.0) == list(range(1, 9))
+    assert potential_steps(10, 3, 0.2, 1.0) == [2, 5, 8]
+    assert potential_steps(10, 1, 0.3, 0.3) == [3]  # float rounding of 0.3·10 does not drop the step
+    assert potential_steps(2, 1, 0.0, 1.0) == []
