@@ -9,6 +9,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..fk_core.charts import TraceError, lineage_chart, reward_ess_chart
+from .common import CATEGORY
 
 
 class FKTraceCharts(io.ComfyNode):
@@ -17,7 +18,7 @@ class FKTraceCharts(io.ComfyNode):
         return io.Schema(
             node_id="FKTraceCharts",
             display_name="FK Trace Charts",
-            category="sampling/fk_steering",
+            category=CATEGORY,
             description="Draws an FK run's reward/ESS chart and its lineage picture, for saving or sharing.",
             inputs=[
                 io.String.Input("trace", force_input=True,

@@ -7,6 +7,7 @@ from comfy_api.latest import io
 from ..fk_core import FKConfig
 from ..fk_core.potentials import POTENTIALS
 from ..fk_core.resampling import RESAMPLERS
+from .common import CATEGORY
 
 FKPotential = io.Custom("FK_POTENTIAL")
 
@@ -27,15 +28,16 @@ class FKPotentialSelector(io.ComfyNode):
         return io.Schema(
             node_id="FKPotentialSelector",
             display_name="FK Potential Selector",
-            category="sampling/fk steering",
+            category=CATEGORY,
             description=("Decides how strongly and how often FK steering favours the images your reward likes. "
                          "Connect it to FK Particle Sampler or FK Sampler."),
             inputs=[
                 io.Combo.Input("potential", options=list(POTENTIALS),
                                default=defaults.potential,
-                               tooltip=("How a particle's score becomes its weight. 'diff' (recommended) rewards "
-                                        "improvement since the last check; 'max' keeps the best score seen; 'sum' "
-                                        "adds up every score (greediest); 'immediate' uses only the current score.")),
+                               tooltip=("How a particle's score becomes its weight. 'max' (recommended) counts the "
+                                        "best score it has had so far; 'diff' rewards improvement since the last "
+                                        "check (the most faithful, keeps the most variety); 'sum' adds up every "
+                                        "score (greediest); 'immediate' counts every score seen.")),
                 io.Float.Input("lambda", default=defaults.lmbda, min=0.0, max=1000.0, step=0.5,
                                tooltip=("Steering strength. 0 = no steering (plain sampling). Higher = the reward "
                                         "decides more, at the cost of variety between particles.")),

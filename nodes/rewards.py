@@ -14,6 +14,8 @@ import torch
 from comfy_api.latest import io
 from torch import nn
 
+from .common import CATEGORY
+
 try:  # loaded by ComfyUI as part of the pack package
     from ..fk_core.rewards import BoundReward, WeightedSum
     from ..fk_core.rewards.catalog import SPECS, build_reward, reward_names
@@ -130,7 +132,7 @@ class FKRewardLoader(io.ComfyNode):
         return io.Schema(
             node_id="FKRewardLoader",
             display_name="FK Reward Loader",
-            category="sampling/FK steering",
+            category=CATEGORY,
             description="Loads a reward (a judge that scores images) for FK steering. The sampler keeps the "
                         "particles this reward likes. Learned judges download their weights into "
                         "models/fk_rewards the first time if they are not there yet.",
@@ -199,7 +201,7 @@ class FKRewardCombine(io.ComfyNode):
         return io.Schema(
             node_id="FKRewardCombine",
             display_name="FK Reward Combine",
-            category="sampling/FK steering",
+            category=CATEGORY,
             description="Adds rewards together with weights, e.g. ImageReward + 0.5 x aesthetic - blur. "
                         "Rewards have different ranges (see the loader tooltips): scale the weights to match.",
             inputs=inputs,

@@ -20,6 +20,7 @@ from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError
 from ..fk_core.contact_sheet import contact_sheet
+from .common import CATEGORY
 from .fk_sampling import (
     FKRunSpec,
     automatic_chunk,
@@ -34,7 +35,7 @@ from .potential import FKPotential, default_potential
 log = logging.getLogger("fk_steering")
 
 FKReward = io.Custom("FK_REWARD")
-CATEGORY = "sampling/fk steering"
+
 MAX_PARTICLES = 256
 
 # >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
