@@ -2,7 +2,7 @@
 
 Settings: 2-D two-mode mixture, attribute a·x > c held by 0.3% of p0, reward sigmoid((a·x − c)/0.5), 50
 Euler-ancestral steps, λ = 30, potential `max` at every step. bench/bench_engine.py measured (200 runs):
-best-of-8 0.5%, FK-8 99.5% (diff 89.5%, sum 100%, immediate 100%). The FK paper's anchor is 3.7% → 69.7%.
+best-of-8 0.5%, FK-8 99.5% (diff 87%, sum 100%, immediate 100%). The FK paper's anchor is 3.7% → 69.7%.
 Bounds: FK ≥ 85% is over 5 binomial standard errors below the measured rate even at p = 0.9 (σ = 2.4% for
 150 runs); best-of-8 ≤ 6% is 5σ above its expected 2.4% for the exact model (σ = 1.3%).
 """
