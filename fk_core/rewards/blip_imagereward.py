@@ -242,8 +242,9 @@ class _Blip(nn.Module):
         self.text_encoder = MedTextEncoder(text)
 
 
-class _RewardHead(nn.Module):
-    """ImageReward's MLP: five linear layers with no activations (dropout slots kept for key names)."""
+class ScoreHead(nn.Module):
+    """The five-layer linear MLP (no activations; dropout slots kept for the key names) that both ImageReward
+    and the LAION improved-aesthetic-predictor put on top of an embedding to produce one score."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -265,7 +266,7 @@ class ImageRewardNet(nn.Module):
     def __init__(self, vision: VisionConfig, text: TextConfig):
         super().__init__()
         self.blip = _Blip(vision, text)
-        self.mlp = _RewardHead(text.hidden_size)
+        self.mlp = ScoreHead(text.hidden_size)
 
     def forward(self, pixels, input_ids, attention_mask):
         image_tokens = self.blip.visual_encoder(pixels)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .base import Reward
+from .blip_imagereward import ScoreHead
 from .preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
 from .weights import BadWeightsError, MissingWeightsError, load_state_dict_file
 
@@ -70,21 +70,12 @@ class OpenClipScore(_OpenClipImageEncoder):
         return self.scale * (image @ self.text_embedding(prompt).T)[:, 0]
 
 
-class AestheticMLP(nn.Module):
-    """LAION improved-aesthetic-predictor head (sac+logos+ava1-l14-linearMSE): linear layers, no activations."""
+class AestheticMLP(ScoreHead):
+    """LAION improved-aesthetic-predictor head (sac+logos+ava1-l14-linearMSE): the same linear stack as
+    ImageReward's head, over the L2-normalised CLIP ViT-L/14 image embedding (768-d)."""
 
     def __init__(self, width: int = 768):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(width, 1024), nn.Dropout(0.2),
-            nn.Linear(1024, 128), nn.Dropout(0.2),
-            nn.Linear(128, 64), nn.Dropout(0.1),
-            nn.Linear(64, 16),
-            nn.Linear(16, 1),
-        )
-
-    def forward(self, x):
-        return self.layers(x)
+        super().__init__(width)
 
 
 class LaionAesthetic(_OpenClipImageEncoder):
