@@ -162,7 +162,16 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
         trace.steps.append(event)
         start = k
     x = sample_segment(wrapped, x, start, num_steps)
-    final = pf.finish(reward(x))
+    final_sigma = sigmas[num_steps]
+    if float(final_sigma) > 0:
+        # A schedule that stops above σ = 0 (the first pass of a split schedule) leaves noisy samples: score the
+        # x0-prediction there instead. The one case that costs a model evaluation beyond plain sampling.
+        scored = wrapped.evaluate(x, final_sigma * x.new_ones(n), **model_kwargs)
+        trace.notes.append(f"the schedule ends at sigma {float(final_sigma):.4g} > 0: final rewards score the "
+                           "x0-prediction there (one extra model evaluation)")
+    else:
+        scored = x
+    final = pf.finish(reward(scored))
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
     trace.final_log_weights = final.log_weights

@@ -196,3 +196,16 @@ def test_schedule_never_uses_the_first_or_last_step():
     assert potential_steps(10, 3, 0.2, 1.0) == [2, 5, 8]
     assert potential_steps(10, 1, 0.3, 0.3) == [3]  # float rounding of 0.3·10 does not drop the step
     assert potential_steps(2, 1, 0.0, 1.0) == []
+
+
+def test_schedule_ending_above_zero_scores_the_x0_prediction_there():
+    """A split schedule's first pass ends at σ > 0: the final reward must see x0, not the noisy sample."""
+    sigmas = SIGMAS[:6]  # stops at sigmas[5] > 0
+    seen = []
+    den, calls = counting(GM.denoise)
+    seg = euler_ancestral(sigmas, 1.0, torch.Generator().manual_seed(0))
+    res = run_segments(noise() * sigmas[0], sigmas, lambda x, s: den(x, s[0]), seg,
+                       lambda x: (seen.append(x.clone()), x @ A)[1], FKConfig(window=(1.0, 1.0)))
+    assert len(calls) == 5 + 1 and res.model_evaluations == 6
+    assert torch.allclose(seen[-1], GM.denoise(res.samples, sigmas[5]))
+    assert any("ends at sigma" in n for n in res.trace.notes)
