@@ -98,3 +98,16 @@ def comfy_server(comfy_dir, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium session driven by Playwright; skips with one reason where either is missing."""
+    import web_browser
+
+    reason = web_browser.browser_unavailable()
+    if reason:
+        pytest.skip(reason)
+    session = web_browser.BrowserSession()
+    yield session
+    session.close()

@@ -24,16 +24,6 @@ STEPS, EVERY = 8, 2
 EXPECTED_POTENTIAL_STEPS = len(potential_steps(STEPS, EVERY, 0.0, 1.0))
 
 
-@pytest.fixture(scope="module")
-def browser():
-    reason = wb.browser_unavailable()
-    if reason:
-        pytest.skip(reason)
-    session = wb.BrowserSession()
-    yield session
-    session.close()
-
-
 @pytest.fixture
 def page(browser, comfy_server):
     browser.errors.clear()

@@ -186,18 +186,7 @@ def test_workflow_runs_end_to_end_on_a_thin_checkpoint(name, object_info, comfy_
         assert len(result.outputs(save)["images"]) == 2
 
 
-# ---- in ComfyUI's own front end (headless Chromium) ----
-
-@pytest.fixture(scope="module")
-def browser():
-    import web_browser
-
-    reason = web_browser.browser_unavailable()
-    if reason:
-        pytest.skip(reason)
-    session = web_browser.BrowserSession()
-    yield session
-    session.close()
+# ---- in ComfyUI's own front end (headless Chromium; the `browser` fixture is in conftest.py) ----
 
 
 @pytest.mark.host
