@@ -3,6 +3,7 @@ LiveReporter, and FKTraceCharts draws the sampler's own trace_json output. Numbe
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import comfy_host
@@ -22,17 +23,26 @@ class Recorder:
         self.events.append((event, data))
 
 
+@contextlib.contextmanager
+def recording_live_view(fk, node_id: str):
+    """Point the samplers' live hook at a Recorder (no throttling) for the duration of the block."""
+    rec = Recorder()
+    hooks = fk.nodes.sampler.LIVE_HOOKS
+    saved = hooks["factory"]
+    hooks["factory"] = lambda _node: fk.nodes.live.live_callbacks(node_id, send=rec, max_events_per_second=0)
+    try:
+        yield rec
+    finally:
+        hooks["factory"] = saved
+
+
 @pytest.fixture(scope="module")
 def run(fk_pack, tiny_models, tiny_vae):
     """One FK Particle Sampler run (oracle denoiser) with the live hook recording what it would send."""
     import torch
 
     fk = fk_pack
-    rec = Recorder()
-    hooks = fk.nodes.sampler.LIVE_HOOKS
-    saved = hooks["factory"]
-    hooks["factory"] = lambda node_id: fk.nodes.live.live_callbacks("42", send=rec, max_events_per_second=0)
-    try:
+    with recording_live_view(fk, "42") as rec:
         model, _ = comfy_host.install_oracle(tiny_models("eps"))
         reward = comfy_host.ModeReward(tiny_vae, SIZE)
         with torch.inference_mode():
@@ -42,8 +52,6 @@ def run(fk_pack, tiny_models, tiny_vae):
                 vae=tiny_vae, reward=reward, seed=3, steps=STEPS, cfg=1.0, sampler_name="euler_ancestral",
                 scheduler="normal", denoise=1.0,
                 particles=N, particle_chunk=0, potential=fk.fk_core.FKConfig(lmbda=20.0, every=2))
-    finally:
-        hooks["factory"] = saved
     return fk, rec, out
 
 
@@ -83,11 +91,7 @@ def test_fk_sampler_reports_every_run_of_its_cached_sampler(fk_pack, tiny_models
     from comfy_extras.nodes_custom_sampler import SamplerCustom
 
     fk = fk_pack
-    rec = Recorder()
-    hooks = fk.nodes.sampler.LIVE_HOOKS
-    saved = hooks["factory"]
-    hooks["factory"] = lambda node_id: fk.nodes.live.live_callbacks("17", send=rec, max_events_per_second=0)
-    try:
+    with recording_live_view(fk, "17") as rec:
         model, _ = comfy_host.install_oracle(tiny_models("eps"))
         with torch.inference_mode():
             fk_sampler = fk.nodes.sampler.FKSampler.execute(
@@ -100,8 +104,6 @@ def test_fk_sampler_reports_every_run_of_its_cached_sampler(fk_pack, tiny_models
                 SamplerCustom().sample(model, True, seed, 1.0, comfy_host.tiny_conditioning(),
                                        comfy_host.tiny_conditioning(seed=1), fk_sampler, sigmas,
                                        comfy_host.empty_latent(1, SIZE))
-    finally:
-        hooks["factory"] = saved
     runs = list(dict.fromkeys(d["run"] for _, d in rec.events))
     assert len(runs) == 2
     for run in runs:
