@@ -210,7 +210,7 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
     def model(x: torch.Tensor, sigma_batch: torch.Tensor) -> torch.Tensor:
         return denoiser(x, sigma_batch.reshape(-1)[0])
 
-    return run_segments(noise * sigmas[0], sigmas, model, lambda m, x, a, b: segment(m, x, a, b), reward,
+    return run_segments(noise * sigmas[0], sigmas, model, segment, reward,
                         config, _cpu_generator(generator), on_potential_step, notes=notes)
 
 
