@@ -131,12 +131,15 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
                  reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig,
                  generator: Optional[torch.Generator] = None,
                  on_potential_step: Optional[Callable[[PotentialStep], None]] = None,
-                 model_kwargs: Optional[dict] = None, notes: Optional[list[str]] = None) -> FKResult:
+                 model_kwargs: Optional[dict] = None, notes: Optional[list[str]] = None,
+                 final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
     """Run N particles (the batch of ``x``, already at sigmas[0]) through ``sigmas`` with FK steering.
 
     ``model(x, sigma_batch, **model_kwargs)`` → x0-prediction; ``sample_segment(model, x, start, end)`` runs
     the host sampler over sigmas[start:end+1] using the model it is given; ``reward(x0)`` → [N].
     ``generator`` drives resampling only (CPU); the host owns its sampler's noise.
+    ``final_reward`` (optional, e.g. a slow judge) scores only the finished samples: the final weights and
+    ``best_index`` then come from it, so the weighted output targets p·exp(λ·r_final) while ``reward`` only steers.
     """
     n = x.shape[0]
     num_steps = len(sigmas) - 1
@@ -171,7 +174,11 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
                            "x0-prediction there (one extra model evaluation)")
     else:
         scored = x
-    final = pf.finish(reward(scored))
+    if final_reward is not None:
+        # λ·r_final(x0) minus the potentials applied along the lineage: the cheap reward's tilt cancels exactly.
+        judge, steering = getattr(final_reward, "name", "the final reward"), getattr(reward, "name", "the reward")
+        trace.notes.append(f"final weights and output choice by {judge}; {steering} only steered the checks")
+    final = pf.finish((final_reward or reward)(scored))
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
     trace.final_log_weights = final.log_weights
@@ -184,13 +191,14 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
 def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,
           noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
           generator: Optional[torch.Generator] = None,
-          on_potential_step: Optional[Callable[[PotentialStep], None]] = None) -> FKResult:
+          on_potential_step: Optional[Callable[[PotentialStep], None]] = None,
+          final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
     """FK steering with fk_core's own step rule.
 
     ``denoiser(x, sigma)`` returns the x0-prediction of the batch x (sigma a 0-dim tensor); x_σ = x0 + σ·ε;
     ``sigmas`` decrease to 0; ``noise`` is [N, ...] (N particles), the run starts at x = noise·sigmas[0];
-    ``reward(x0) -> [N]``. One ``generator`` (default: seeded with 0) drives both the step noise and the
-    resampling, so a seed fixes the whole run.
+    ``reward(x0) -> [N]``; ``final_reward`` as in :func:`run_segments`. One ``generator`` (default: seeded
+    with 0) drives both the step noise and the resampling, so a seed fixes the whole run.
     """
     config = config or FKConfig()
     if generator is None:
@@ -211,7 +219,7 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
         return denoiser(x, sigma_batch.reshape(-1)[0])
 
     return run_segments(noise * sigmas[0], sigmas, model, segment, reward,
-                        config, _cpu_generator(generator), on_potential_step, notes=notes)
+                        config, _cpu_generator(generator), on_potential_step, notes=notes, final_reward=final_reward)
 
 
 def _cpu_generator(generator: torch.Generator) -> torch.Generator:
