@@ -79,3 +79,71 @@ def real_bert_vocab() -> Path | None:
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tiny Qwen-VL folders (HPSv3 and the VQA judge), saved as the hub snapshots are laid out.
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>"]
+# Qwen2-VL-Instruct's chat template, reduced to what a single image + text user turn needs.
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' or 'image' in content %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_CORPUS = ("You are a helpful assistant. Does this image show: a photo of a cat? a red dog, a blue ball. Answer yes "
+           "or no. Yes No. Please provide the overall ratings of this image: END Textual prompt - evaluating a "
+           "generated image based on Visual Quality and Text Alignment human preference rating from 0 to 10")
+
+
+def tiny_qwen_tokenizer(extra_special: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer with Qwen's special tokens, trained on a few sentences (offline, ~0.1 s)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    core.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    if extra_special:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(extra_special)})
+    return tokenizer
+
+
+def tiny_qwen_config(model_type: str, tokenizer, vocab_size: int | None = None):
+    """A 2-layer Qwen2-VL / Qwen2.5-VL config whose special ids match ``tokenizer``."""
+    import transformers
+
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    text = dict(vocab_size=vocab_size or len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
+                rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0},
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
+    if model_type == "qwen2_vl":
+        vision = dict(depth=2, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2)
+        return transformers.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=14,
+                  spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
+    return transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+
+
+def write_qwen_processor_files(folder: Path, tokenizer, min_pixels: int = 56 * 56, max_pixels: int = 112 * 112) -> None:
+    """tokenizer.json + tokenizer_config.json, preprocessor_config.json and chat_template.json, as on the hub."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(folder))
+    write_json(folder / "preprocessor_config.json", {
+        "image_processor_type": "Qwen2VLImageProcessor", "patch_size": 14, "merge_size": 2,
+        "temporal_patch_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "min_pixels": min_pixels, "max_pixels": max_pixels,
+        "do_resize": True, "do_rescale": True, "do_normalize": True, "rescale_factor": 1 / 255})
+    write_json(folder / "chat_template.json", {"chat_template": QWEN_CHAT_TEMPLATE})

@@ -1,0 +1,199 @@
+"""The Qwen-VL judges: HPSv3 and the VQA-style VLM judge. Tiny random Qwen2-VL / Qwen2.5-VL models built from
+transformers configs, saved as the published folders and files, loaded through the loaders users hit."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from rewards_helpers import (
+    distinct_images,
+    tiny_qwen_config,
+    tiny_qwen_tokenizer,
+    write_qwen_processor_files,
+)
+
+from fk_core.rewards import BadWeightsError, RewardInputError, qwen_vl
+from fk_core.rewards.hpsv3 import INSTRUCTION, RATING_REQUEST, REWARD_TOKEN, RankHead, load_hpsv3, split_checkpoint
+from fk_core.rewards.vlm_judge import load_vqa_judge
+
+transformers = pytest.importorskip("transformers")
+
+
+def _reference_inputs(model, ids, pixels, grid) -> dict:
+    inputs = dict(input_ids=ids, pixel_values=pixels, image_grid_thw=grid)
+    if "mm_token_type_ids" in qwen_vl.forward_kwargs(model):  # transformers 5 wants the token types
+        inputs["mm_token_type_ids"] = (ids == model.config.image_token_id).int()
+    return inputs
+
+
+def _widen(model, std: float = 0.3) -> None:
+    """Default inits (std 0.02) give a near-uniform next-token distribution; wider weights make scores differ."""
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0.0, std)
+
+
+def save_tiny_vlm(folder, model_type: str = "qwen2_5_vl", seed: int = 0):
+    """A Qwen-VL instruct snapshot: config.json + model.safetensors + tokenizer/preprocessor/chat template."""
+    tokenizer = tiny_qwen_tokenizer()
+    cls = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
+           "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration}[model_type]
+    torch.manual_seed(seed)
+    model = cls(tiny_qwen_config(model_type, tokenizer))
+    _widen(model)
+    model.save_pretrained(str(folder))
+    write_qwen_processor_files(folder, tokenizer)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory):
+    return save_tiny_vlm(tmp_path_factory.mktemp("Qwen2.5-VL-tiny-Instruct"))
+
+
+def test_vlm_judge_scores_are_probabilities_that_depend_on_image_and_prompt(vlm_dir):
+    judge = load_vqa_judge(vlm_dir)
+    assert judge.needs_prompt and judge.name == f"VLM judge ({vlm_dir.name})"
+    images = distinct_images(4, 64)
+    scores = judge.score(images, "a photo of a cat")
+    assert scores.shape == (4,) and ((scores > 0) & (scores < 1)).all()
+    assert len(set(scores.tolist())) == 4, "distinct images must get distinct scores"
+    assert torch.equal(scores, judge.score(images, "a photo of a cat")), "deterministic"
+    assert not torch.allclose(scores, judge.score(images, "a red dog")), "the prompt must matter"
+
+
+def test_vlm_judge_matches_transformers_processor_and_full_logits(vlm_dir):
+    """Reference path: transformers' Qwen2VLImageProcessor on uint8 pixels, the chat template, a full forward
+    pass and the softmax over the whole vocabulary at the answer position."""
+    from transformers import Qwen2VLImageProcessor
+
+    judge = load_vqa_judge(vlm_dir)
+    uint8 = (distinct_images(2, 56) * 255).round().to(torch.uint8)  # 56 x 56 = min_pixels: no resize
+    processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
+    expected = processor(images=[a.permute(2, 0, 1) for a in uint8], return_tensors="pt")
+    pixels, grid, tokens = qwen_vl.image_inputs(uint8.permute(0, 3, 1, 2).float() / 255, judge.settings)
+    torch.testing.assert_close(pixels, expected["pixel_values"], atol=1e-5, rtol=0)
+    assert grid.tolist() == expected["image_grid_thw"].tolist() and tokens == 4
+
+    tokenizer = judge.tokenizer
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Does this image show: a cat? "
+                                                                                  "Answer yes or no."}]}],
+        chat_template=judge.template, tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<|vision_start|><|image_pad|><|vision_end|>Does this image show: a cat? Answer yes or "
+                         "no.<|im_end|>\n<|im_start|>assistant\n")
+    ids = tokenizer(text.replace("<|image_pad|>", "<|image_pad|>" * tokens), return_tensors="pt")["input_ids"]
+    ids = ids.expand(2, -1)
+    with torch.no_grad():
+        logits = judge.model(**_reference_inputs(judge.model, ids, expected["pixel_values"],
+                                                 expected["image_grid_thw"])).logits[:, -1]
+    yes = tokenizer.convert_tokens_to_ids("Yes")
+    reference = torch.softmax(logits.float(), dim=-1)[:, yes]
+    torch.testing.assert_close(judge.score(uint8.float() / 255, "a cat"), reference, atol=1e-5, rtol=1e-4)
+
+
+def test_vlm_judge_question_template_and_qwen2_vl(vlm_dir, tmp_path):
+    with pytest.raises(RewardInputError, match=r"must contain \{prompt\}"):
+        load_vqa_judge(vlm_dir, question="Is this good?")
+    custom = load_vqa_judge(vlm_dir, question="Is there {prompt} in this picture?")
+    default = load_vqa_judge(vlm_dir)
+    images = distinct_images(2, 64)
+    assert not torch.allclose(custom.score(images, "a cat"), default.score(images, "a cat"))
+    qwen2 = load_vqa_judge(save_tiny_vlm(tmp_path / "Qwen2-VL-tiny", "qwen2_vl"))
+    assert qwen2.score(images, "a cat").shape == (2,)
+
+
+def test_vlm_judge_bad_folders_say_what_is_missing(vlm_dir, tmp_path):
+    with pytest.raises(BadWeightsError, match="config.json is missing"):
+        load_vqa_judge(tmp_path)
+    broken = tmp_path / "no_preprocessor"
+    shutil.copytree(vlm_dir, broken)
+    (broken / "preprocessor_config.json").unlink()
+    with pytest.raises(BadWeightsError, match="preprocessor_config.json"):
+        load_vqa_judge(broken)
+    clip_like = tmp_path / "clip"
+    clip_like.mkdir()
+    (clip_like / "config.json").write_text('{"model_type": "clip"}')
+    with pytest.raises(BadWeightsError, match="Qwen2-VL, Qwen2.5-VL or Qwen3-VL"):
+        load_vqa_judge(clip_like)
+
+
+# ---------------------------------------------------------------------------------------------------
+# HPSv3
+def save_tiny_hpsv3(root, seed: int = 0, old_layout: bool = False):
+    """HPSv3.safetensors (Qwen2-VL reward model state dict, embeddings resized for <|Reward|>, float32 rm_head)
+    next to a Qwen2-VL-7B-Instruct-style folder holding only config, tokenizer and preprocessor files."""
+    base = root / "Qwen2-VL-7B-Instruct"
+    tokenizer = tiny_qwen_tokenizer()
+    write_qwen_processor_files(base, tokenizer)
+    # The base config's vocabulary is larger than the tokenizer (as Qwen2-VL-7B's 152064 vs 151657 tokens).
+    tiny_qwen_config("qwen2_vl", tokenizer, vocab_size=len(tokenizer) + 40).save_pretrained(str(base))
+    with_reward = tiny_qwen_tokenizer((REWARD_TOKEN,))
+    torch.manual_seed(seed)
+    model = transformers.Qwen2VLForConditionalGeneration(tiny_qwen_config("qwen2_vl", with_reward))
+    _widen(model, 0.1)
+    head = RankHead(32)
+    state = dict(model.state_dict())
+    if old_layout:  # transformers <= 4.51 names
+        state = {k.replace("model.visual.", "visual.").replace("model.language_model.", "model."): v
+                 for k, v in state.items()}
+    state.update({f"rm_head.{k}": v for k, v in head.layers.state_dict().items()})
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(root / "HPSv3.safetensors"))
+    return root / "HPSv3.safetensors", base, model.eval(), head.eval(), with_reward
+
+
+@pytest.fixture(scope="module")
+def tiny_hpsv3(tmp_path_factory):
+    return save_tiny_hpsv3(tmp_path_factory.mktemp("HPSv3"))
+
+
+def test_hpsv3_matches_the_original_recipe(tiny_hpsv3):
+    """Reference: the full chat turn (not cut at <|Reward|>), the language model's last hidden state at the
+    <|Reward|> token, the float32 head, output 0 (mu) — as HPSv3's inferencer computes it."""
+    checkpoint, base, model, head, tokenizer = tiny_hpsv3
+    reward = load_hpsv3(checkpoint, base)
+    images = distinct_images(3, 64)
+    scores = reward.score(images, "a photo of a cat")
+    assert len(set(scores.tolist())) == 3
+    assert not torch.allclose(scores, reward.score(images, "a red dog")), "the prompt must matter"
+
+    pixels, grid, tokens = qwen_vl.image_inputs(images.permute(0, 3, 1, 2), reward.settings)
+    assert tokens == 256 and grid[0].tolist() == [1, 32, 32], "HPSv3 looks at exactly 256*28*28 pixels"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"},
+                                      {"type": "text", "text": INSTRUCTION.format(text_prompt="a photo of a cat")
+                                       + RATING_REQUEST}]}],
+        chat_template=reward.template, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text.replace("<|image_pad|>", "<|image_pad|>" * tokens), return_tensors="pt")["input_ids"]
+    ids = ids.expand(3, -1)
+    with torch.no_grad():
+        hidden = model.model(**_reference_inputs(model, ids, pixels, grid)).last_hidden_state
+        at_token = hidden[ids == tokenizer.convert_tokens_to_ids(REWARD_TOKEN)]
+        expected = head(at_token.float())[:, 0]
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_hpsv3_loads_both_key_layouts(tiny_hpsv3, tmp_path):
+    checkpoint, base, *_ = tiny_hpsv3
+    old, old_base, *_ = save_tiny_hpsv3(tmp_path, old_layout=True)
+    images = distinct_images(2, 64)
+    torch.testing.assert_close(load_hpsv3(old, old_base).score(images, "a cat"),
+                               load_hpsv3(checkpoint, base).score(images, "a cat"))
+
+
+def test_hpsv3_wrong_files(tiny_hpsv3, tmp_path):
+    checkpoint, base, *_ = tiny_hpsv3
+    with pytest.raises(BadWeightsError, match="rm_head"):
+        split_checkpoint({"model.visual.x": torch.zeros(1), "model.language_model.embed_tokens.weight": torch.zeros(1)})
+    with pytest.raises(BadWeightsError, match="not a readable safetensors"):
+        (tmp_path / "HPSv3.safetensors").write_bytes(b"<html>rate limited</html>")
+        load_hpsv3(tmp_path / "HPSv3.safetensors", base)
+    vlm_base = tmp_path / "vlm"
+    save_tiny_vlm(vlm_base)
+    with pytest.raises(BadWeightsError, match="not a Qwen2-VL config"):
+        load_hpsv3(checkpoint, vlm_base)
