@@ -1,11 +1,14 @@
-"""FK Particle Sampler (a KSampler replacement) and FK Sampler (a SAMPLER for SamplerCustom/-Advanced).
+"""The two sampler NODES: FK Particle Sampler (a KSampler replacement) and FK Sampler (a SAMPLER for
+SamplerCustom/-Advanced).
 
 Thin adapters: inputs are checked and turned into an FKRunSpec; sampling goes through ComfyUI's own
-comfy.sample machinery with the FK KSAMPLER from fk_sampling; no maths here.
+comfy.sample machinery with the FK KSAMPLER whose function is an :class:`~.fk_run.FKRun` (the run itself lives
+in fk_run.py, sampler choice in sampler_choice.py, chunking in chunking.py); no maths here.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 
@@ -20,38 +23,49 @@ from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError
 from ..fk_core.contact_sheet import contact_sheet
-from .common import CATEGORY
-from .fk_sampling import (
-    FKRunSpec,
-    automatic_chunk,
-    check_raw_conditioning,
-    choose_inner_sampler,
-    chunked_memory_estimate,
-    make_fk_ksampler,
-    reward_order,
-)
+from .chunking import automatic_chunk, chunked_memory_estimate
+from .common import CATEGORY, FK_REWARD
+from .conditioning import check_raw_conditioning
+from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .potential import FKPotential, default_potential
+from .sampler_choice import choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
 
-FKReward = io.Custom("FK_REWARD")
-
 MAX_PARTICLES = 256
 
-# >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
-# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
-#   event: fk_core PotentialStep (event.x0 = the scored x0 batch, before resampling);
-#   images: the decoded x0 images [N,H,W,C] the reward just scored (no second decode);
-#   result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
+# The live view's hook (nodes/live.py's live_callbacks, set in nodes/__init__.py; tests swap it):
+# ``LIVE_HOOKS["factory"](node_id)`` -> an object with ``on_start(num_steps, particles)``,
+# ``on_potential_step(event, images)`` and ``on_finish(result)`` (or the older pair of the last two).
+#   event: fk_core PotentialStep; images: the decoded x0 images [N,H,W,C] the reward just scored (no second
+#   decode); result: fk_core FKResult after the final weighting. All run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
 
 
-def _live_callbacks(cls):
+def _live_callbacks(cls) -> dict:
+    """The live hook's callbacks as FKRunSpec fields (on_start, on_potential_step, on_finish); missing ones None."""
     factory = LIVE_HOOKS.get("factory")
     if factory is None:
-        return None, None
+        return {}
     node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-    return factory(node_id)
+    hooks = factory(node_id)
+    if isinstance(hooks, tuple):  # the older interface: (on_potential_step, on_finish)
+        on_step, on_finish = hooks
+        return {"on_potential_step": on_step, "on_finish": on_finish}
+    return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
+
+
+LATENT_RATIOS = ("downscale_ratio_spacial", "downscale_ratio_temporal")  # ComfyUI's spelling
+
+
+def fix_empty_latent(model, latent_image: dict) -> torch.Tensor:
+    """comfy.sample.fix_empty_latent_channels as KSampler calls it: with the latent's downscale ratios where the
+    host takes them (ComfyUI 0.11+: an empty latent is resized for models whose VAE downscales by another factor,
+    e.g. 16x for Flux2 or Wan 2.2), without them on older hosts."""
+    fix = comfy.sample.fix_empty_latent_channels
+    if all(name in inspect.signature(fix).parameters for name in LATENT_RATIOS):
+        return fix(model, latent_image["samples"], *(latent_image.get(name) for name in LATENT_RATIOS))
+    return fix(model, latent_image["samples"])
 
 
 def _check_reward(reward) -> None:
@@ -98,7 +112,7 @@ class FKParticleSampler(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip=("Starting latent (batch size 1): an empty latent, or an "
                                                          "encoded image for img2img / inpainting.")),
                 io.Vae.Input("vae", tooltip="Used to turn each particle's preview into an image for the reward."),
-                FKReward.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
+                FK_REWARD.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Same seed and settings = same images."),
                 io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps, as for KSampler."),
@@ -137,7 +151,7 @@ class FKParticleSampler(io.ComfyNode):
             raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
         check_raw_conditioning(positive, "positive")
         check_raw_conditioning(negative, "negative")
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        latent = fix_empty_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
                           f"from it; got batch {latent.shape[0]}. Set the latent's batch size to 1.")
@@ -155,14 +169,14 @@ class FKParticleSampler(io.ComfyNode):
             model = model.clone()
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))
-        on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
-        fk_sampler, outcome = make_fk_ksampler(spec)
+                         expand=False, returns="all", chunk=chunk, **_live_callbacks(cls))
+        fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
                                              noise_mask=noise_mask, callback=callback,
                                              disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        outcome = run.result
         result = outcome.result
         chosen = outcome.chosen_index
         images = outcome.final_images
@@ -170,7 +184,9 @@ class FKParticleSampler(io.ComfyNode):
             images = vae.decode(samples)
         order = reward_order(result.rewards)
 
-        best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index")}
+        # Like KSampler: the latent's own keys travel on, except those describing the input (ComfyUI 0.11+ drops
+        # the downscale ratios once the empty latent has been sized for the model).
+        best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", *LATENT_RATIOS)}
         best_latent["samples"] = samples[chosen:chosen + 1].clone()
         if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
             best_latent["noise_mask"] = best_latent["noise_mask"][:1]
@@ -206,7 +222,7 @@ class FKSampler(io.ComfyNode):
                          "particles sorted by reward when 'return' is set to all."),
             inputs=[
                 io.Vae.Input("vae", tooltip="Used to turn each particle's preview into an image for the reward."),
-                FKReward.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
+                FK_REWARD.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
                 *_particle_inputs(),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler_ancestral",
                                tooltip=("Sampler between steering checks; deterministic ones are swapped for their "
@@ -230,11 +246,9 @@ class FKSampler(io.ComfyNode):
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
-        on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=True, returns=returns, chunk=int(particle_chunk or 0),
-                         on_potential_step=on_step, on_finish=on_finish)
-        fk_sampler, _outcome = make_fk_ksampler(spec)
+                         expand=True, returns=returns, chunk=int(particle_chunk or 0), **_live_callbacks(cls))
+        fk_sampler, _run = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 
 
