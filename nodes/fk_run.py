@@ -53,6 +53,7 @@ class FKRunSpec:
     on_start: Optional[Callable] = None  # (num_steps, particles) -> None, when sampling starts
     on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
     on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
+    final_reward: Optional[Callable] = None  # optional FK_REWARD that alone weights and chooses the final particles
 
 
 @dataclass
@@ -123,6 +124,9 @@ class FKRun:
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
         pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk)
+        # A final judge scores only the finished particles (one decode + one judge call per run).
+        final_pipeline = (RewardPipeline(spec.vae, spec.final_reward, base_model, sampling_models, chunk)
+                          if spec.final_reward is not None else None)
         if spec.on_start is not None:
             spec.on_start(len(sigmas) - 1, n)
         seed = extra_args.get("seed")
@@ -132,9 +136,10 @@ class FKRun:
                               pipeline, spec.config, generator=generator,
                               on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
                               extra_args=extra_args, callback=_interruptible(callback), disable=disable,
-                              notes=notes)
+                              notes=notes, final_reward=final_pipeline)
         chosen = result.pick(spec.config.output, generator)
-        self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
+        final_images = (final_pipeline or pipeline).last_images
+        self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=final_images,
                                    sampler=choice, chunk=chunk, notes=notes)
         if spec.on_finish is not None:
             spec.on_finish(result)

@@ -20,6 +20,7 @@ class RewardPipeline:
     def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int):
         self.vae = vae  # comfy.sd.VAE (anything with .decode(latent) -> images)
         self.reward = reward  # FK_REWARD: images [B,H,W,C] in [0,1] -> [B]
+        self.name = getattr(reward, "name", "reward")  # shown in the trace notes
         self.base_model = base_model
         self.sampling_models = sampling_models  # what ComfyUI loaded for sampling (UNet, ControlNets …)
         self.decode_batch = max(1, decode_batch)

@@ -129,6 +129,11 @@ class FKParticleSampler(io.ComfyNode):
                 *_particle_inputs(),
                 FKPotential.Input("potential", optional=True,
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
+                FK_REWARD.Input("final_reward", optional=True,
+                                tooltip=("Optional final judge (e.g. the VLM judge or HPSv3): scores only the "
+                                         "finished particles and alone decides their final weights and which one "
+                                         "is output; 'reward' then only steers along the way. Costs one judge call "
+                                         "per particle per run.")),
             ],
             outputs=[
                 io.Latent.Output(display_name="best_latent"),
@@ -142,9 +147,12 @@ class FKParticleSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
-                scheduler, denoise, particles, particle_chunk=0, potential=None) -> io.NodeOutput:
+                scheduler, denoise, particles, particle_chunk=0, potential=None,
+                final_reward=None) -> io.NodeOutput:
         config = _check_potential(potential)
         _check_reward(reward)
+        if final_reward is not None:
+            _check_reward(final_reward)
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         if denoise <= 0.0:
@@ -170,7 +178,8 @@ class FKParticleSampler(io.ComfyNode):
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=chunk, **_live_callbacks(cls))
+                         expand=False, returns="all", chunk=chunk, final_reward=final_reward,
+                         **_live_callbacks(cls))
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
@@ -233,21 +242,29 @@ class FKSampler(io.ComfyNode):
                                         "particle as a batch, best first.")),
                 FKPotential.Input("potential", optional=True,
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
+                FK_REWARD.Input("final_reward", optional=True,
+                                tooltip=("Optional final judge (e.g. the VLM judge or HPSv3): scores only the "
+                                         "finished particles and alone decides their final weights and which one "
+                                         "is output; 'reward' then only steers along the way. Costs one judge call "
+                                         "per particle per run.")),
             ],
             outputs=[io.Sampler.Output(display_name="sampler")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None,
+    def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None, final_reward=None,
                 **kwargs) -> io.NodeOutput:
         config = _check_potential(potential)
         _check_reward(reward)
+        if final_reward is not None:
+            _check_reward(final_reward)
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=True, returns=returns, chunk=int(particle_chunk or 0), **_live_callbacks(cls))
+                         expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,
+                         **_live_callbacks(cls))
         fk_sampler, _run = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 
