@@ -14,14 +14,12 @@ import torch
 from comfy_api.latest import io
 from torch import nn
 
+from ..fk_core.particles import FKError
+from ..fk_core.rewards import BoundReward, RewardInputError, WeightedSum
+from ..fk_core.rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
+from ..fk_core.rewards.detector import describe, parse_objects
+from ..fk_core.rewards.vlm_judge import DEFAULT_QUESTION
 from .common import CATEGORY, FK_REWARD
-
-try:  # loaded by ComfyUI as part of the pack package
-    from ..fk_core.rewards import BoundReward, WeightedSum
-    from ..fk_core.rewards.catalog import SPECS, build_reward, reward_names
-except ImportError:  # imported with the repository root on sys.path (tests, scripts)
-    from fk_core.rewards import BoundReward, WeightedSum
-    from fk_core.rewards.catalog import SPECS, build_reward, reward_names
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +79,7 @@ def _devices(device_choice: str) -> tuple[torch.device, torch.device]:
     return mm.get_torch_device(), mm.unet_offload_device()
 
 
-def _dtype(precision: str, load_device: torch.device) -> torch.dtype:
+def _dtype(precision: str, load_device: torch.device, bf16_only: bool = False) -> torch.dtype:
     if precision == "fp32":
         return torch.float32
     if precision == "fp16":
@@ -90,6 +88,8 @@ def _dtype(precision: str, load_device: torch.device) -> torch.dtype:
         return torch.bfloat16
     if mm.is_device_cpu(load_device):
         return torch.float32
+    if bf16_only:  # Qwen language models overflow in float16: bfloat16 or full precision
+        return torch.bfloat16 if mm.should_use_bf16(load_device) else torch.float32
     return torch.float16 if mm.should_use_fp16(load_device) else torch.float32
 
 
@@ -100,21 +100,24 @@ def _weights_path(weights: str) -> str | None:
 
 
 def load_managed_reward(reward: str, weights: str, device: str, precision: str, clip_architecture: str,
-                        clip_pretrained: str, target: float, color: str):
+                        clip_pretrained: str, target: float, color: str, judge_model: str = ""):
     """Build (or fetch from the cache) the reward and, for learned ones, its ModelPatcher."""
     spec = SPECS[reward]
     if not spec.learned:
         return build_reward(reward, [], target=target, color=color), None
     load_device, offload_device = _devices(device)
-    dtype = _dtype(precision, load_device)
+    dtype = _dtype(precision, load_device, spec.bf16)
     weights_file = _weights_path(weights)
-    key = (reward, weights_file, str(load_device), str(offload_device), dtype, clip_architecture, clip_pretrained)
+    judge_model = judge_model if reward in (VLM_JUDGE, DETECTOR) else ""
+    key = (reward, weights_file, str(load_device), str(offload_device), dtype, clip_architecture, clip_pretrained,
+           judge_model)
     if key in _MODEL_CACHE:
         _MODEL_CACHE.move_to_end(key)
         return _MODEL_CACHE[key]
     roots = folder_paths.get_folder_paths(REWARD_FOLDER)
     model = build_reward(reward, roots, device=offload_device, dtype=dtype, weights_file=weights_file,
-                         clip_architecture=clip_architecture, clip_pretrained=clip_pretrained)
+                         clip_architecture=clip_architecture, clip_pretrained=clip_pretrained,
+                         judge_model=judge_model or None)
     holder = _RewardHolder(model, offload_device)
     patcher = comfy.model_patcher.ModelPatcher(holder, load_device=load_device, offload_device=offload_device)
     _MODEL_CACHE[key] = (model, patcher)
@@ -140,7 +143,13 @@ class FKRewardLoader(io.ComfyNode):
                                tooltip="Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how "
                                        "well an image matches the prompt and how much people like it; LAION "
                                        "aesthetic rates beauty without a prompt; the others measure simple "
-                                       "picture properties (sharpness, colour, brightness...)."),
+                                       "picture properties (sharpness, colour, brightness...). HPSv3 and the "
+                                       "VLM judge are a final judge: slow (0.5-2 s per image on a GPU): connect "
+                                       "them to a sampler's final_reward so they only pick among the finished "
+                                       "particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = "
+                                       "probability that a Qwen-VL model answers Yes to 'does this image show the "
+                                       "prompt?'; object counts = OWLv2 finds the listed objects with the right "
+                                       "counts (faster, also fine for steering)."),
                 io.Combo.Input("weights", options=weight_files, default=AUTO_WEIGHTS,
                                tooltip="The judge's weights file from models/fk_rewards. 'auto' uses the standard "
                                        "file name and downloads it when missing. Ignored by the simple "
@@ -168,6 +177,20 @@ class FKRewardLoader(io.ComfyNode):
                 io.String.Input("color", default="#ff8800", optional=True,
                                 tooltip="Only for 'target color': the colour the image should be, as #rrggbb or "
                                         "r,g,b (0-255)."),
+                io.String.Input("question", default=DEFAULT_QUESTION, optional=True,
+                                tooltip="Only for the VLM judge: the yes/no question asked about each image; "
+                                        "{prompt} is replaced by the prompt. The score is the probability of "
+                                        "'Yes'."),
+                io.String.Input("objects", default="", optional=True,
+                                tooltip="Only for 'object counts': what must be in the picture, with counts, "
+                                        "separated by commas, e.g. '2 dog, 1 red ball' (no number = 1, 0 = must "
+                                        "be absent). The reward is the share of objects found exactly that often."),
+                io.String.Input("judge_model", default="", optional=True,
+                                tooltip="Only for the VLM judge and 'object counts': the Hugging Face model to "
+                                        "use, e.g. Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct "
+                                        "(empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
+                                        "google/owlv2-base-patch16-ensemble). Looked up in "
+                                        "models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded there if missing."),
             ],
             outputs=[FK_REWARD.Output(display_name="reward",
                                       tooltip="Connect to an FK sampler or to FK Reward Combine.")],
@@ -176,14 +199,34 @@ class FKRewardLoader(io.ComfyNode):
     @classmethod
     def execute(cls, reward: str, weights: str = AUTO_WEIGHTS, prompt: str = "", device: str = "auto",
                 precision: str = "auto", clip_architecture: str = "ViT-L-14", clip_pretrained: str = "openai",
-                target: float = 0.5, color: str = "#ff8800") -> io.NodeOutput:
+                target: float = 0.5, color: str = "#ff8800", question: str = DEFAULT_QUESTION, objects: str = "",
+                judge_model: str = "") -> io.NodeOutput:
         if reward not in SPECS:
             raise ValueError(f"FK Reward Loader: unknown reward {reward!r}")
         if reward == "contrast":
             target = min(float(target), 0.5)
+        if reward == VLM_JUDGE and "{prompt}" not in (question or DEFAULT_QUESTION):
+            raise FKError(f"FK Reward Loader: question {question!r} has no {{prompt}}; put {{prompt}} where the "
+                          f"prompt goes, e.g. {DEFAULT_QUESTION!r}")
+        if reward == DETECTOR:
+            # Read the list before loading anything: a typo should not cost a model load.
+            if not (objects or "").strip():
+                raise FKError("FK Reward Loader: objects is empty; list what must be in the picture with counts, "
+                              "e.g. '2 dog, 1 red ball'")
+            try:
+                understood = describe(parse_objects(objects))
+            except RewardInputError as error:
+                raise FKError(f"FK Reward Loader: objects {objects!r} cannot be read ({error})") from None
+            log.info("FK Reward Loader: object counts will look for %s", understood)
         model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture or "ViT-L-14",
-                                             clip_pretrained or "openai", target, color)
-        bound = model.bind((prompt or "").strip() or None)
+                                             clip_pretrained or "openai", target, color, (judge_model or "").strip())
+        if reward == VLM_JUDGE:
+            model = model.asking(question or DEFAULT_QUESTION)
+        if reward == DETECTOR:
+            bound = model.bind(objects.strip())
+            bound.name = f"object counts: {understood}"
+        else:
+            bound = model.bind((prompt or "").strip() or None)
         return io.NodeOutput(ManagedReward(bound, patcher))
 
 

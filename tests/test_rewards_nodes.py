@@ -138,3 +138,65 @@ def test_imagereward_chosen_file_with_flat_vocab_needs_no_download(reward_nodes,
     out = reward_nodes.FKRewardLoader.execute(reward="ImageReward", weights="mine/ImageReward.pt",
                                               prompt="a photo of a cat", device="cpu").result[0]
     assert out(distinct_images(2, 48)).shape == (2,)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The final judges and the detector through the loader node
+def test_vlm_judge_from_model_folder_with_question_and_patcher(reward_nodes, reward_folder):
+    from test_rewards_vlm import save_tiny_vlm
+
+    save_tiny_vlm(reward_folder / "vlm" / "Qwen2.5-VL-3B-Instruct")
+    load = reward_nodes.FKRewardLoader.execute
+    judge = load(reward="VLM judge (Qwen-VL)", prompt="a photo of a cat", device="cpu").result[0]
+    scores = judge(distinct_images(3, 64))
+    assert scores.shape == (3,) and ((scores > 0) & (scores < 1)).all()
+    assert any(model is judge.patcher for model in reward_nodes.mm.loaded_models())
+    other = load(reward="VLM judge (Qwen-VL)", prompt="a photo of a cat", device="cpu",
+                 question="Is there {prompt} here?").result[0]
+    assert other.bound.reward.model is judge.bound.reward.model, "a new question reuses the loaded model"
+    assert not torch.allclose(other(distinct_images(3, 64)), scores)
+    with pytest.raises(ValueError, match=r"FK Reward Loader: question 'Is it nice\?' has no \{prompt\}"):
+        load(reward="VLM judge (Qwen-VL)", prompt="a cat", device="cpu", question="Is it nice?")
+
+
+def test_judges_offline_name_the_repository_and_folder(reward_nodes, reward_folder):
+    MissingWeightsError = _pack_rewards(reward_nodes).MissingWeightsError
+    load = reward_nodes.FKRewardLoader.execute
+    with pytest.raises(MissingWeightsError) as error:
+        load(reward="VLM judge (Qwen-VL)", prompt="a cat", device="cpu", judge_model="Qwen/Qwen3-VL-4B-Instruct")
+    assert "https://huggingface.co/Qwen/Qwen3-VL-4B-Instruct" in str(error.value)
+    assert str(reward_folder / "vlm" / "Qwen3-VL-4B-Instruct") in str(error.value) and "offline" in str(error.value)
+    with pytest.raises(MissingWeightsError) as error:
+        load(reward="HPSv3", prompt="a cat", device="cpu")
+    assert str(reward_folder / "HPSv3" / "HPSv3.safetensors") in str(error.value)
+    assert "huggingface.co/MizzenAI/HPSv3" in str(error.value)
+    with pytest.raises(MissingWeightsError, match="owlv2-base-patch16-ensemble"):
+        load(reward="object counts (OWLv2)", objects="2 dog", device="cpu")
+
+
+def test_hpsv3_from_its_folder(reward_nodes, reward_folder):
+    from test_rewards_vlm import save_tiny_hpsv3
+
+    save_tiny_hpsv3(reward_folder / "HPSv3")
+    out = reward_nodes.FKRewardLoader.execute(reward="HPSv3", prompt="a photo of a cat", device="cpu").result[0]
+    assert out.name == "HPSv3" and out(distinct_images(2, 64)).shape == (2,)
+
+
+def test_detector_reads_the_object_list_before_loading(reward_nodes, reward_folder, caplog):
+    pytest.importorskip("open_clip")
+    from test_rewards_detector import save_tiny_owlv2
+
+    load = reward_nodes.FKRewardLoader.execute
+    FKError = sys.modules[reward_nodes.__name__.rsplit(".nodes.", 1)[0] + ".fk_core"].FKError
+    with pytest.raises(FKError, match="FK Reward Loader: objects is empty"):
+        load(reward="object counts (OWLv2)", device="cpu")
+    with pytest.raises(FKError, match="FK Reward Loader: objects '2 dog, 1 dog' cannot be read"):
+        load(reward="object counts (OWLv2)", objects="2 dog, 1 dog", device="cpu")
+    folder = reward_folder / "owlv2" / "owlv2-base-patch16-ensemble"
+    folder.mkdir(parents=True)
+    save_tiny_owlv2(folder)
+    with caplog.at_level("INFO"):
+        out = load(reward="object counts (OWLv2)", objects="2 dog, a red ball", device="cpu").result[0]
+    assert out.name == "object counts: 2 x 'dog', 1 x 'red ball'"
+    assert "2 x 'dog', 1 x 'red ball'" in caplog.text, "the node says what it understood"
+    assert out(distinct_images(2, 64)).shape == (2,)

@@ -7,12 +7,15 @@ Folder layout under a reward root (ComfyUI: ``models/fk_rewards``)::
     HPSv2/HPS_v2.1_compressed.pt
     aesthetic/sac+logos+ava1-l14-linearMSE.pth
     open_clip/  (open_clip's download cache for CLIP score and the aesthetic predictor's CLIP)
+    HPSv3/HPSv3.safetensors, HPSv3/Qwen2-VL-7B-Instruct/{config, tokenizer, preprocessor, chat template files}
+    vlm/<model>/  (a Qwen2-VL / Qwen2.5-VL / Qwen3-VL instruct snapshot, default Qwen2.5-VL-3B-Instruct)
+    owlv2/<model>/  (an OWLv2 snapshot, default owlv2-base-patch16-ensemble)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,12 +28,8 @@ from .weights import MissingWeightsError, WeightFile, find_local, offline, resol
 @dataclass(frozen=True)
 class RewardSpec:
     name: str
-    summary: str
-    needs_prompt: bool
-    learned: bool
-    subfolder: str = ""
-    files: tuple[WeightFile, ...] = field(default_factory=tuple)
-    licence: str = ""
+    learned: bool  # has weights: loaded once, handed to the host's memory manager
+    bf16: bool = False  # half precision must be bfloat16 (Qwen language models overflow in float16)
 
 
 IMAGEREWARD_FILES = (
@@ -46,23 +45,31 @@ AESTHETIC_FILES = (WeightFile(
 PICKSCORE_MODEL_REPO = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR_REPO = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 
+HPSV3_FILES = (WeightFile("HPSv3.safetensors", hf_repo="MizzenAI/HPSv3"),)
+HPSV3_BASE_REPO = "Qwen/Qwen2-VL-7B-Instruct"  # config + tokenizer files only: every weight is in HPSv3.safetensors
+VLM_DEFAULT_REPO = "Qwen/Qwen2.5-VL-3B-Instruct"
+DETECTOR_DEFAULT_REPO = "google/owlv2-base-patch16-ensemble"
+CONFIG_FILES = ["*.json", "*.txt", "*.jinja"]  # a transformers snapshot without its weights
+MODEL_FILES = CONFIG_FILES + ["*.safetensors"]
+
+VLM_JUDGE = "VLM judge (Qwen-VL)"
+DETECTOR = "object counts (OWLv2)"
 SPECS: dict[str, RewardSpec] = {spec.name: spec for spec in (
-    RewardSpec("ImageReward", "human preference for text-to-image (prompt match + quality), ~N(0,1)", True, True,
-               "ImageReward", IMAGEREWARD_FILES, "Apache-2.0"),
-    RewardSpec("PickScore", "human preference from Pick-a-Pic, ~18-23", True, True, "PickScore_v1", (), "MIT"),
-    RewardSpec("HPSv2.1", "human preference score v2.1, ~0.2-0.35", True, True, "HPSv2", HPS_FILES, "Apache-2.0"),
-    RewardSpec("LAION aesthetic", "LAION aesthetic predictor v2, 1-10 rating, no prompt", False, True, "aesthetic",
-               AESTHETIC_FILES, "Apache-2.0 (head); CLIP ViT-L/14 weights: MIT"),
-    RewardSpec("CLIP score", "100 x cosine(image, prompt) with any open_clip model", True, True, "open_clip", (),
-               "depends on the CLIP weights chosen"),
-    RewardSpec("sharpness", "crisp edges and fine detail (std of the Laplacian)", False, False),
-    RewardSpec("saturation", "mean HSV saturation, 0-1", False, False),
-    RewardSpec("colorfulness", "Hasler-Suesstrunk colourfulness, 0-~0.6", False, False),
-    RewardSpec("brightness", "closeness of mean brightness to a target (0 best)", False, False),
-    RewardSpec("contrast", "closeness of RMS contrast to a target (0 best)", False, False),
-    RewardSpec("target color", "closeness of every pixel to one colour (0 best)", False, False),
-    RewardSpec("JPEG compressibility", "minus JPEG bits per pixel: simpler images (not differentiable)", False,
-               False),
+    RewardSpec("ImageReward", True),
+    RewardSpec("PickScore", True),
+    RewardSpec("HPSv2.1", True),
+    RewardSpec("HPSv3", True, bf16=True),
+    RewardSpec(VLM_JUDGE, True, bf16=True),
+    RewardSpec(DETECTOR, True),
+    RewardSpec("LAION aesthetic", True),
+    RewardSpec("CLIP score", True),
+    RewardSpec("sharpness", False),
+    RewardSpec("saturation", False),
+    RewardSpec("colorfulness", False),
+    RewardSpec("brightness", False),
+    RewardSpec("contrast", False),
+    RewardSpec("target color", False),
+    RewardSpec("JPEG compressibility", False),
 )}
 
 
@@ -142,14 +149,53 @@ def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_downlo
     return target
 
 
+def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_download: bool,
+                 patterns: list[str], must_have: Sequence[str], label: str) -> Path:
+    """A transformers snapshot ``<root>/<subfolder>/<repo name>``: found in any root, else downloaded (only the
+    files matching ``patterns``) into the first root. Offline, the error names the repository, files and folder."""
+    name = repo.rstrip("/").split("/")[-1]
+    for root in roots:
+        candidate = Path(root) / subfolder / name
+        if all((candidate / need).is_file() for need in must_have):
+            return candidate
+    target = Path(roots[0]) / subfolder / name if roots else None
+    instruction = (f"Download {', '.join(patterns)} of https://huggingface.co/{repo} into "
+                   f"{target or f'models/fk_rewards/{subfolder}/{name}'}")
+    if target is None or not allow_download or offline():
+        why = "no reward folder" if target is None else "downloads are off" if not allow_download else \
+            "offline mode (HF_HUB_OFFLINE=1)"
+        raise MissingWeightsError(f"{label} files not found ({why}; needed: {', '.join(must_have)}). "
+                                  f"{instruction}.")
+    try:
+        from huggingface_hub import snapshot_download
+
+        print(f"[FK rewards] downloading {repo} -> {target}", flush=True)
+        snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
+    except Exception as error:  # noqa: BLE001 - network, auth, disk: all end in the same instruction to the user
+        raise MissingWeightsError(f"{label} download failed ({type(error).__name__}: {error}). {instruction}.") \
+            from None
+    missing = [need for need in must_have if not (target / need).is_file()]
+    if missing:
+        raise MissingWeightsError(f"download of {repo} did not produce {missing}. {instruction}.")
+    return target
+
+
+def _chosen_folder(chosen: Path | None) -> Path | None:
+    """A weights file picked in the node (e.g. one safetensors shard) stands for the model folder holding it."""
+    if chosen is None:
+        return None
+    return chosen if chosen.is_dir() else chosen.parent
+
+
 def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, weights_file: str | Path | None = None,
                  allow_download: bool = True, clip_architecture: str = "ViT-L-14",
                  clip_pretrained: str = "openai", target: float | None = None,
-                 color: str = "#ff8800") -> Reward:
+                 color: str = "#ff8800", judge_model: str | None = None) -> Reward:
     """Build any catalogued reward. ``roots`` are the reward model folders (searched in order; the first one
     receives downloads). ``weights_file`` overrides the default main file (its folder is searched first for
-    companion files such as med_config.json)."""
+    companion files such as med_config.json). ``judge_model``: the hub repository of the VLM judge or the
+    detector (default Qwen/Qwen2.5-VL-3B-Instruct, google/owlv2-base-patch16-ensemble)."""
     spec(name)
     if name == "sharpness":
         return classic.Sharpness()
@@ -198,6 +244,29 @@ def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.dev
         # OpenAI weights loaded from a file need a "-quickgelu" architecture name (a tag would imply it).
         return load_clip_score(clip_architecture, chosen or clip_pretrained, device=device, dtype=dtype,
                                cache_dir=_cache_dir(roots))
+    if name == "HPSv3":
+        from .hpsv3 import load_hpsv3
+
+        checkpoint = chosen or _resolve_all(HPSV3_FILES, roots, "HPSv3", allow_download)[0]
+        base = next((d / "Qwen2-VL-7B-Instruct" for d in [checkpoint.parent] + _folders(roots, "HPSv3")
+                     if (d / "Qwen2-VL-7B-Instruct" / "config.json").is_file()), None)
+        base = base or model_folder(roots, "HPSv3", HPSV3_BASE_REPO, allow_download, CONFIG_FILES,
+                                    ["config.json", "preprocessor_config.json"], "HPSv3's Qwen2-VL-7B-Instruct")
+        return load_hpsv3(checkpoint, base, device=device, dtype=dtype)
+    if name == VLM_JUDGE:
+        from .vlm_judge import load_vqa_judge
+
+        folder = _chosen_folder(chosen) or model_folder(
+            roots, "vlm", judge_model or VLM_DEFAULT_REPO, allow_download, MODEL_FILES,
+            ["config.json", "preprocessor_config.json"], "VLM judge")
+        return load_vqa_judge(folder, device=device, dtype=dtype)
+    if name == DETECTOR:
+        from .detector import load_object_detector
+
+        folder = _chosen_folder(chosen) or model_folder(
+            roots, "owlv2", judge_model or DETECTOR_DEFAULT_REPO, allow_download, MODEL_FILES,
+            ["config.json", "preprocessor_config.json"], "OWLv2 detector")
+        return load_object_detector(folder, device=device, dtype=dtype)
     if name == "PickScore":
         from .pickscore import load_pickscore
 

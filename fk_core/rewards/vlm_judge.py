@@ -7,6 +7,7 @@ image and the answer's probability is read off the logits by teacher forcing (no
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -49,6 +50,15 @@ class VQAJudge(Reward):
         self._accepted = qwen_vl.forward_kwargs(model)
         self._ids_cache: dict[tuple[str, int], torch.Tensor] = {}
         self.freeze()
+
+    def asking(self, question: str) -> VQAJudge:
+        """The same judge (same weights, no copy) with another question template."""
+        if question == self.question:
+            return self
+        view = copy.copy(self)  # shares the submodules; only the question and the token cache are its own
+        view.question = check_question(question)
+        view._ids_cache = {}
+        return view
 
     def prompt_ids(self, prompt: str, image_tokens: int) -> torch.Tensor:
         """(1, L) ids of chat turn + answer minus its last token: the logits at the last len(answer) positions
