@@ -70,7 +70,8 @@ class RankHead(nn.Module):
 
 
 class HPSv3(Reward):
-    """HPSv3 preference mu (about -5 ... +15 on generated images; higher = preferred)."""
+    """HPSv3's preference mean mu (unbounded; higher = preferred). The head's second output, sigma, is its
+    uncertainty and is not used, as in the original inferencer."""
 
     name = "HPSv3"
     needs_prompt = True
@@ -172,9 +173,11 @@ def load_hpsv3(checkpoint: str | Path, base_dir: str | Path, device: str | torch
     state = load_state_dict_file(checkpoint)
     vision, language, lm_head, head_state = split_checkpoint(state)
     vocab = language["embed_tokens.weight"].shape[0]
-    if vocab != len(tokenizer):
-        raise BadWeightsError(f"{checkpoint} has {vocab} token embeddings but the tokenizer in {base_dir} plus "
-                              f"{REWARD_TOKEN} has {len(tokenizer)}: use Qwen2-VL-7B-Instruct's tokenizer files")
+    # HPSv3 added <|Reward|> as the last token and resized the embeddings to it: any other id reads a wrong row.
+    if tokenizer.convert_tokens_to_ids(REWARD_TOKEN) != vocab - 1:
+        raise BadWeightsError(f"{checkpoint} has {vocab} token embeddings, but {REWARD_TOKEN} gets id "
+                              f"{tokenizer.convert_tokens_to_ids(REWARD_TOKEN)} from the tokenizer in {base_dir} "
+                              f"(expected {vocab - 1}): use Qwen2-VL-7B-Instruct's own tokenizer files")
     config = transformers.AutoConfig.from_pretrained(str(base_dir), local_files_only=True)
     text_config = getattr(config, "text_config", config)
     text_config.vocab_size = vocab
