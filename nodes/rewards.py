@@ -127,6 +127,37 @@ def load_managed_reward(reward: str, weights: str, device: str, precision: str, 
     return model, patcher
 
 
+def check_judge_inputs(reward: str, question: str, objects: str) -> str | None:
+    """The VLM judge's question and the detector's object list, checked before anything is loaded.
+    Returns what the detector understood (None for other rewards)."""
+    if reward == VLM_JUDGE and "{prompt}" not in (question or DEFAULT_QUESTION):
+        raise FKError(f"FK Reward Loader: question {question!r} has no {{prompt}}; put {{prompt}} where the "
+                      f"prompt goes, e.g. {DEFAULT_QUESTION!r}")
+    if reward != DETECTOR:
+        return None
+    if not (objects or "").strip():
+        raise FKError("FK Reward Loader: objects is empty; list what must be in the picture with counts, "
+                      "e.g. '2 dog, 1 red ball'")
+    try:
+        understood = describe(parse_objects(objects))
+    except RewardInputError as error:
+        raise FKError(f"FK Reward Loader: objects {objects!r} cannot be read ({error})") from None
+    log.info("FK Reward Loader: object counts will look for %s", understood)
+    return understood
+
+
+def bind_judge(model, reward: str, prompt: str, question: str, objects: str, understood: str | None):
+    """Fix what the reward compares against: the prompt, for the VLM judge also its question, for the detector
+    the object list (the reward is then named after what was understood, which the trace shows)."""
+    if reward == VLM_JUDGE:
+        model = model.asking(question or DEFAULT_QUESTION)
+    if reward == DETECTOR:
+        bound = model.bind(objects.strip())
+        bound.name = f"object counts: {understood}"
+        return bound
+    return model.bind((prompt or "").strip() or None)
+
+
 class FKRewardLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -205,28 +236,10 @@ class FKRewardLoader(io.ComfyNode):
             raise ValueError(f"FK Reward Loader: unknown reward {reward!r}")
         if reward == "contrast":
             target = min(float(target), 0.5)
-        if reward == VLM_JUDGE and "{prompt}" not in (question or DEFAULT_QUESTION):
-            raise FKError(f"FK Reward Loader: question {question!r} has no {{prompt}}; put {{prompt}} where the "
-                          f"prompt goes, e.g. {DEFAULT_QUESTION!r}")
-        if reward == DETECTOR:
-            # Read the list before loading anything: a typo should not cost a model load.
-            if not (objects or "").strip():
-                raise FKError("FK Reward Loader: objects is empty; list what must be in the picture with counts, "
-                              "e.g. '2 dog, 1 red ball'")
-            try:
-                understood = describe(parse_objects(objects))
-            except RewardInputError as error:
-                raise FKError(f"FK Reward Loader: objects {objects!r} cannot be read ({error})") from None
-            log.info("FK Reward Loader: object counts will look for %s", understood)
+        understood = check_judge_inputs(reward, question, objects)  # before any model load: typos cost nothing
         model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture or "ViT-L-14",
                                              clip_pretrained or "openai", target, color, (judge_model or "").strip())
-        if reward == VLM_JUDGE:
-            model = model.asking(question or DEFAULT_QUESTION)
-        if reward == DETECTOR:
-            bound = model.bind(objects.strip())
-            bound.name = f"object counts: {understood}"
-        else:
-            bound = model.bind((prompt or "").strip() or None)
+        bound = bind_judge(model, reward, prompt, question, objects, understood)
         return io.NodeOutput(ManagedReward(bound, patcher))
 
 
