@@ -152,6 +152,26 @@ def load_pack_in_process(pack_dir: Path = PACK_DIR, name: str = PACK_MODULE_NAME
     return module
 
 
+def host_sampler_names(comfy_dir: Path) -> list[str]:
+    """The host's built-in ``comfy.samplers.SAMPLER_NAMES``, read from its source without importing it (test
+    parametrisation happens at collection, before any fixture imports the host)."""
+    import ast
+
+    tree = ast.parse((Path(comfy_dir) / "comfy" / "samplers.py").read_text(encoding="utf-8"))
+    lists: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name == "KSAMPLER_NAMES":
+                lists[name] = ast.literal_eval(node.value)
+            elif name == "SAMPLER_NAMES" and isinstance(node.value, ast.BinOp):
+                lists[name] = lists["KSAMPLER_NAMES"] + ast.literal_eval(node.value.right)
+    if "SAMPLER_NAMES" not in lists:
+        raise RuntimeError(f"could not read SAMPLER_NAMES from {comfy_dir}/comfy/samplers.py; update "
+                           "tests/comfy_host.host_sampler_names for this host")
+    return lists["SAMPLER_NAMES"]
+
+
 # --------------------------------------------------------------------------------------------------- tiny models
 
 MODEL_TYPES = ("eps", "v", "flow")
