@@ -129,12 +129,16 @@ def tiny_qwen_config(model_type: str, tokenizer, vocab_size: int | None = None):
                 rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0},
                 pad_token_id=tokenizer.pad_token_id, bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
     if model_type == "qwen2_vl":
+        cls = transformers.Qwen2VLConfig
         vision = dict(depth=2, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=2, patch_size=14,
                       spatial_merge_size=2, temporal_patch_size=2)
-        return transformers.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
-    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=14,
-                  spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
-    return transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
+    else:
+        cls = transformers.Qwen2_5_VLConfig
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1])
+    if "text_config" in getattr(cls, "sub_configs", {}):  # transformers >= 4.52 nests the language model's config
+        return cls(text_config=text, vision_config=vision, **ids)
+    return cls(**text, vision_config=vision, **ids)  # older: flat
 
 
 def write_qwen_processor_files(folder: Path, tokenizer, min_pixels: int = 56 * 56, max_pixels: int = 112 * 112) -> None:

@@ -172,7 +172,10 @@ def test_hpsv3_matches_the_original_recipe(tiny_hpsv3):
     ids = tokenizer(text.replace("<|image_pad|>", "<|image_pad|>" * tokens), return_tensors="pt")["input_ids"]
     ids = ids.expand(3, -1)
     with torch.no_grad():
-        hidden = model.model(**_reference_inputs(model, ids, pixels, grid)).last_hidden_state
+        if hasattr(model.model, "language_model"):  # transformers >= 4.52: model.model holds vision + language
+            hidden = model.model(**_reference_inputs(model, ids, pixels, grid)).last_hidden_state
+        else:  # older: the language model alone; its last hidden state (after the final norm) comes last
+            hidden = model(**_reference_inputs(model, ids, pixels, grid), output_hidden_states=True).hidden_states[-1]
         at_token = hidden[ids == tokenizer.convert_tokens_to_ids(REWARD_TOKEN)]
         expected = head(at_token.float())[:, 0]
     torch.testing.assert_close(scores, expected, atol=1e-4, rtol=1e-4)
