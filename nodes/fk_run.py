@@ -111,6 +111,8 @@ class FKRun:
 
         choice = choose_inner_sampler(spec.sampler_name)
         notes = [choice.note] if choice.note else []
+        # A reward that had to interpret its input (the detector's object list) says what it understood.
+        notes += [r.note for r in (spec.reward, spec.final_reward) if getattr(r, "note", None)]
         if choice.note:
             log.warning("FK steering: %s", choice.note)
         inner = comfy.samplers.sampler_object(choice.used)

@@ -59,6 +59,7 @@ class ManagedReward:
         self.patcher = patcher
         self.name = bound.name
         self.differentiable = bound.differentiable
+        self.note = getattr(bound, "note", None)  # what the reward understood; the sampler shows it with its notes
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.patcher is not None:
@@ -154,6 +155,7 @@ def bind_judge(model, reward: str, prompt: str, question: str, objects: str, und
     if reward == DETECTOR:
         bound = model.bind(objects.strip())
         bound.name = f"object counts: {understood}"
+        bound.note = f"object counts looks for {understood} (detection score above {model.threshold:g})"
         return bound
     return model.bind((prompt or "").strip() or None)
 
