@@ -125,7 +125,17 @@ def test_tiny_owlv2_loads_and_scores_like_the_reference_processor(owl_dir):
     expected = Owlv2ImageProcessor.from_pretrained(str(owl_dir))(images=[a.permute(2, 0, 1) for a in uint8],
                                                                  return_tensors="pt")["pixel_values"]
     torch.testing.assert_close(reward.pixels(uint8.permute(0, 3, 1, 2).float() / 255), expected, atol=1e-5, rtol=0)
-    # Larger, non-square inputs are padded and shrunk to the same model input size.
+    # Larger inputs are blurred (anti-aliasing) and shrunk as the processor does; transformers 5's processor is
+    # matched to float precision, 4's (a different interpolation) to within a grey level on average.
+    large = (distinct_images(2, 112) * 255).round().to(torch.uint8)
+    expected = Owlv2ImageProcessor.from_pretrained(str(owl_dir))(images=[a.permute(2, 0, 1) for a in large],
+                                                                 return_tensors="pt")["pixel_values"]
+    ours = reward.pixels(large.permute(0, 3, 1, 2).float() / 255)
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
+    else:
+        assert (ours - expected).abs().mean() < 0.01
+    # Non-square inputs are padded to a square (bottom/right) first.
     assert reward.pixels(torch.rand(2, 3, 96, 128)).shape == (2, 3, 64, 64)
 
 
