@@ -78,6 +78,17 @@ def test_vlm_judge_matches_transformers_processor_and_full_logits(vlm_dir):
     torch.testing.assert_close(pixels, expected["pixel_values"], atol=1e-5, rtol=0)
     assert grid.tolist() == expected["image_grid_thw"].tolist() and tokens == 4
 
+    # A resized input (512 -> 448 x 448, HPSv3's pixel budget): the processor resizes uint8 pixels, so the two
+    # agree to within its rounding (about one grey level; 0.03 after normalisation is two).
+    settings = qwen_vl.QwenImageSettings(min_pixels=256 * 28 * 28, max_pixels=256 * 28 * 28)
+    large = (distinct_images(2, 512) * 255).round().to(torch.uint8)
+    resized = Qwen2VLImageProcessor(min_pixels=256 * 28 * 28, max_pixels=256 * 28 * 28)(
+        images=[a.permute(2, 0, 1) for a in large], return_tensors="pt")
+    big, big_grid, big_tokens = qwen_vl.image_inputs(large.permute(0, 3, 1, 2).float() / 255, settings)
+    assert big_grid.tolist() == resized["image_grid_thw"].tolist() == [[1, 32, 32]] * 2 and big_tokens == 256
+    torch.testing.assert_close(big, resized["pixel_values"], atol=0.03, rtol=0)
+    assert (big - resized["pixel_values"]).abs().mean() < 0.01
+
     tokenizer = judge.tokenizer
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Does this image show: a cat? "
