@@ -18,8 +18,11 @@ from .classic import (
     parse_color,
 )
 from .clip_rewards import LaionAesthetic, OpenClipScore, load_clip_score, load_hpsv2, load_laion_aesthetic
+from .detector import ObjectCountReward, load_object_detector, parse_objects
+from .hpsv3 import HPSv3, load_hpsv3
 from .imagereward import ImageRewardScore, load_imagereward
 from .pickscore import PickScore, load_pickscore
+from .vlm_judge import VQAJudge, load_vqa_judge
 from .weights import BadWeightsError, MissingWeightsError, WeightFile, resolve
 
 __all__ = [
@@ -28,4 +31,5 @@ __all__ = [
     "PickScore", "Reward", "RewardInputError", "RewardSpec", "Saturation", "Sharpness", "TargetColor",
     "WeightFile", "WeightedSum", "build_reward", "images_to_bchw", "load_clip_score", "load_hpsv2",
     "load_imagereward", "load_laion_aesthetic", "load_pickscore", "parse_color", "resolve", "reward_names",
+    "HPSv3", "ObjectCountReward", "VQAJudge", "load_hpsv3", "load_object_detector", "load_vqa_judge", "parse_objects",
 ]
