@@ -89,7 +89,7 @@ def _particle_inputs(default_particles: int = 4):
                               "high-scoring image, at the cost of time and memory (like batch size).")),
         io.Int.Input("particle_chunk", default=0, min=0, max=MAX_PARTICLES, optional=True,
                      tooltip=("Run the model on at most this many particles at once (0 = automatic from free "
-                              "memory). Lower it if you run out of VRAM; results are identical, only slower.")),
+                              "memory). Lower it if you run out of VRAM; slower, and equal up to float rounding (see README, Compatibility).")),
     ]
 
 
@@ -149,8 +149,8 @@ class FKParticleSampler(io.ComfyNode):
             raise FKError(f"particles must be at least 1, got {particles}")
         if denoise <= 0.0:
             raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
-        check_raw_conditioning(positive, "positive")
-        check_raw_conditioning(negative, "negative")
+        check_raw_conditioning(positive, "positive", "FK Particle Sampler")
+        check_raw_conditioning(negative, "negative", "FK Particle Sampler")
         latent = fix_empty_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
