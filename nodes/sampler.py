@@ -89,7 +89,8 @@ def _particle_inputs(default_particles: int = 4):
                               "high-scoring image, at the cost of time and memory (like batch size).")),
         io.Int.Input("particle_chunk", default=0, min=0, max=MAX_PARTICLES, optional=True,
                      tooltip=("Run the model on at most this many particles at once (0 = automatic from free "
-                              "memory). Lower it if you run out of VRAM; slower, and equal up to float rounding (see README, Compatibility).")),
+                              "memory). Lower it if you run out of VRAM: slower, and the same images up to float "
+                              "rounding (README, Compatibility).")),
     ]
 
 
