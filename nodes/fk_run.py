@@ -98,10 +98,11 @@ class FKRun:
         guider = model.inner_model
         base_model = guider.inner_model
         model_patcher = getattr(guider, "model_patcher", None)
-        check_conditioning_batch(guider)
+        node = "FK Sampler" if spec.expand else "FK Particle Sampler"
+        check_conditioning_batch(guider, node)
 
         if spec.particles < 1:
-            raise FKError(f"FK steering: particles must be at least 1, got {spec.particles}")
+            raise FKError(f"{node}: particles must be at least 1, got {spec.particles}; set particles to 1 or more")
         if spec.expand:
             if x.shape[0] != 1:
                 raise FKError(f"FK Sampler: the latent batch is {x.shape[0]}, but FK Sampler expands ONE latent "

@@ -8,7 +8,6 @@ in fk_run.py, sampler choice in sampler_choice.py, chunking in chunking.py); no 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 
@@ -27,6 +26,7 @@ from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
+from .latents import LATENT_RATIOS, fix_empty_latent
 from .potential import FKPotential, default_potential
 from .sampler_choice import choose_inner_sampler
 
@@ -55,19 +55,6 @@ def _live_callbacks(cls) -> dict:
     return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
 
 
-LATENT_RATIOS = ("downscale_ratio_spacial", "downscale_ratio_temporal")  # ComfyUI's spelling
-
-
-def fix_empty_latent(model, latent_image: dict) -> torch.Tensor:
-    """comfy.sample.fix_empty_latent_channels as KSampler calls it: with the latent's downscale ratios where the
-    host takes them (ComfyUI 0.11+: an empty latent is resized for models whose VAE downscales by another factor,
-    e.g. 16x for Flux2 or Wan 2.2), without them on older hosts."""
-    fix = comfy.sample.fix_empty_latent_channels
-    if all(name in inspect.signature(fix).parameters for name in LATENT_RATIOS):
-        return fix(model, latent_image["samples"], *(latent_image.get(name) for name in LATENT_RATIOS))
-    return fix(model, latent_image["samples"])
-
-
 def _check_reward(reward) -> None:
     if reward is None or not callable(reward):
         raise FKError("the reward input must be an FK_REWARD (connect FK Reward Loader); got "
@@ -89,7 +76,8 @@ def _particle_inputs(default_particles: int = 4):
                               "high-scoring image, at the cost of time and memory (like batch size).")),
         io.Int.Input("particle_chunk", default=0, min=0, max=MAX_PARTICLES, optional=True,
                      tooltip=("Run the model on at most this many particles at once (0 = automatic from free "
-                              "memory). Lower it if you run out of VRAM; results are identical, only slower.")),
+                              "memory). Lower it if you run out of VRAM: slower, and the same images up to float "
+                              "rounding (README, Compatibility).")),
     ]
 
 
@@ -157,8 +145,8 @@ class FKParticleSampler(io.ComfyNode):
             raise FKError(f"particles must be at least 1, got {particles}")
         if denoise <= 0.0:
             raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
-        check_raw_conditioning(positive, "positive")
-        check_raw_conditioning(negative, "negative")
+        check_raw_conditioning(positive, "positive", "FK Particle Sampler")
+        check_raw_conditioning(negative, "negative", "FK Particle Sampler")
         latent = fix_empty_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "

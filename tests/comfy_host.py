@@ -219,8 +219,11 @@ def init_weights_(module, seed: int) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
 
 
-def build_tiny_model(model_type: str = "eps", seed: int = 0):
-    """A ModelPatcher around a tiny SD1.5-family BaseModel of the given type ("eps" | "v" | "flow")."""
+def build_tiny_model(model_type: str = "eps", seed: int = 0, inpaint: bool = False):
+    """A ModelPatcher around a tiny SD1.5-family BaseModel of the given type ("eps" | "v" | "flow").
+
+    ``inpaint``: an inpainting model like SD1.5-inpainting (9 input channels: latent, mask, masked image as
+    concat conditioning ``c_concat``)."""
     import comfy.model_base
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -229,7 +232,10 @@ def build_tiny_model(model_type: str = "eps", seed: int = 0):
 
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
-    config = comfy.supported_models.SD15(tiny_unet_config())
+    unet_config = tiny_unet_config()
+    if inpaint:
+        unet_config["in_channels"] = 9
+    config = comfy.supported_models.SD15(unet_config)
     if model_type == "flow":
         config.sampling_settings = {"shift": 3.0, "multiplier": 1.0}
     config.set_inference_dtype(torch.float32, None)
@@ -239,6 +245,8 @@ def build_tiny_model(model_type: str = "eps", seed: int = 0):
         "flow": comfy.model_base.ModelType.FLOW,
     }[model_type]
     model = comfy.model_base.BaseModel(config, model_type=kind, device=torch.device("cpu"))
+    if inpaint:
+        model.set_inpaint()
     init_weights_(model.diffusion_model, seed)
     model.eval()
     return comfy.model_patcher.ModelPatcher(

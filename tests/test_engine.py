@@ -230,3 +230,29 @@ def test_schedule_ending_above_zero_scores_the_x0_prediction_there():
     assert len(calls) == 5 + 1 and res.model_evaluations == 6
     assert torch.allclose(seen[-1], GM.denoise(res.samples, sigmas[5]))
     assert any("ends at sigma" in n for n in res.trace.notes)
+
+
+def test_segment_seeds_do_not_collide_across_run_seeds():
+    """Segment j of a run seeded s used seed s + 1000·j, so runs whose seeds differ by 1000 shared noise."""
+    seen = {}
+
+    def recording_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        seen.setdefault(run_seed, []).append(extra_args["seed"])
+        return euler_ancestral(1.0, torch.Generator().manual_seed(extra_args["seed"] % 2**63))(model, x, sigmas)
+
+    for run_seed in (0, 1, 1000, 2000):
+        run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]), recording_sampler,
+                     lambda x: x @ A, FKConfig(every=1), extra_args={"seed": run_seed})
+    for run_seed, seeds in seen.items():
+        assert seeds[0] == run_seed  # segment 0 is plain sampling with the run's seed
+        assert len(seeds) == len(set(seeds)) >= 5  # one seed per segment, all different
+    all_seeds = [s for seeds in seen.values() for s in seeds]
+    assert len(all_seeds) == len(set(all_seeds))  # no stream shared between runs or segments
+
+
+def test_callback_gets_step_indices_of_the_whole_run():
+    steps = []
+    run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]),
+                 euler_ancestral(1.0, torch.Generator().manual_seed(0)), lambda x: x @ A, FKConfig(every=3),
+                 callback=lambda info: steps.append(info["i"]))
+    assert steps == list(range(len(SIGMAS) - 1))
