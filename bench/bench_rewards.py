@@ -6,7 +6,8 @@ Timing is reported, never asserted.
 
     python bench/bench_rewards.py                 # CPU: skips the ViT-H models (HPSv2.1, PickScore)
     python bench/bench_rewards.py --with-vith      # include them (~1B params each)
-    python bench/bench_rewards.py --device cuda --dtype fp16
+    python bench/bench_rewards.py --with-vlm       # include the Qwen-VL judges (3.8 B and 8 B params)
+    python bench/bench_rewards.py --device cuda --dtype fp16   # the Qwen judges then run in bf16
 """
 
 from __future__ import annotations
@@ -27,9 +28,24 @@ sys.path.insert(0, str(REPO / "tests"))
 
 PIXEL_REWARDS = ["sharpness", "saturation", "colorfulness", "brightness", "contrast", "target color",
                  "JPEG compressibility"]
-LEARNED = ["ImageReward", "CLIP ViT-L-14", "LAION aesthetic", "HPSv2.1", "PickScore"]
+LEARNED = ["ImageReward", "CLIP ViT-L-14", "LAION aesthetic", "HPSv2.1", "PickScore", "object counts",
+           "VLM judge 3B", "HPSv3"]
 VIT_H = {"HPSv2.1", "PickScore"}
+VLM = {"VLM judge 3B", "HPSv3"}
+# Qwen2.5-VL-3B-Instruct's and Qwen2-VL-7B-Instruct's published architectures (config.json of each hub repo).
+QWEN25_VL_3B = dict(
+    text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+              num_key_value_heads=2, tie_word_embeddings=True),
+    vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                fullatt_block_indexes=[7, 15, 23, 31]))
+QWEN2_VL_7B = dict(
+    text=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+              num_key_value_heads=4, tie_word_embeddings=False),
+    vision=dict(depth=32, embed_dim=1280, hidden_size=3584, mlp_ratio=4, num_heads=16, patch_size=14,
+                spatial_merge_size=2, temporal_patch_size=2))
 PROMPT = "a watercolour painting of a lighthouse at dawn"
+OBJECTS = "1 lighthouse, 2 boat"
 
 
 def _peak_rss_mib() -> float:
@@ -106,13 +122,80 @@ def _build(name: str, folder: Path, device: str, dtype):
         start = time.perf_counter()
         reward = load_pickscore(folder / "model", folder / "processor", device, dtype)
         return reward, time.perf_counter() - start
+    if name == "object counts":
+        from test_rewards_learned import _write_clip_tokenizer_files
+        from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor
+
+        # google/owlv2-base-patch16-ensemble: CLIP B/16 towers (the config defaults) at 960 x 960.
+        config = Owlv2Config(vision_config={"image_size": 960, "patch_size": 16})
+        Owlv2ForObjectDetection(config).save_pretrained(folder)
+        vocab, merges = _write_clip_tokenizer_files(folder)
+        CLIPTokenizer(str(vocab), str(merges), pad_token="!").save_pretrained(folder)
+        Owlv2ImageProcessor().save_pretrained(folder)
+        from fk_core.rewards import load_object_detector
+
+        start = time.perf_counter()
+        return load_object_detector(folder, device, dtype), time.perf_counter() - start
+    if name in VLM:
+        return _build_qwen(name, folder, device, dtype)
     raise ValueError(name)
+
+
+def _build_qwen(name: str, folder: Path, device: str, dtype):
+    """A real-size Qwen-VL with random weights and the tests' small tokenizer (the vocabulary is the tokenizer's,
+    so the embedding tables are smaller than the published ones; everything else is the real architecture)."""
+    import torch
+    import transformers
+    from rewards_helpers import tiny_qwen_config, tiny_qwen_tokenizer, write_qwen_processor_files
+
+    dtype = torch.bfloat16 if dtype == torch.float16 else dtype  # Qwen language models overflow in fp16
+    arch = QWEN25_VL_3B if name == "VLM judge 3B" else QWEN2_VL_7B
+    model_type = "qwen2_5_vl" if name == "VLM judge 3B" else "qwen2_vl"
+    extra = ("<|Reward|>",) if name == "HPSv3" else ()
+    tokenizer = tiny_qwen_tokenizer(extra)
+    config = tiny_qwen_config(model_type, tokenizer)
+    text_config = getattr(config, "text_config", config)
+    for key, value in arch["text"].items():
+        setattr(text_config, key, value)
+    half = arch["text"]["hidden_size"] // arch["text"]["num_attention_heads"] // 2
+    section = [half // 4, 3 * half // 8, 3 * half // 8]  # [16, 24, 24] for both published models
+    text_config.rope_scaling = {"type": "mrope", "mrope_section": section}
+    text_config.rope_parameters = {"rope_type": "default", "mrope_section": section, "rope_theta": 1e6}
+    for key, value in arch["vision"].items():
+        setattr(config.vision_config, key, value)
+    cls = transformers.Qwen2_5_VLForConditionalGeneration if name == "VLM judge 3B" else \
+        transformers.Qwen2VLForConditionalGeneration
+    with torch.device(device):
+        model = cls(config).to(dtype)
+    if name == "VLM judge 3B":
+        model.save_pretrained(folder)
+        write_qwen_processor_files(folder, tokenizer, max_pixels=512 * 28 * 28)
+        del model
+        from fk_core.rewards import load_vqa_judge
+
+        start = time.perf_counter()
+        return load_vqa_judge(folder, device, dtype), time.perf_counter() - start
+    from safetensors.torch import save_file
+
+    from fk_core.rewards.hpsv3 import RankHead
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state.update({f"rm_head.{k}": v for k, v in RankHead(arch["text"]["hidden_size"]).layers.state_dict().items()})
+    save_file(state, str(folder / "HPSv3.safetensors"))
+    base = folder / "Qwen2-VL-7B-Instruct"
+    write_qwen_processor_files(base, tiny_qwen_tokenizer())
+    config.save_pretrained(str(base))
+    del model, state
+    from fk_core.rewards import load_hpsv3
+
+    start = time.perf_counter()
+    return load_hpsv3(folder / "HPSv3.safetensors", base, device, dtype), time.perf_counter() - start
 
 
 def _time_scoring(reward, images, repeats: int) -> float:
     import torch
 
-    prompt = PROMPT if reward.needs_prompt else None
+    prompt = (OBJECTS if "object counts" in reward.name else PROMPT) if reward.needs_prompt else None
     with torch.no_grad():
         reward.score(images, prompt)  # warm-up: text embedding cache, kernels
         if images.is_cuda:
@@ -147,6 +230,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if _cuda_available() else "cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
     parser.add_argument("--with-vith", action="store_true", help="include the ~1B-parameter ViT-H rewards")
+    parser.add_argument("--with-vlm", action="store_true", help="include the Qwen-VL judges (3.8 B and 8 B)")
     parser.add_argument("--only", nargs="*", help="run just these rewards")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -156,6 +240,7 @@ def main() -> None:
         return
     names = args.only or PIXEL_REWARDS + LEARNED
     skipped = [] if (args.with_vith or args.only or args.device.startswith("cuda")) else sorted(VIT_H & set(names))
+    skipped += [] if (args.with_vlm or args.only) else sorted(VLM & set(names))
     names = [n for n in names if n not in skipped]
     print(f"device={args.device} dtype={args.dtype} torch threads={os.cpu_count()} inputs 512x512\n")
     print(f"| {'reward':22} | params M | load s | batch-4 s | batch-1 s | b4/b1 | peak MiB |")
@@ -172,8 +257,8 @@ def main() -> None:
         print(f"| {name:22} | {r['params_m']:8.1f} | {r['load_s']:6.2f} | {r['batch4_s']:9.3f} | "
               f"{r['batch1_s']:9.3f} | {r['ratio']:5.2f} | {r['peak_mib']:8.0f} |", flush=True)
     if skipped:
-        print(f"\nskipped on CPU (ViT-H, ~1B params, minutes per pass here): {', '.join(skipped)}; "
-              f"use --with-vith to include them")
+        print(f"\nskipped (ViT-H ~1B params on CPU: --with-vith; Qwen-VL judges 3.8-8B params: --with-vlm): "
+              f"{', '.join(skipped)}")
     print("\npeak MiB = process peak RSS on CPU (includes building and saving the random checkpoint), "
           "torch.cuda.max_memory_allocated on GPU")
 

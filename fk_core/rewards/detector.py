@@ -202,8 +202,11 @@ def load_object_detector(model_dir: str | Path, device: str | torch.device = "cp
     except (OSError, ValueError, RuntimeError) as error:
         raise BadWeightsError(f"{model_dir} does not hold a loadable OWLv2 model and tokenizer: "
                               f"{str(error).splitlines()[0]}") from None
+    # The vision tower's position embeddings fix the input size; the preprocessor file normally agrees.
+    image_size = model.config.vision_config.image_size
     size = processor.get("size", {})
-    image_size = size.get("height") if isinstance(size, dict) else size
-    return ObjectCountReward(model.to(device=device, dtype=dtype).eval(), tokenizer,
-                             image_size or model.config.vision_config.image_size,
+    if (size.get("height") if isinstance(size, dict) else size) not in (None, image_size):
+        log.warning("%s: preprocessor size %s differs from the model's input size %d; using %d", model_dir, size,
+                    image_size, image_size)
+    return ObjectCountReward(model.to(device=device, dtype=dtype).eval(), tokenizer, image_size,
                              processor.get("image_mean", CLIP_MEAN), processor.get("image_std", CLIP_STD), threshold)
