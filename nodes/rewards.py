@@ -222,8 +222,9 @@ class FKRewardLoader(io.ComfyNode):
                                 tooltip="Only for the VLM judge and 'object counts': the Hugging Face model to "
                                         "use, e.g. Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct "
                                         "(empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
-                                        "google/owlv2-base-patch16-ensemble). Looked up in "
-                                        "models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded there if missing."),
+                                        "google/owlv2-base-patch16-ensemble), or the path of a model folder. "
+                                        "Looked up in models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded "
+                                        "there if missing."),
             ],
             outputs=[FK_REWARD.Output(display_name="reward",
                                       tooltip="Connect to an FK sampler or to FK Reward Combine.")],

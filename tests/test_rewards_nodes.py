@@ -157,6 +157,13 @@ def test_vlm_judge_from_model_folder_with_question_and_patcher(reward_nodes, rew
     assert not torch.allclose(other(distinct_images(3, 64)), scores)
     with pytest.raises(ValueError, match=r"FK Reward Loader: question 'Is it nice\?' has no \{prompt\}"):
         load(reward="VLM judge (Qwen-VL)", prompt="a cat", device="cpu", question="Is it nice?")
+    # The same model picked as a weights file (any shard stands for its folder) or typed as a folder path.
+    picked = load(reward="VLM judge (Qwen-VL)", prompt="a photo of a cat", device="cpu",
+                  weights="vlm/Qwen2.5-VL-3B-Instruct/model.safetensors").result[0]
+    torch.testing.assert_close(picked(distinct_images(3, 64)), scores)
+    typed = load(reward="VLM judge (Qwen-VL)", prompt="a photo of a cat", device="cpu",
+                 judge_model=str(reward_folder / "vlm" / "Qwen2.5-VL-3B-Instruct")).result[0]
+    torch.testing.assert_close(typed(distinct_images(3, 64)), scores)
 
 
 def test_judges_offline_name_the_repository_and_folder(reward_nodes, reward_folder):

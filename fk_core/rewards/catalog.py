@@ -180,11 +180,14 @@ def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_d
     return target
 
 
-def _chosen_folder(chosen: Path | None) -> Path | None:
-    """A weights file picked in the node (e.g. one safetensors shard) stands for the model folder holding it."""
-    if chosen is None:
-        return None
-    return chosen if chosen.is_dir() else chosen.parent
+def _chosen_folder(chosen: Path | None, judge_model: str | None) -> Path | None:
+    """A weights file picked in the node (e.g. one safetensors shard) stands for the model folder holding it;
+    a ``judge_model`` that is an existing folder is used as it is (otherwise it names a hub repository)."""
+    if chosen is not None:
+        return chosen if chosen.is_dir() else chosen.parent
+    if judge_model and Path(judge_model).expanduser().is_dir():
+        return Path(judge_model).expanduser()
+    return None
 
 
 def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.device = "cpu",
@@ -194,8 +197,8 @@ def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.dev
                  color: str = "#ff8800", judge_model: str | None = None) -> Reward:
     """Build any catalogued reward. ``roots`` are the reward model folders (searched in order; the first one
     receives downloads). ``weights_file`` overrides the default main file (its folder is searched first for
-    companion files such as med_config.json). ``judge_model``: the hub repository of the VLM judge or the
-    detector (default Qwen/Qwen2.5-VL-3B-Instruct, google/owlv2-base-patch16-ensemble)."""
+    companion files such as med_config.json). ``judge_model``: the hub repository (or a local folder) of the VLM
+    judge or the detector (default Qwen/Qwen2.5-VL-3B-Instruct, google/owlv2-base-patch16-ensemble)."""
     spec(name)
     if name == "sharpness":
         return classic.Sharpness()
@@ -256,14 +259,14 @@ def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.dev
     if name == VLM_JUDGE:
         from .vlm_judge import load_vqa_judge
 
-        folder = _chosen_folder(chosen) or model_folder(
+        folder = _chosen_folder(chosen, judge_model) or model_folder(
             roots, "vlm", judge_model or VLM_DEFAULT_REPO, allow_download, MODEL_FILES,
             ["config.json", "preprocessor_config.json"], "VLM judge")
         return load_vqa_judge(folder, device=device, dtype=dtype)
     if name == DETECTOR:
         from .detector import load_object_detector
 
-        folder = _chosen_folder(chosen) or model_folder(
+        folder = _chosen_folder(chosen, judge_model) or model_folder(
             roots, "owlv2", judge_model or DETECTOR_DEFAULT_REPO, allow_download, MODEL_FILES,
             ["config.json", "preprocessor_config.json"], "OWLv2 detector")
         return load_object_detector(folder, device=device, dtype=dtype)
