@@ -128,6 +128,14 @@ def tiny_qwen_config(model_type: str, tokenizer, vocab_size: int | None = None):
                 rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]},
                 rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0},
                 pad_token_id=tokenizer.pad_token_id, bos_token_id=None, eos_token_id=tokenizer.eos_token_id)
+    if model_type == "qwen3_vl":  # 16-pixel patches, interleaved multimodal rotary, deepstack vision features
+        text.pop("rope_scaling")
+        text.update(head_dim=8, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                 "mrope_section": [1, 1, 2], "mrope_interleaved": True})
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=16,
+                      spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                      deepstack_visual_indexes=[1])
+        return transformers.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
     if model_type == "qwen2_vl":
         cls = transformers.Qwen2VLConfig
         vision = dict(depth=2, embed_dim=32, hidden_size=32, mlp_ratio=2, num_heads=2, patch_size=14,
@@ -141,13 +149,17 @@ def tiny_qwen_config(model_type: str, tokenizer, vocab_size: int | None = None):
     return cls(**text, vision_config=vision, **ids)  # older: flat
 
 
-def write_qwen_processor_files(folder: Path, tokenizer, min_pixels: int = 56 * 56, max_pixels: int = 112 * 112) -> None:
-    """tokenizer.json + tokenizer_config.json, preprocessor_config.json and chat_template.json, as on the hub."""
+def write_qwen_processor_files(folder: Path, tokenizer, min_pixels: int = 56 * 56, max_pixels: int = 112 * 112,
+                               qwen3: bool = False) -> None:
+    """tokenizer.json + tokenizer_config.json, preprocessor_config.json and chat_template.json, as on the hub
+    (Qwen3-VL: 16-pixel patches and mean = std = 0.5; the others: 14-pixel patches and CLIP's statistics)."""
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(folder))
+    mean, std = ([0.5] * 3, [0.5] * 3) if qwen3 else ([0.48145466, 0.4578275, 0.40821073],
+                                                       [0.26862954, 0.26130258, 0.27577711])
     write_json(folder / "preprocessor_config.json", {
-        "image_processor_type": "Qwen2VLImageProcessor", "patch_size": 14, "merge_size": 2,
-        "temporal_patch_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711], "min_pixels": min_pixels, "max_pixels": max_pixels,
-        "do_resize": True, "do_rescale": True, "do_normalize": True, "rescale_factor": 1 / 255})
+        "image_processor_type": "Qwen2VLImageProcessor", "patch_size": 16 if qwen3 else 14, "merge_size": 2,
+        "temporal_patch_size": 2, "image_mean": mean, "image_std": std, "min_pixels": min_pixels,
+        "max_pixels": max_pixels, "do_resize": True, "do_rescale": True, "do_normalize": True,
+        "rescale_factor": 1 / 255})
     write_json(folder / "chat_template.json", {"chat_template": QWEN_CHAT_TEMPLATE})

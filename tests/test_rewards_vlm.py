@@ -39,13 +39,13 @@ def _widen(model, std: float = 0.3) -> None:
 def save_tiny_vlm(folder, model_type: str = "qwen2_5_vl", seed: int = 0):
     """A Qwen-VL instruct snapshot: config.json + model.safetensors + tokenizer/preprocessor/chat template."""
     tokenizer = tiny_qwen_tokenizer()
-    cls = {"qwen2_vl": transformers.Qwen2VLForConditionalGeneration,
-           "qwen2_5_vl": transformers.Qwen2_5_VLForConditionalGeneration}[model_type]
+    cls = getattr(transformers, qwen_vl.MODEL_CLASSES[model_type])
     torch.manual_seed(seed)
     model = cls(tiny_qwen_config(model_type, tokenizer))
     _widen(model)
     model.save_pretrained(str(folder))
-    write_qwen_processor_files(folder, tokenizer)
+    qwen3 = model_type == "qwen3_vl"
+    write_qwen_processor_files(folder, tokenizer, *((64 * 64, 128 * 128) if qwen3 else ()), qwen3=qwen3)
     return folder
 
 
@@ -115,6 +115,26 @@ def test_vlm_judge_question_template_and_qwen2_vl(vlm_dir, tmp_path):
     assert not torch.allclose(custom.score(images, "a cat"), default.score(images, "a cat"))
     qwen2 = load_vqa_judge(save_tiny_vlm(tmp_path / "Qwen2-VL-tiny", "qwen2_vl"))
     assert qwen2.score(images, "a cat").shape == (2,)
+
+
+@pytest.mark.skipif(not hasattr(transformers, "Qwen3VLForConditionalGeneration"),
+                    reason="this transformers has no Qwen3-VL (added in 4.57)")
+def test_vlm_judge_runs_qwen3_vl_with_its_own_patch_size(tmp_path):
+    from transformers import Qwen2VLImageProcessor
+
+    judge = load_vqa_judge(save_tiny_vlm(tmp_path / "Qwen3-VL-tiny", "qwen3_vl"))
+    assert judge.settings.patch_size == 16 and judge.settings.mean == (0.5, 0.5, 0.5)
+    images = distinct_images(3, 64)
+    scores = judge.score(images, "a photo of a cat")
+    assert ((scores > 0) & (scores < 1)).all() and len(set(scores.tolist())) == 3
+    torch.testing.assert_close(judge.score(images[1:2], "a photo of a cat"), scores[1:2], atol=1e-5, rtol=1e-4)
+    uint8 = (images * 255).round().to(torch.uint8)  # 64 x 64: a multiple of 16 x 2, no resize
+    expected = Qwen2VLImageProcessor(patch_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3, min_pixels=64 * 64,
+                                     max_pixels=128 * 128)(images=[a.permute(2, 0, 1) for a in uint8],
+                                                           return_tensors="pt")
+    pixels, grid, tokens = qwen_vl.image_inputs(uint8.permute(0, 3, 1, 2).float() / 255, judge.settings)
+    torch.testing.assert_close(pixels, expected["pixel_values"], atol=1e-5, rtol=0)
+    assert grid.tolist() == expected["image_grid_thw"].tolist() and tokens == 4
 
 
 def test_vlm_judge_bad_folders_say_what_is_missing(vlm_dir, tmp_path):
