@@ -136,7 +136,7 @@ class FKRun:
                               notes=notes)
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
-                                   sampler=choice, chunk=chunk, notes=notes)
+                                   sampler=choice, chunk=chunk, notes=list(result.trace.notes))
         if spec.on_finish is not None:
             spec.on_finish(result)
         samples = result.samples
