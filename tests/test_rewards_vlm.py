@@ -231,3 +231,12 @@ def test_hpsv3_wrong_files(tiny_hpsv3, tmp_path):
     save_tiny_vlm(vlm_base)
     with pytest.raises(BadWeightsError, match="not a Qwen2-VL config"):
         load_hpsv3(checkpoint, vlm_base)
+    import json
+
+    other = tmp_path / "other-base"
+    shutil.copytree(base, other)
+    config = json.loads((other / "config.json").read_text())
+    (config.get("text_config") or config)["intermediate_size"] = 96  # another model size than the checkpoint's
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BadWeightsError, match="does not match the Qwen2-VL config"):
+        load_hpsv3(checkpoint, other)

@@ -188,8 +188,9 @@ def load_hpsv3(checkpoint: str | Path, base_dir: str | Path, device: str | torch
     try:
         model.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as error:
-        raise BadWeightsError(f"{checkpoint} does not match the Qwen2-VL config in {base_dir}: "
-                              f"{str(error).splitlines()[0]} {str(error).splitlines()[1:2]}") from None
+        detail = " ".join(line.strip() for line in str(error).splitlines()[:2])
+        raise BadWeightsError(f"{checkpoint} does not match the Qwen2-VL config in {base_dir}: {detail[:500]}") \
+            from None
     buffers_from_config(model)
     hidden = text_config.hidden_size
     head = RankHead(hidden, head_state["0.weight"].shape[0], head_state["3.weight"].shape[0],
