@@ -33,7 +33,7 @@ from ..fk_core import FKConfig, FKError, FKResult, run_segments
 from ..fk_core.seeds import derived_seed
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
-from .reward_pipeline import RewardPipeline
+from .reward_pipeline import ReloadBeforeCall, RewardPipeline
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -130,8 +130,9 @@ class FKRun:
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
-        result = run_segments(x, sigmas, model, functools.partial(inner.sampler_function, **inner.extra_options),
-                              pipeline, spec.config, generator=generator,
+        sampler = functools.partial(inner.sampler_function, **inner.extra_options)  # ComfyUI's, as it is
+        result = run_segments(x, sigmas, ReloadBeforeCall(model, pipeline), sampler, pipeline, spec.config,
+                              generator=generator,
                               on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
                               extra_args=extra_args, callback=_interruptible(callback), disable=disable,
                               notes=notes, final_reward=final_pipeline)

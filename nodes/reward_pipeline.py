@@ -1,9 +1,9 @@
 """The reward of a particle batch inside sampling: x0 -> external latent -> VAE decode in sub-batches -> FK_REWARD.
 
-Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded.
-Reloading the UNet before scoring would let the reward's model evict it again right before the next segment
-(newer ComfyUI with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloading dynamic
-ones), so the UNet is put back last.
+Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded,
+just before the next model call needs it (:class:`ReloadBeforeCall`; never after the final scoring). Reloading the
+UNet before scoring would let the reward's model evict it again right before the next segment (newer ComfyUI
+with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloading dynamic ones).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class RewardPipeline:
         self.sampling_models = sampling_models  # what ComfyUI loaded for sampling (UNet, ControlNets …)
         self.decode_batch = max(1, decode_batch)
         self.last_images: Optional[torch.Tensor] = None
+        self.models_may_have_moved = False  # set by scoring; cleared when the sampling models are put back
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         latents = self.base_model.process_latent_out(x0.float())
@@ -44,10 +45,11 @@ class RewardPipeline:
         return out
 
     def reload_sampling_models(self) -> None:
-        """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room; sampling
-        continues right after, so put back everything the sampler had loaded (a no-op when nothing moved)."""
-        if self.sampling_models:
+        """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room: put back
+        everything the sampler had loaded (ComfyUI makes this a no-op when nothing moved)."""
+        if self.models_may_have_moved and self.sampling_models:
             comfy.model_management.load_models_gpu(self.sampling_models)
+        self.models_may_have_moved = False
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -55,7 +57,22 @@ class RewardPipeline:
             images = self.decode(x0)
             self.last_images = images
             scores = self.reward(images)
-        self.reload_sampling_models()
+        self.models_may_have_moved = True
         if not torch.is_tensor(scores):
             scores = torch.as_tensor(scores)
         return scores.detach().float().reshape(-1).cpu()
+
+
+class ReloadBeforeCall:
+    """The k-diffusion model, putting the sampling models back (after a scoring) right before its next call."""
+
+    def __init__(self, model, pipeline: RewardPipeline):
+        self.model = model
+        self.pipeline = pipeline
+
+    def __getattr__(self, name):  # samplers inspect the model (inner_model, model_sampling …): the real one answers
+        return getattr(self.__dict__["model"], name)
+
+    def __call__(self, *args, **kwargs):
+        self.pipeline.reload_sampling_models()
+        return self.model(*args, **kwargs)
