@@ -28,9 +28,11 @@ import comfy.samplers
 import torch
 
 from ..fk_core import FKConfig, FKError, FKResult, run_segments
+from ..fk_core.input_notes import config_notes, run_notes
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
 from .reward_pipeline import RewardPipeline
+from .sampler_checks import PARTICLE_SAMPLER, SAMPLER, check_noised_latent, check_sigmas
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -102,6 +104,9 @@ class FKRun:
         base_model = guider.inner_model
         model_patcher = getattr(guider, "model_patcher", None)
         check_conditioning_batch(guider)
+        node = SAMPLER if spec.expand else PARTICLE_SAMPLER
+        check_sigmas(node, sigmas)
+        check_noised_latent(node, x)
 
         if spec.particles < 1:
             raise FKError(f"need at least one particle, got {spec.particles}")
@@ -114,6 +119,7 @@ class FKRun:
 
         choice = choose_inner_sampler(spec.sampler_name)
         notes = [choice.note] if choice.note else []
+        notes += config_notes(spec.config, len(sigmas) - 1) + list(getattr(spec.reward, "notes", None) or [])
         if choice.note:
             log.warning("FK steering: %s", choice.note)
         inner = comfy.samplers.sampler_object(choice.used)
@@ -126,7 +132,7 @@ class FKRun:
 
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
-        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk)
+        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, node=node)
         seed = extra_args.get("seed")
         segment_index = [0]
 
@@ -153,6 +159,8 @@ class FKRun:
                                                   % (2**63))
         result = run_segments(x, sigmas, model, sample_segment, pipeline, spec.config, generator=generator,
                               on_potential_step=on_potential_step, model_kwargs=extra_args, notes=notes)
+        result.trace.notes.extend(run_notes(result.trace))
+        notes = list(result.trace.notes)
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
                                    sampler=choice, chunk=chunk, notes=notes)

@@ -27,7 +27,18 @@ from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .potential import FKPotential, default_potential
+from .sampler_checks import (
+    PARTICLE_SAMPLER,
+    SAMPLER,
+    check_conditioning,
+    check_latent,
+    check_memory,
+    is_out_of_memory,
+    out_of_memory_error,
+    widget_problem_of,
+)
 from .sampler_choice import choose_inner_sampler
+from .validation import message
 
 log = logging.getLogger("fk_steering")
 
@@ -46,6 +57,13 @@ def _live_callbacks(cls):
         return None, None
     node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
     return factory(node_id)
+
+
+def _denoise_problem(denoise) -> str | None:
+    if isinstance(denoise, (int, float)) and denoise <= 0.0:
+        return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
+                       "set denoise above 0 (1 = text-to-image, below 1 = img2img)")
+    return None
 
 
 def _check_reward(reward) -> None:
@@ -121,16 +139,26 @@ class FKParticleSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        # **values turns ComfyUI's own min/max/option checks off for every input: they are re-checked here.
+        return widget_problem_of(cls, PARTICLE_SAMPLER, values) or _denoise_problem(values.get("denoise")) or True
+
+    @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None) -> io.NodeOutput:
+        problem = widget_problem_of(cls, PARTICLE_SAMPLER, {
+            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
+            "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk}) or _denoise_problem(denoise)
+        if problem:  # widgets linked from other nodes were not checked when the prompt was queued
+            raise FKError(problem)
         config = _check_potential(potential)
         _check_reward(reward)
-        if particles < 1:
-            raise FKError(f"particles must be at least 1, got {particles}")
-        if denoise <= 0.0:
-            raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
         check_raw_conditioning(positive, "positive")
         check_raw_conditioning(negative, "negative")
+        check_conditioning(PARTICLE_SAMPLER, positive, "positive")
+        check_conditioning(PARTICLE_SAMPLER, negative, "negative")
+        check_latent(PARTICLE_SAMPLER, latent_image, model)
+        check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles)
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
@@ -154,9 +182,14 @@ class FKParticleSampler(io.ComfyNode):
                          expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
-        samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
-                                             noise_mask=noise_mask, callback=callback,
-                                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        try:
+            samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative,
+                                                 latent_n, noise_mask=noise_mask, callback=callback,
+                                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        except (RuntimeError, MemoryError) as error:
+            if is_out_of_memory(error):
+                raise out_of_memory_error(PARTICLE_SAMPLER, particles, chunk, error) from None
+            raise
         outcome = run.result
         result = outcome.result
         chosen = outcome.chosen_index
@@ -218,12 +251,18 @@ class FKSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        return widget_problem_of(cls, SAMPLER, values) or True  # re-checks what **values switched off
+
+    @classmethod
     def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None,
                 **kwargs) -> io.NodeOutput:
+        problem = widget_problem_of(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
+                                                    "sampler_name": sampler_name, **kwargs})
+        if problem:
+            raise FKError(problem)
         config = _check_potential(potential)
         _check_reward(reward)
-        if particles < 1:
-            raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,

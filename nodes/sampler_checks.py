@@ -1,0 +1,199 @@
+"""Up-front checks of FK Particle Sampler and FK Sampler, before any model work (message style of
+nodes/validation.py), plus the run-time checks that tell a model problem from a reward problem.
+
+* widget values (NaN/inf, ranges, unknown sampler/scheduler/return mode): :func:`widget_problem_of`;
+* tensors: NaN/inf in the latent or conditioning named as such, latent channels against the model, mask size;
+* memory: the N-particle latent and noise are estimated before they are allocated; a real out-of-memory in a
+  chunk is reported with the same advice (:func:`out_of_memory_error`), after the models are freed;
+* sigmas on the SAMPLER path: empty, increasing, non-finite;
+* scores: NaN/inf/wrong shape from the reward is a reward problem, NaN/inf x0 from the model is not.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..fk_core import FKError
+from .validation import check_widgets, message
+
+PARTICLE_SAMPLER = "FK Particle Sampler"
+SAMPLER = "FK Sampler"
+# The particle latents, their noise and the output batch live at once in the intermediate device's memory.
+LATENT_COPIES = 3
+MEMORY_HEADROOM = 0.8  # of the free memory; the rest is left to the model and the VAE
+MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the resolution"
+
+
+def widget_problem_of(node_cls, node: str, values: dict) -> str | None:
+    return check_widgets(node_cls, node, values)
+
+
+def _finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all()) if t.is_floating_point() or t.is_complex() else True
+
+
+def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
+    """The latent's samples tensor, refused with a message when it is not a usable one-latent batch."""
+    if not isinstance(latent_image, dict) or not torch.is_tensor(latent_image.get("samples")):
+        raise FKError(message(node, "latent_image", "is not a LATENT (no 'samples' tensor)",
+                              "connect Empty Latent Image or VAE Encode"))
+    samples = latent_image["samples"]
+    if samples.ndim < 4:
+        raise FKError(message(node, "latent_image", f"has shape {tuple(samples.shape)}, not [batch, channels, "
+                              "height, width]", "connect Empty Latent Image or VAE Encode"))
+    if not _finite(samples):
+        bad = int((~torch.isfinite(samples)).sum())
+        raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
+                              "re-encode the image or use a fresh Empty Latent Image; the reward is not the cause"))
+    channels = _model_channels(model)
+    if channels is not None and samples.shape[1] != channels and not bool((samples == 0).all()):
+        raise FKError(message(node, "latent_image", f"has {samples.shape[1]} channels but the model expects "
+                              f"{channels}", "use the VAE and the empty-latent node that match this model"))
+    mask = latent_image.get("noise_mask")
+    if mask is not None and torch.is_tensor(mask):
+        if not _finite(mask):
+            raise FKError(message(node, "latent_image", "has a noise mask with NaN/inf values",
+                                  "rebuild the mask (Set Latent Noise Mask)"))
+        if mask.ndim >= 3 and mask.shape[0] not in (1,):
+            raise FKError(message(node, "latent_image", f"has a noise mask of batch {mask.shape[0]}; FK takes one "
+                                  "latent with one mask", "use a single mask (batch 1)"))
+        h, w = samples.shape[-2:]
+        mh, mw = mask.shape[-2:]
+        if (mh, mw) not in ((h, w), (h * 8, w * 8)) and (mh * w != mw * h):
+            raise FKError(message(node, "latent_image", f"has a {mh}x{mw} noise mask that does not fit the "
+                                  f"{h}x{w} latent (not even in aspect ratio)",
+                                  "make the mask from an image of the same size as the latent's image"))
+    return samples
+
+
+def _model_channels(model) -> int | None:
+    try:
+        return int(model.model.latent_format.latent_channels)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def check_conditioning(node: str, conditioning: Any, label: str) -> None:
+    """CONDITIONING as a node receives it: [[tensor, {…}], …]; NaN/inf anywhere is refused by name."""
+    if not isinstance(conditioning, (list, tuple)):
+        raise FKError(message(node, label, f"is not CONDITIONING (got {type(conditioning).__name__})",
+                              "connect a CLIP Text Encode output"))
+    for item in conditioning:
+        if not isinstance(item, (list, tuple)) or not item or not torch.is_tensor(item[0]):
+            raise FKError(message(node, label, "is not CONDITIONING (an entry has no tensor)",
+                                  "connect a CLIP Text Encode output"))
+        tensors = [("", item[0])]
+        extras = item[1] if len(item) > 1 and isinstance(item[1], dict) else {}
+        tensors += [(f" ({key})", v) for key, v in extras.items() if torch.is_tensor(v)]
+        for where, tensor in tensors:
+            if not _finite(tensor):
+                raise FKError(message(node, label, f"conditioning{where} contains NaN/inf values",
+                                      "re-encode the prompt; check the text encoder and any conditioning node "
+                                      "before it (the reward is not the cause)"))
+
+
+def particle_memory_bytes(samples: torch.Tensor, particles: int) -> int:
+    per_particle = samples[0].numel() * 4  # float32 on the intermediate device
+    return per_particle * particles * LATENT_COPIES
+
+
+def free_memory_bytes(device) -> int | None:
+    try:
+        import comfy.model_management as mm
+
+        return int(mm.get_free_memory(device))
+    except (AttributeError, TypeError, RuntimeError):
+        return None
+
+
+def check_memory(node: str, samples: torch.Tensor, particles: int, device=None) -> None:
+    """Refuse before allocating when the N-particle latent, noise and output cannot fit."""
+    import comfy.model_management as mm
+
+    device = device if device is not None else mm.intermediate_device()
+    need = particle_memory_bytes(samples, particles)
+    free = free_memory_bytes(device)
+    if free is not None and need > free * MEMORY_HEADROOM:
+        raise FKError(message(node, "particles", f"({particles}) of a {'x'.join(map(str, samples.shape[1:]))} "
+                              f"latent need about {_gib(need)} for their latents and noise, but only "
+                              f"{_gib(free)} is free", MEMORY_ADVICE))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.0f} MiB"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import comfy.model_management as mm
+
+    oom = getattr(mm, "OOM_EXCEPTION", None)
+    if oom is not None and isinstance(error, oom):
+        return True
+    text = str(error)
+    return isinstance(error, (RuntimeError, MemoryError)) and (
+        "out of memory" in text.lower() or "can't allocate memory" in text or isinstance(error, MemoryError))
+
+
+def out_of_memory_error(node: str, particles: int, chunk: int, error: BaseException) -> FKError:
+    """A real out-of-memory during sampling: free the models (as ComfyUI does for an OOM) and say what to do."""
+    import comfy.model_management as mm
+
+    mm.unload_all_models()
+    mm.soft_empty_cache()
+    first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+    return FKError(message(node, "particles", f"({particles}, model run in chunks of {chunk}) ran out of memory "
+                           f"({first}); the models were unloaded", MEMORY_ADVICE))
+
+
+def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
+    """The SAMPLER path gets its sigmas from another node: refuse what no sampler can run."""
+    if not torch.is_tensor(sigmas) or sigmas.ndim != 1 or sigmas.numel() < 2:
+        size = sigmas.numel() if torch.is_tensor(sigmas) else 0
+        raise FKError(message(node, "sigmas", f"has {size} value(s): no step to take",
+                              "connect a scheduler (e.g. BasicScheduler) with at least 1 step"))
+    if not _finite(sigmas):
+        raise FKError(message(node, "sigmas", "contain NaN/inf values", "connect a scheduler node's SIGMAS"))
+    if bool((sigmas[1:] > sigmas[:-1]).any()):
+        raise FKError(message(node, "sigmas", "increase somewhere (a sampler goes from noise down to 0)",
+                              "connect the scheduler's sigmas unchanged, or flip them back into decreasing order"))
+
+
+def check_noised_latent(node: str, x: torch.Tensor) -> None:
+    if not _finite(x):
+        raise FKError(message(node, "latent_image", "(the sampler's input) contains NaN/inf values",
+                              "check the latent and the noise node feeding SamplerCustom; the reward is not the "
+                              "cause"))
+
+
+def check_scores(node: str, x0: torch.Tensor, images: torch.Tensor | None, scores: Any, reward_name: str,
+                 ) -> torch.Tensor:
+    """Scores as a float [N] tensor; a wrong shape or an all-NaN result blamed on the right party."""
+    n = x0.shape[0]
+    try:
+        scores = torch.as_tensor(scores).detach().float().reshape(-1).cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise FKError(message(node, "reward", f"{reward_name} returned {type(scores).__name__}, not numbers",
+                              "check the reward node (FK Reward Loader)")) from None
+    if scores.numel() != n:
+        raise FKError(message(node, "reward", f"{reward_name} returned {scores.numel()} scores for {n} images",
+                              "the reward must give one number per image; check the reward node")) from None
+    bad_x0 = ~torch.isfinite(x0.reshape(n, -1)).all(dim=1)
+    if bool(bad_x0.all()):
+        raise FKError(message(node, "model", "predicted NaN/inf images for every particle (not a reward problem)",
+                              "lower cfg, try --force-fp32 or --fp32-vae, or check the model and its LoRAs"))
+    if not bool(torch.isfinite(scores[~bad_x0.cpu()]).any()):
+        raise FKError(message(node, "reward", f"{reward_name} returned NaN/inf for every particle although the "
+                              "images were fine", "check the reward model and its weights, or pick another reward"))
+    return scores
+
+
+def reward_name(reward) -> str:
+    name = getattr(reward, "name", None)
+    return str(name) if name else type(reward).__name__
+
+
+def is_nan_or_inf(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
