@@ -72,8 +72,12 @@ def number_problem(node: str, name: str, value: Any, low: float | None = None, h
         return message(node, name, f"is {shown(value)} (infinite)", f"type {wanted}")
     if whole and float(value) != int(value):
         return message(node, name, f"must be a whole number, got {shown(value)}", f"type {wanted}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        return message(node, name, f"is {shown(value)}, outside its range {bounds}", f"set it to {bounds}")
+    if low is not None and value < low:
+        return message(node, name, f"is {shown(value)}, below its minimum {low:g}",
+                       f"set it to at least {low:g}" + (f" (at most {high:g})" if high is not None else ""))
+    if high is not None and value > high:
+        return message(node, name, f"is {shown(value)}, above its maximum {high:g}",
+                       f"set it to at most {high:g}" + (f" (at least {low:g})" if low is not None else ""))
     return None
 
 
