@@ -32,7 +32,7 @@ from ..fk_core.input_notes import config_notes, run_notes
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
 from .reward_pipeline import RewardPipeline
-from .sampler_checks import PARTICLE_SAMPLER, SAMPLER, check_noised_latent, check_sigmas
+from .sampler_checks import PARTICLE_SAMPLER, SAMPLER, check_memory, check_noised_latent, check_sigmas
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -107,6 +107,7 @@ class FKRun:
         node = SAMPLER if spec.expand else PARTICLE_SAMPLER
         check_sigmas(node, sigmas)
         check_noised_latent(node, x)
+        check_memory(node, x, spec.particles, spec.vae)
 
         if spec.particles < 1:
             raise FKError(f"need at least one particle, got {spec.particles}")

@@ -158,7 +158,7 @@ class FKParticleSampler(io.ComfyNode):
         check_conditioning(PARTICLE_SAMPLER, positive, "positive")
         check_conditioning(PARTICLE_SAMPLER, negative, "negative")
         check_latent(PARTICLE_SAMPLER, latent_image, model)
-        check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles)
+        check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles, vae)
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "

@@ -21,8 +21,9 @@ from .validation import check_widgets, message
 
 PARTICLE_SAMPLER = "FK Particle Sampler"
 SAMPLER = "FK Sampler"
-# The particle latents, their noise and the output batch live at once in the intermediate device's memory.
-LATENT_COPIES = 3
+# What lives at once in the intermediate device's memory, in copies of the N-particle latent / image batch.
+LATENT_COPIES = 6
+IMAGE_COPIES = 2
 MEMORY_HEADROOM = 0.8  # of the free memory; the rest is left to the model and the VAE
 MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the resolution"
 
@@ -44,6 +45,10 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
     if samples.ndim < 4:
         raise FKError(message(node, "latent_image", f"has shape {tuple(samples.shape)}, not [batch, channels, "
                               "height, width]", "connect Empty Latent Image or VAE Encode"))
+    if samples.shape[0] != 1:
+        raise FKError(message(node, "latent_image", f"has batch {samples.shape[0]}, but FK takes ONE latent "
+                              "(batch size 1) and makes the particles itself",
+                              "set the latent's batch size to 1 and raise particles instead"))
     if not _finite(samples):
         bad = int((~torch.isfinite(samples)).sum())
         raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
@@ -95,9 +100,22 @@ def check_conditioning(node: str, conditioning: Any, label: str) -> None:
                                       "before it (the reward is not the cause)"))
 
 
-def particle_memory_bytes(samples: torch.Tensor, particles: int) -> int:
-    per_particle = samples[0].numel() * 4  # float32 on the intermediate device
-    return per_particle * particles * LATENT_COPIES
+def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None) -> int:
+    """Bytes FK keeps in the intermediate device's memory for N particles: copies of the N-particle latent
+    (the latents, their noise, the noised batch, the remembered x0, the sampler's temporaries, the output)
+    and of the decoded N-image batch (the step's previews and the final images)."""
+    latent = samples[0].numel() * 4  # float32
+    ratio = _vae_ratio(vae)
+    image = samples.shape[-2] * samples.shape[-1] * ratio * ratio * 3 * 4
+    return particles * (latent * LATENT_COPIES + image * IMAGE_COPIES)
+
+
+def _vae_ratio(vae) -> int:
+    try:
+        ratio = vae.spacial_compression_decode() if vae is not None else 8
+        return int(ratio)
+    except (AttributeError, TypeError, ValueError):
+        return 8  # SD-family VAEs
 
 
 def free_memory_bytes(device) -> int | None:
@@ -109,16 +127,16 @@ def free_memory_bytes(device) -> int | None:
         return None
 
 
-def check_memory(node: str, samples: torch.Tensor, particles: int, device=None) -> None:
-    """Refuse before allocating when the N-particle latent, noise and output cannot fit."""
+def check_memory(node: str, samples: torch.Tensor, particles: int, vae=None, device=None) -> None:
+    """Refuse before allocating when the N-particle latents and images cannot fit."""
     import comfy.model_management as mm
 
     device = device if device is not None else mm.intermediate_device()
-    need = particle_memory_bytes(samples, particles)
+    need = particle_memory_bytes(samples, particles, vae)
     free = free_memory_bytes(device)
     if free is not None and need > free * MEMORY_HEADROOM:
         raise FKError(message(node, "particles", f"({particles}) of a {'x'.join(map(str, samples.shape[1:]))} "
-                              f"latent need about {_gib(need)} for their latents and noise, but only "
+                              f"latent need about {_gib(need)} for their latents and decoded previews, but only "
                               f"{_gib(free)} is free", MEMORY_ADVICE))
 
 

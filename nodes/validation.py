@@ -73,22 +73,27 @@ def number_problem(node: str, name: str, value: Any, low: float | None = None, h
     if whole and float(value) != int(value):
         return message(node, name, f"must be a whole number, got {shown(value)}", f"type {wanted}")
     if low is not None and value < low:
-        return message(node, name, f"is {shown(value)}, below its minimum {low:g}",
-                       f"set it to at least {low:g}" + (f" (at most {high:g})" if high is not None else ""))
+        return message(node, name, f"is {shown(value)}, below its minimum {_n(low)}",
+                       f"set it to at least {_n(low)}" + (f" (at most {_n(high)})" if high is not None else ""))
     if high is not None and value > high:
-        return message(node, name, f"is {shown(value)}, above its maximum {high:g}",
-                       f"set it to at most {high:g}" + (f" (at least {low:g})" if low is not None else ""))
+        return message(node, name, f"is {shown(value)}, above its maximum {_n(high)}",
+                       f"set it to at most {_n(high)}" + (f" (at least {_n(low)})" if low is not None else ""))
     return None
 
 
 def bounds_text(low: float | None, high: float | None) -> str:
     if low is not None and high is not None:
-        return f"{low:g} … {high:g}"
+        return f"{_n(low)} … {_n(high)}"
     if low is not None:
-        return f"at least {low:g}"
+        return f"at least {_n(low)}"
     if high is not None:
-        return f"at most {high:g}"
+        return f"at most {_n(high)}"
     return ""
+
+
+def _n(bound: float) -> str:
+    """A bound as typed: whole numbers in full (a seed's maximum is 18446744073709551615, not 1.8e+19)."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def choice_problem(node: str, name: str, value: Any, options: Iterable[str]) -> str | None:
