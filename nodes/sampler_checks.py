@@ -145,14 +145,14 @@ def _gib(n: float) -> str:
 
 
 def is_out_of_memory(error: BaseException) -> bool:
-    import comfy.model_management as mm
-
-    oom = getattr(mm, "OOM_EXCEPTION", None)
-    if oom is not None and isinstance(error, oom):
+    """torch's out-of-memory errors (GPU or CPU allocator). Not comfy's OOM_EXCEPTION: on a torch without
+    CUDA support that is plain ``Exception``, which would call every error an out-of-memory."""
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if isinstance(t, type))
+    if (oom_types and isinstance(error, oom_types)) or isinstance(error, MemoryError):
         return True
     text = str(error)
-    return isinstance(error, (RuntimeError, MemoryError)) and (
-        "out of memory" in text.lower() or "can't allocate memory" in text or isinstance(error, MemoryError))
+    return isinstance(error, RuntimeError) and ("out of memory" in text.lower() or "can't allocate memory" in text)
 
 
 def out_of_memory_error(node: str, particles: int, chunk: int, error: BaseException) -> FKError:

@@ -76,7 +76,7 @@ class FKTestOutOfMemoryModel(io.ComfyNode):
 
     @classmethod
     def execute(cls, model):
-        import comfy.model_management as mm
+        import torch
 
         clone = model.clone()
         calls = {"n": 0}
@@ -84,7 +84,7 @@ class FKTestOutOfMemoryModel(io.ComfyNode):
         def wrapper(apply_model, args):
             calls["n"] += 1
             if calls["n"] >= 2:
-                raise mm.OOM_EXCEPTION("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
             return apply_model(args["input"], args["timestep"], **args["c"])
 
         clone.set_model_unet_function_wrapper(wrapper)
