@@ -1,4 +1,10 @@
-"""The reward of a particle batch inside sampling: x0 -> external latent -> VAE decode in sub-batches -> FK_REWARD."""
+"""The reward of a particle batch inside sampling: x0 -> external latent -> VAE decode in sub-batches -> FK_REWARD.
+
+Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded.
+Reloading the UNet before scoring would let the reward's model evict it again right before the next segment
+(newer ComfyUI with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloading dynamic
+ones), so the UNet is put back last.
+"""
 
 from __future__ import annotations
 
@@ -40,11 +46,13 @@ class RewardPipeline:
                                   device=comfy.model_management.intermediate_device())
             out[start:start + images.shape[0]] = images
             del images
-        # Decoding may have moved the UNet (or a ControlNet) off the device to make room; sampling continues
-        # right after, so put back everything the sampler had loaded (a no-op when nothing moved).
+        return out
+
+    def reload_sampling_models(self) -> None:
+        """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room; sampling
+        continues right after, so put back everything the sampler had loaded (a no-op when nothing moved)."""
         if self.sampling_models:
             comfy.model_management.load_models_gpu(self.sampling_models)
-        return out
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -52,6 +60,7 @@ class RewardPipeline:
             images = self.decode(x0)
             self.last_images = images
             scores = self._score(images)
+        self.reload_sampling_models()
         return check_scores(self.node, x0, images, scores, reward_name(self.reward))
 
     def _score(self, images: torch.Tensor):

@@ -225,13 +225,13 @@ def test_live_hook_gets_already_decoded_images(fk, oracle_model, vae, monkeypatc
     seen, finished = [], []
 
     def factory(node_id):
-        return (lambda event, images: seen.append((event.step, images.shape[0], event.x0 is not None)),
+        return (lambda event, images: seen.append((event.step, images.shape[0], images.ndim == 4)),
                 lambda result: finished.append(result.best_index))
 
     monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", factory)
     out = run_node(fk, model, vae, reward, particles=4)
     assert [s[0] for s in seen] == [step["step"] for step in out["trace"]["steps"]]
-    assert all(count == 4 and has_x0 for _, count, has_x0 in seen)
+    assert all(count == 4 and is_image_batch for _, count, is_image_batch in seen)
     assert finished == [out["trace"]["best_index"]]
     assert reward.calls == len(seen) + 1  # one decode+score per potential step, one for the final particles
 
