@@ -142,6 +142,8 @@ class FKRun:
                               notes=notes)
         result.trace.notes.extend(run_notes(result.trace))
         notes = list(result.trace.notes)
+        for note in notes[1 if choice.note else 0:]:  # the console too: FK Sampler has no text output
+            log.info("%s: %s", node, note)
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
                                    sampler=choice, chunk=chunk, notes=notes)

@@ -86,17 +86,18 @@ def _denoise_problem(denoise) -> str | None:
     return None
 
 
-def _check_reward(reward) -> None:
+def _check_reward(reward, node: str) -> None:
     if reward is None or not callable(reward):
-        raise FKError("the reward input must be an FK_REWARD (connect FK Reward Loader); got "
-                      f"{type(reward).__name__}")
+        raise FKError(message(node, "reward", f"is {type(reward).__name__}, not an FK_REWARD",
+                              "connect FK Reward Loader or FK Reward Combine"))
 
 
-def _check_potential(potential) -> FKConfig:
+def _check_potential(potential, node: str) -> FKConfig:
     if potential is None:
         return default_potential()
     if not isinstance(potential, FKConfig):
-        raise FKError(f"the potential input must come from FK Potential Selector; got {type(potential).__name__}")
+        raise FKError(message(node, "potential", f"is {type(potential).__name__}, not an FK_POTENTIAL",
+                              "connect FK Potential Selector, or leave it unconnected for the defaults"))
     return potential
 
 
@@ -172,8 +173,8 @@ class FKParticleSampler(io.ComfyNode):
             "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk}) or _denoise_problem(denoise)
         if problem:  # widgets linked from other nodes were not checked when the prompt was queued
             raise FKError(problem)
-        config = _check_potential(potential)
-        _check_reward(reward)
+        config = _check_potential(potential, PARTICLE_SAMPLER)
+        _check_reward(reward, PARTICLE_SAMPLER)
         check_raw_conditioning(positive, "positive", PARTICLE_SAMPLER)
         check_raw_conditioning(negative, "negative", PARTICLE_SAMPLER)
         check_conditioning(PARTICLE_SAMPLER, positive, "positive")
@@ -283,8 +284,8 @@ class FKSampler(io.ComfyNode):
                                                     "sampler_name": sampler_name, **kwargs})
         if problem:
             raise FKError(problem)
-        config = _check_potential(potential)
-        _check_reward(reward)
+        config = _check_potential(potential, SAMPLER)
+        _check_reward(reward, SAMPLER)
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), **_live_callbacks(cls))

@@ -314,9 +314,18 @@ def execution_cases(ckpt: str, traces: dict[str, str]) -> list[Case]:
 
 
 def note_cases(ckpt: str) -> list[Case]:
-    """Legal but surprising: the run goes on and the sampler's text output carries the note."""
+    """Legal but surprising: the run goes on and the sampler's text output (FK Sampler: the console) carries
+    the note."""
     g = base_graph(ckpt)
+    split = sampler_path_graph(ckpt)
+    split[SIGMAS_EDIT] = {"class_type": "SplitSigmas", "inputs": {"sigmas": [SCHEDULER, 0], "step": 2}}
+    split[CUSTOM]["inputs"]["sigmas"] = [SIGMAS_EDIT, 0]
+    steep = _broken_reward(ckpt, "steep", steps=6)
+    strong = _with(_with(steep, POTENTIAL, potential="diff", **{"lambda": 1000.0}), SAMPLER, particles=4)
     return [
+        Case("note-sigmas-end-above-zero", split, "success", ["FK Sampler: the schedule ends at sigma"], None),
+        Case("note-lambda-so-large-one-particle-survives", strong, "success", ["every check kept only one"],
+             SAMPLER),
         Case("note-negative-lambda", _with(g, POTENTIAL, **{"lambda": -5.0}), "success", ["steers AWAY"], SAMPLER),
         Case("note-window-covers-nothing", _with(g, POTENTIAL, window_start=0.5, window_end=0.5), "success",
              ["no potential step in this run"], SAMPLER),

@@ -30,7 +30,8 @@ class FKTestBrightnessReward(io.ComfyNode):
 
 
 class BrokenReward:
-    """A reward that misbehaves on purpose: NaN, inf, the wrong number of scores, or an exception."""
+    """A reward that misbehaves on purpose: NaN, inf, the wrong number of scores, an exception, slowness, or
+    "steep" (scores 0, 1, 2 … by batch row: with a large lambda every check keeps one particle)."""
 
     def __init__(self, mode: str):
         self.mode = mode
@@ -46,6 +47,8 @@ class BrokenReward:
             return torch.full((n,), float("inf"))
         if self.mode == "wrong shape":
             return torch.zeros(n + 1)
+        if self.mode == "steep":
+            return torch.arange(n, dtype=torch.float32)
         if self.mode == "slow":
             import time
 
@@ -58,7 +61,8 @@ class FKTestBrokenReward(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(node_id="FKTestBrokenReward", display_name="FK Test Broken Reward", category="testing/fk",
-                         inputs=[io.Combo.Input("mode", options=["nan", "inf", "wrong shape", "raise", "slow"])],
+                         inputs=[io.Combo.Input("mode", options=["nan", "inf", "wrong shape", "raise", "slow",
+                                                                  "steep"])],
                          outputs=[FKReward.Output(display_name="reward")])
 
     @classmethod
