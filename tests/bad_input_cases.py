@@ -30,7 +30,6 @@ class Case:
     expect: str  # rejected | error | success | interrupted
     says: list[str] = field(default_factory=list)
     node: str | None = None  # node id the error must come from
-    interrupt_after: float | None = None  # seconds after queueing to POST /interrupt
 
 
 def base_graph(ckpt: str, seed: int = 0, steps: int = 3, particles: int = 2) -> dict:
@@ -167,6 +166,9 @@ def rejected_cases(ckpt: str) -> list[Case]:
     cases.append(Case("loader-clip_pretrained-missing-file",
                       _with_loader(ckpt, reward="LAION aesthetic", clip_pretrained="missing_clip.safetensors"),
                       "rejected", [f"{LOAD}: clip_pretrained", "is not in models/fk_rewards"], LOADER))
+    cases.append(Case("loader-clip_architecture-traversal", _with_loader(ckpt, reward="LAION aesthetic",
+                                                                         clip_architecture="../../etc/passwd"),
+                      "rejected", [f"{LOAD}: clip_architecture", "not an open_clip model"], LOADER))
     cases.append(Case("loader-clip_architecture-unknown", _with_loader(ckpt, reward="CLIP score",
                                                                        clip_architecture="ViT-Q-99"),
                       "rejected", [f"{LOAD}: clip_architecture", "not an open_clip model"], LOADER))
@@ -194,6 +196,8 @@ def rejected_cases(ckpt: str) -> list[Case]:
                                                                    [LATENT, 0]),
              ("latent-from-conditioning", SAMPLER, "latent_image", [POS, 0]), ("vae-from-model", SAMPLER, "vae",
                                                                              [CKPT, 0])]
+    combine = _with_combine(ckpt, reward_b=[LATENT, 0])
+    cases.append(Case("socket-combine-reward-from-latent", combine, "rejected", ["reward_b"], COMBINE))
     for case_id, node, name, link in wrong:
         cases.append(Case(f"socket-{case_id}", _with(g, node, **{name: link}), "rejected", [name], node))
     return cases
@@ -259,6 +263,10 @@ def execution_cases(ckpt: str, traces: dict[str, str]) -> list[Case]:
     graph["44"] = {"class_type": "FKTestNaNConditioning", "inputs": {"conditioning": ["43", 0]}}
     graph[SAMPLER]["inputs"]["negative"] = ["44", 0]
     cases.append(Case("conditioning-nan-negative", graph, "error", [f"{PS}: negative conditioning"], SAMPLER))
+    graph = copy.deepcopy(g)
+    graph["50"] = {"class_type": "FKTestNaNConditioning", "inputs": {"conditioning": [POS, 0], "mode": "batch 2"}}
+    graph[SAMPLER]["inputs"]["positive"] = ["50", 0]
+    cases.append(Case("conditioning-batch-2", graph, "error", ["positive", "batch"], SAMPLER))
     graph = copy.deepcopy(g)
     graph["45"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 13, "height": 7}}
     graph["46"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": [LATENT, 0], "mask": ["45", 0]}}
@@ -335,11 +343,18 @@ def note_cases(ckpt: str) -> list[Case]:
 
 
 def cancel_cases(ckpt: str) -> list[Case]:
-    slow = _broken_reward(ckpt, "slow", steps=8)
+    """Cancel while the UNet runs, while the reward scores, while the VAE decodes previews: the test presses
+    Cancel as soon as the slow test node reports that it is busy."""
+    mid_run = base_graph(ckpt, steps=8)
+    mid_run["48"] = {"class_type": "FKTestSlowModel", "inputs": {"model": [CKPT, 0]}}
+    mid_run[SAMPLER]["inputs"]["model"] = ["48", 0]
+    mid_decode = base_graph(ckpt, steps=8)
+    mid_decode["49"] = {"class_type": "FKTestSlowVAE", "inputs": {"vae": [CKPT, 2]}}
+    mid_decode[SAMPLER]["inputs"].update(vae=["49", 0], particle_chunk=1)
     return [
-        Case("cancel-mid-reward", slow, "interrupted", interrupt_after=2.0),
-        Case("cancel-mid-decode", _broken_reward(ckpt, "slow", chunk=1, steps=8), "interrupted",
-             interrupt_after=3.0),
+        Case("cancel-mid-run", mid_run, "interrupted", says=["model"]),
+        Case("cancel-mid-reward", _broken_reward(ckpt, "slow", steps=8), "interrupted", says=["reward"]),
+        Case("cancel-mid-decode", mid_decode, "interrupted", says=["decode"]),
     ]
 
 

@@ -174,15 +174,30 @@ def _interrupt(server) -> None:
         response.read()
 
 
+def _cancel_when_busy(server, marker: Path, pressed: list) -> None:
+    """Press Cancel once a slow test node reports that it is working (its marker file in temp/)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if marker.exists():
+            pressed.append(marker.read_text())
+            _interrupt(server)
+            return
+        time.sleep(0.05)
+
+
 def test_cancel_leaves_the_server_usable(server, traces):
+    marker = server.base / "temp" / "fk_test_busy"
+
     def check(case):
-        timer = threading.Timer(case.interrupt_after, _interrupt, args=(server,))
-        timer.start()
-        try:
-            result = server.run_prompt(case.graph, timeout=300)
-        finally:
-            timer.cancel()
+        marker.unlink(missing_ok=True)
+        pressed = []
+        watcher = threading.Thread(target=_cancel_when_busy, args=(server, marker, pressed), daemon=True)
+        watcher.start()
+        result = server.run_prompt(case.graph, timeout=300)
+        watcher.join(timeout=10)
         problems = [] if result.status == "interrupted" else [f"expected interrupted, got {result.status}"]
+        if pressed != case.says:
+            problems.append(f"cancel was pressed while {pressed or 'nothing'} was busy, expected {case.says}")
         good = _good_prompt_runs(server, True, traces)
         return problems + ([good] if good else [])
 

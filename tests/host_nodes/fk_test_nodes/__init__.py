@@ -7,6 +7,17 @@ graphs can run FK nodes without the rewards pack. Not shipped to users.
 from comfy_api.latest import ComfyExtension, io
 
 FKReward = io.Custom("FK_REWARD")
+BUSY_MARKER = "fk_test_busy"  # written into ComfyUI's temp folder when a slow test node starts working
+
+
+def mark_busy(where: str) -> None:
+    """Tell a waiting test that the slow part is running now (so its cancel lands mid-work)."""
+    import os
+
+    import folder_paths
+
+    with open(os.path.join(folder_paths.get_temp_directory(), BUSY_MARKER), "w") as marker:
+        marker.write(where)
 
 
 class BrightnessReward:
@@ -52,6 +63,7 @@ class BrokenReward:
         if self.mode == "slow":
             import time
 
+            mark_busy("reward")
             time.sleep(0.5)
             return images.float().mean(dim=tuple(range(1, images.ndim)))
         raise RuntimeError("simulated failure inside the reward")
@@ -116,28 +128,86 @@ class FKTestBadLatent(io.ComfyNode):
 
 
 class FKTestNaNConditioning(io.ComfyNode):
-    """Copies a CONDITIONING and puts one NaN into its cross-attention tensor."""
+    """Copies a CONDITIONING and puts one NaN into its cross-attention tensor, or makes it a batch of 2."""
 
     @classmethod
     def define_schema(cls):
         return io.Schema(node_id="FKTestNaNConditioning", display_name="FK Test NaN Conditioning",
-                         category="testing/fk", inputs=[io.Conditioning.Input("conditioning")],
+                         category="testing/fk", inputs=[io.Conditioning.Input("conditioning"),
+                                                        io.Combo.Input("mode", options=["nan", "batch 2"],
+                                                                       optional=True)],
                          outputs=[io.Conditioning.Output()])
 
     @classmethod
-    def execute(cls, conditioning):
+    def execute(cls, conditioning, mode="nan"):
+        import torch
+
         out = []
         for tensor, extra in conditioning:
-            tensor = tensor.clone()
-            tensor.view(-1)[0] = float("nan")
+            if mode == "batch 2":
+                tensor = torch.cat([tensor, tensor.flip(1)])
+            else:
+                tensor = tensor.clone()
+                tensor.view(-1)[0] = float("nan")
             out.append([tensor, dict(extra)])
         return io.NodeOutput(out)
+
+
+class _SlowVAE:
+    """A VAE whose decode takes a while (and says so): to cancel while FK decodes previews."""
+
+    def __init__(self, vae):
+        self.inner = vae
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["inner"], name)
+
+    def decode(self, latents, *args, **kwargs):
+        import time
+
+        mark_busy("decode")
+        time.sleep(0.3)
+        return self.inner.decode(latents, *args, **kwargs)
+
+
+class FKTestSlowVAE(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="FKTestSlowVAE", display_name="FK Test Slow VAE", category="testing/fk",
+                         inputs=[io.Vae.Input("vae")], outputs=[io.Vae.Output()])
+
+    @classmethod
+    def execute(cls, vae):
+        return io.NodeOutput(_SlowVAE(vae))
+
+
+class FKTestSlowModel(io.ComfyNode):
+    """Clones a MODEL so every UNet call takes a while (and says so): to cancel mid-sampling."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="FKTestSlowModel", display_name="FK Test Slow Model", category="testing/fk",
+                         inputs=[io.Model.Input("model")], outputs=[io.Model.Output()])
+
+    @classmethod
+    def execute(cls, model):
+        import time
+
+        clone = model.clone()
+
+        def wrapper(apply_model, args):
+            mark_busy("model")
+            time.sleep(0.3)
+            return apply_model(args["input"], args["timestep"], **args["c"])
+
+        clone.set_model_unet_function_wrapper(wrapper)
+        return io.NodeOutput(clone)
 
 
 class _Extension(ComfyExtension):
     async def get_node_list(self):
         return [FKTestBrightnessReward, FKTestBrokenReward, FKTestOutOfMemoryModel, FKTestBadLatent,
-                FKTestNaNConditioning]
+                FKTestNaNConditioning, FKTestSlowVAE, FKTestSlowModel]
 
 
 async def comfy_entrypoint():
