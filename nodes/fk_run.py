@@ -121,12 +121,7 @@ class FKRun:
             log.warning("FK steering: %s", choice.note)
         inner = comfy.samplers.sampler_object(choice.used)
 
-        chunk = spec.chunk if spec.chunk > 0 else automatic_chunk(model_patcher, x) if model_patcher else n
-        chunk = max(1, min(chunk, n))
-        if chunk < n:
-            model.inner_model = ChunkedModel(guider, chunk)
-            notes.append(f"particles evaluated in chunks of {chunk}")
-
+        chunk = self._install_chunking(model, model_patcher, x, notes)
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
         pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, node=node)
@@ -141,12 +136,11 @@ class FKRun:
                               extra_args=extra_args, callback=_interruptible(callback), disable=disable,
                               notes=notes)
         result.trace.notes.extend(run_notes(result.trace))
-        notes = list(result.trace.notes)
-        for note in notes[1 if choice.note else 0:]:  # the console too: FK Sampler has no text output
+        for note in result.trace.notes[1 if choice.note else 0:]:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
-                                   sampler=choice, chunk=chunk, notes=notes)
+                                   sampler=choice, chunk=chunk, notes=list(result.trace.notes))
         if spec.on_finish is not None:
             spec.on_finish(result)
         samples = result.samples
@@ -155,6 +149,16 @@ class FKRun:
         if spec.returns == "sorted":
             return samples[reward_order(result.rewards)]
         return samples
+
+    def _install_chunking(self, model, model_patcher, x, notes: list) -> int:
+        """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped."""
+        n = x.shape[0]
+        chunk = self.spec.chunk if self.spec.chunk > 0 else automatic_chunk(model_patcher, x) if model_patcher else n
+        chunk = max(1, min(chunk, n))
+        if chunk < n:
+            model.inner_model = ChunkedModel(model.inner_model, chunk)
+            notes.append(f"particles evaluated in chunks of {chunk}")
+        return chunk
 
     def _report(self, event, images) -> None:
         comfy.model_management.throw_exception_if_processing_interrupted()

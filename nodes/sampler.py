@@ -8,7 +8,6 @@ in fk_run.py, sampler choice in sampler_choice.py, chunking in chunking.py); no 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 
@@ -27,6 +26,7 @@ from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
+from .latents import LATENT_RATIOS, fix_empty_latent
 from .potential import FKPotential, default_potential
 from .sampler_checks import (
     PARTICLE_SAMPLER,
@@ -66,19 +66,6 @@ def _live_callbacks(cls) -> dict:
     return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
 
 
-LATENT_RATIOS = ("downscale_ratio_spacial", "downscale_ratio_temporal")  # ComfyUI's spelling
-
-
-def fix_empty_latent(model, latent_image: dict) -> torch.Tensor:
-    """comfy.sample.fix_empty_latent_channels as KSampler calls it: with the latent's downscale ratios where the
-    host takes them (ComfyUI 0.11+: an empty latent is resized for models whose VAE downscales by another factor,
-    e.g. 16x for Flux2 or Wan 2.2), without them on older hosts."""
-    fix = comfy.sample.fix_empty_latent_channels
-    if all(name in inspect.signature(fix).parameters for name in LATENT_RATIOS):
-        return fix(model, latent_image["samples"], *(latent_image.get(name) for name in LATENT_RATIOS))
-    return fix(model, latent_image["samples"])
-
-
 def _denoise_problem(denoise) -> str | None:
     if isinstance(denoise, (int, float)) and denoise <= 0.0:
         return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
@@ -108,8 +95,8 @@ def _particle_inputs(default_particles: int = 4):
                               "high-scoring image, at the cost of time and memory (like batch size).")),
         io.Int.Input("particle_chunk", default=0, min=0, max=MAX_PARTICLES, optional=True,
                      tooltip=("Run the model on at most this many particles at once (0 = automatic from free "
-                              "memory). Lower it if you run out of VRAM; slower, and equal up to float rounding "
-                              "(see README, Compatibility).")),
+                              "memory). Lower it if you run out of VRAM: slower, and the same images up to float "
+                              "rounding (README, Compatibility).")),
     ]
 
 

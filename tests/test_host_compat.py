@@ -162,12 +162,18 @@ def test_sampler_path_particles_start_from_different_noise(fk_pack, tiny_models,
 # ------------------------------------------------------------------------- 7: inpainting models
 
 
-def test_inpainting_model_with_concat_conditioning_is_accepted(fk_pack, tiny_vae):
+@pytest.fixture(scope="module")
+def inpaint_model(comfy_nodes):
+    return comfy_host.build_tiny_model("eps", inpaint=True)
+
+
+@pytest.mark.parametrize("chunk", [0, 2], ids=["whole-batch", "chunked"])
+def test_inpainting_model_with_concat_conditioning_is_accepted(fk_pack, tiny_vae, inpaint_model, chunk):
     """SD1.5/SDXL-inpainting style models get c_concat (mask + masked image) sized to the particle batch: that is
     noise-shaped conditioning, not a batch of prompts."""
     import torch
 
-    model = comfy_host.build_tiny_model("eps", inpaint=True)
+    model = inpaint_model
     source = torch.full((1, 4, SIZE, SIZE), -1.0 / 0.18215)
     mask = torch.zeros(1, SIZE * 8, SIZE * 8)
     mask[:, :, SIZE * 4:] = 1.0  # repaint the right half
@@ -176,14 +182,14 @@ def test_inpainting_model_with_concat_conditioning_is_accepted(fk_pack, tiny_vae
     negative = [[comfy_host.tiny_conditioning(seed=1)[0][0], dict(extras)]]
     latent = {"samples": source, "noise_mask": mask}
     best_latent, all_images, trace = run_node(fk_pack, model, tiny_vae, latent=latent, positive=positive,
-                                              negative=negative, cfg=2.0, particles=3)
+                                              negative=negative, cfg=2.0, particles=3, chunk=chunk)
     assert all_images.shape[0] == 3 and len(trace["steps"]) >= 1
     kept = best_latent["samples"][..., : SIZE // 2]
     assert torch.allclose(kept, source[..., : SIZE // 2], atol=1e-4)  # the unmasked half is the source
 
 
-def test_prompt_batch_is_still_refused_next_to_noise_shaped_conditioning(fk_pack, tiny_vae):
-    model = comfy_host.build_tiny_model("eps", inpaint=True)
+def test_prompt_batch_is_still_refused_next_to_noise_shaped_conditioning(fk_pack, tiny_vae, inpaint_model):
+    model = inpaint_model
     with pytest.raises(fk_pack.fk_core.FKError, match="batch of 2 prompts"):
         run_node(fk_pack, model, tiny_vae, positive=comfy_host.tiny_conditioning(batch=2))
 
