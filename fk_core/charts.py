@@ -42,9 +42,9 @@ def load_trace(trace: TraceLike) -> dict:
         try:
             trace = json.loads(trace)
         except json.JSONDecodeError as exc:
-            raise TraceError(f"the trace is not valid JSON ({exc.msg} at position {exc.pos})") from None
+            raise TraceError(f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
         except RecursionError:
-            raise TraceError("the trace is nested too deeply to be an FK trace") from None
+            raise TraceError("is nested too deeply to be an FK trace") from None
     elif hasattr(trace, "to_dict"):
         trace = trace.to_dict()
     return validate_trace(trace)

@@ -80,10 +80,10 @@ def _ancestors(values: Any, field: str, n: int) -> None:
 def validate_trace(trace: Any) -> dict:
     """Return ``trace`` when it follows the format; raise :class:`TraceFormatError` naming the first bad field."""
     if not isinstance(trace, dict):
-        raise TraceFormatError(f"expected an FK trace (JSON object), got {type(trace).__name__}")
+        raise TraceFormatError(f"is a {type(trace).__name__}: expected an FK trace (JSON object)")
     if trace.get("format") != TRACE_FORMAT:
-        raise TraceFormatError(f"not an FK steering trace: field 'format' is {trace.get('format')!r}, "
-                               f"expected {TRACE_FORMAT!r}")
+        raise TraceFormatError(f"is not an FK steering trace (field 'format' is {trace.get('format')!r}, "
+                               f"expected {TRACE_FORMAT!r})")
     n = trace.get("num_particles")
     if not _is_int(n) or n < 1:
         _fail("num_particles", f"must be a positive whole number, got {_kind(n)}")
