@@ -35,7 +35,16 @@ from ..fk_core.seeds import derived_seed
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
 from .reward_pipeline import RewardPipeline
-from .sampler_checks import PARTICLE_SAMPLER, SAMPLER, check_memory, check_noised_latent, check_sigmas
+from .sampler_checks import (
+    PARTICLE_SAMPLER,
+    SAMPLER,
+    check_guider_conditioning,
+    check_memory,
+    check_noised_latent,
+    check_sigmas,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -101,6 +110,7 @@ class FKRun:
         model_patcher = getattr(guider, "model_patcher", None)
         node = SAMPLER if spec.expand else PARTICLE_SAMPLER
         check_conditioning_batch(guider, node)
+        check_guider_conditioning(node, guider)
         check_sigmas(node, sigmas)
         check_noised_latent(node, x)
         check_memory(node, x, spec.particles, spec.vae)
@@ -130,11 +140,16 @@ class FKRun:
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
-        result = run_segments(x, sigmas, model, functools.partial(inner.sampler_function, **inner.extra_options),
-                              pipeline, spec.config, generator=generator,
-                              on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
-                              extra_args=extra_args, callback=_interruptible(callback), disable=disable,
-                              notes=notes)
+        try:
+            result = run_segments(x, sigmas, model, functools.partial(inner.sampler_function, **inner.extra_options),
+                                  pipeline, spec.config, generator=generator,
+                                  on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
+                                  extra_args=extra_args, callback=_interruptible(callback), disable=disable,
+                                  notes=notes)
+        except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
+            if is_out_of_memory(error):
+                raise out_of_memory_error(node, n, chunk, error) from None
+            raise
         result.trace.notes.extend(run_notes(result.trace))
         for note in result.trace.notes[1 if choice.note else 0:]:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)

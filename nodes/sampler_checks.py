@@ -100,6 +100,18 @@ def check_conditioning(node: str, conditioning: Any, label: str) -> None:
                                       "before it (the reward is not the cause)"))
 
 
+def check_guider_conditioning(node: str, guider) -> None:
+    """The SAMPLER path: conditioning as the guider holds it ({"positive": [{"model_conds": …}], …})."""
+    for name, entries in (getattr(guider, "conds", None) or {}).items():
+        for entry in entries or []:
+            for key, value in (entry.get("model_conds") or {}).items():
+                tensor = getattr(value, "cond", None)
+                if torch.is_tensor(tensor) and not _finite(tensor):
+                    raise FKError(message(node, name, f"conditioning ({key}) contains NaN/inf values",
+                                          "re-encode the prompt; check the text encoder and any conditioning node "
+                                          "before it (the reward is not the cause)"))
+
+
 def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None) -> int:
     """Bytes FK keeps in the intermediate device's memory for N particles: copies of the N-particle latent
     (the latents, their noise, the noised batch, the remembered x0, the sampler's temporaries, the output)

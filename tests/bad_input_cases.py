@@ -312,6 +312,17 @@ def execution_cases(ckpt: str, traces: dict[str, str]) -> list[Case]:
     for key in (SAMPLER, PREVIEW):
         graph.pop(key)
     cases.append(Case("sampler-path-latent-nan", graph, "error", [f"{FS}: latent_image", "NaN/inf"], CUSTOM))
+    graph = copy.deepcopy(s)
+    graph["42"] = {"class_type": "FKTestNaNConditioning", "inputs": {"conditioning": [POS, 0]}}
+    graph[CUSTOM]["inputs"]["positive"] = ["42", 0]
+    cases.append(Case("sampler-path-conditioning-nan", graph, "error", [f"{FS}: positive conditioning",
+                                                                        "NaN/inf"], CUSTOM))
+    graph = copy.deepcopy(s)
+    graph["47"] = {"class_type": "FKTestOutOfMemoryModel", "inputs": {"model": [CKPT, 0]}}
+    graph[CUSTOM]["inputs"]["model"] = ["47", 0]
+    graph[FK_SAMPLER]["inputs"]["particle_chunk"] = 1
+    cases.append(Case("sampler-path-out-of-memory", graph, "error", [f"{FS}: particles (2, model run in chunks of 1)",
+                                                                     "ran out of memory"], CUSTOM))
     # Out of memory in a chunk (simulated): reported with the advice, models freed.
     graph = copy.deepcopy(g)
     graph["47"] = {"class_type": "FKTestOutOfMemoryModel", "inputs": {"model": [CKPT, 0]}}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 import urllib.request
@@ -37,6 +38,16 @@ def _files(base: Path) -> dict[str, float]:
             continue
         found[rel] = path.stat().st_mtime
     return found
+
+
+def _pack_untracked() -> set[str] | None:
+    """Files in the pack checkout that git does not know (and does not ignore); None without git."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=comfy_host.PACK_DIR,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line[3:] for line in out.splitlines() if line.startswith("??")}
 
 
 def _write_reward_folder(root: Path) -> None:
@@ -72,6 +83,7 @@ def server(comfy_dir, tmp_path_factory):
             else:
                 os.environ[key] = value
     srv.files_before = _files(base)
+    srv.pack_untracked_before = _pack_untracked()
     try:
         yield srv
     finally:
@@ -148,7 +160,7 @@ def test_refused_when_run(server, traces):
             problems.append(f"error came from node {result.error.get('node_id')} "
                             f"({result.error.get('node_type')}), expected {case.node}")
         problems += _check_said(result.error.get("exception_message", ""), case)
-        good = _good_prompt_runs(server, case.id == "out-of-memory-in-chunk", traces)
+        good = _good_prompt_runs(server, "out-of-memory" in case.id, traces)
         return problems + ([good] if good else [])
 
     _run_all(server, cases.execution_cases(CKPT, traces), check)
@@ -210,6 +222,10 @@ def test_nothing_written_outside_the_allowed_folders(server, traces):
     changed = [rel for rel, mtime in after.items()
                if server.files_before.get(rel) != mtime and not rel.startswith(ALLOWED_WRITES)]
     assert changed == [], f"files written outside {ALLOWED_WRITES}: {changed}"
+    after_pack = _pack_untracked()
+    if after_pack is not None and server.pack_untracked_before is not None:
+        new = sorted(after_pack - server.pack_untracked_before)
+        assert new == [], f"files written into the pack's own folder: {new}"
 
 
 def test_the_suite_covers_at_least_100_cases(traces):
