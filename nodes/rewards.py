@@ -264,7 +264,9 @@ class FKRewardCombine(io.ComfyNode):
             raise FKError(message(COMBINE, "weight_a", "and the other weights of the connected rewards are all 0",
                                   "connect at least one reward with a non-zero weight"))
         combined = WeightedSum(terms)
-        return io.NodeOutput(BoundReward(combined, None, name=combined.name))
+        bound = BoundReward(combined, None, name=combined.name)
+        bound.notes = [note for reward, _ in terms for note in getattr(reward, "notes", None) or []]
+        return io.NodeOutput(bound)
 
 
 NODES = [FKRewardLoader, FKRewardCombine]
