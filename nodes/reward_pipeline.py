@@ -14,7 +14,7 @@ import comfy.model_management
 import torch
 
 from ..fk_core import FKError
-from .sampler_checks import check_scores, is_out_of_memory, reward_name
+from .sampler_checks import check_scores, check_x0, is_out_of_memory, reward_name
 from .validation import message
 
 
@@ -55,13 +55,14 @@ class RewardPipeline:
             comfy.model_management.load_models_gpu(self.sampling_models)
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        bad_x0 = check_x0(self.node, x0)  # a model that diverged is told before the reward is blamed
         with torch.no_grad():
             self.last_images = None  # release the previous step's images before decoding the next ones
             images = self.decode(x0)
             self.last_images = images
             scores = self._score(images)
         self.reload_sampling_models()
-        return check_scores(self.node, x0, images, scores, reward_name(self.reward))
+        return check_scores(self.node, scores, reward_name(self.reward), bad_x0)
 
     def _score(self, images: torch.Tensor):
         try:

@@ -36,10 +36,9 @@ from .sampler_checks import (
     check_memory,
     is_out_of_memory,
     out_of_memory_error,
-    widget_problem_of,
 )
 from .sampler_choice import choose_inner_sampler
-from .validation import message
+from .validation import check_widgets, message
 
 log = logging.getLogger("fk_steering")
 
@@ -150,12 +149,12 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values):
         # **values turns ComfyUI's own min/max/option checks off for every input: they are re-checked here.
-        return widget_problem_of(cls, PARTICLE_SAMPLER, values) or _denoise_problem(values.get("denoise")) or True
+        return check_widgets(cls, PARTICLE_SAMPLER, values) or _denoise_problem(values.get("denoise")) or True
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None) -> io.NodeOutput:
-        problem = widget_problem_of(cls, PARTICLE_SAMPLER, {
+        problem = check_widgets(cls, PARTICLE_SAMPLER, {
             "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
             "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk}) or _denoise_problem(denoise)
         if problem:  # widgets linked from other nodes were not checked when the prompt was queued
@@ -262,12 +261,12 @@ class FKSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **values):
-        return widget_problem_of(cls, SAMPLER, values) or True  # re-checks what **values switched off
+        return check_widgets(cls, SAMPLER, values) or True  # re-checks what **values switched off
 
     @classmethod
     def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None,
                 **kwargs) -> io.NodeOutput:
-        problem = widget_problem_of(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
+        problem = check_widgets(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
                                                     "sampler_name": sampler_name, **kwargs})
         if problem:
             raise FKError(problem)

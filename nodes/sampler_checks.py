@@ -1,7 +1,7 @@
 """Up-front checks of FK Particle Sampler and FK Sampler, before any model work (message style of
 nodes/validation.py), plus the run-time checks that tell a model problem from a reward problem.
 
-* widget values (NaN/inf, ranges, unknown sampler/scheduler/return mode): :func:`widget_problem_of`;
+* widget values (NaN/inf, ranges, unknown sampler/scheduler/return mode): nodes/validation.py check_widgets;
 * tensors: NaN/inf in the latent or conditioning named as such, latent channels against the model, mask size;
 * memory: the N-particle latent and noise are estimated before they are allocated; a real out-of-memory in a
   chunk is reported with the same advice (:func:`out_of_memory_error`), after the models are freed;
@@ -11,13 +11,12 @@ nodes/validation.py), plus the run-time checks that tell a model problem from a 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from ..fk_core import FKError
-from .validation import check_widgets, message
+from .validation import message
 
 PARTICLE_SAMPLER = "FK Particle Sampler"
 SAMPLER = "FK Sampler"
@@ -26,10 +25,6 @@ LATENT_COPIES = 6
 IMAGE_COPIES = 2
 MEMORY_HEADROOM = 0.8  # of the free memory; the rest is left to the model and the VAE
 MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the resolution"
-
-
-def widget_problem_of(node_cls, node: str, values: dict) -> str | None:
-    return check_widgets(node_cls, node, values)
 
 
 def _finite(t: torch.Tensor) -> bool:
@@ -198,24 +193,30 @@ def check_noised_latent(node: str, x: torch.Tensor) -> None:
                               "cause"))
 
 
-def check_scores(node: str, x0: torch.Tensor, images: torch.Tensor | None, scores: Any, reward_name: str,
-                 ) -> torch.Tensor:
-    """Scores as a float [N] tensor; a wrong shape or an all-NaN result blamed on the right party."""
+def check_x0(node: str, x0: torch.Tensor) -> torch.Tensor:
+    """Before decoding: the particles whose x0-prediction is NaN/inf ([N] bool). All of them is the model's
+    problem (told before the reward could be blamed for scoring NaN images)."""
     n = x0.shape[0]
+    bad = ~torch.isfinite(x0.reshape(n, -1)).all(dim=1)
+    if bool(bad.all()):
+        raise FKError(message(node, "model", "predicted NaN/inf images for every particle (not a reward problem)",
+                              "lower cfg, try --force-fp32 or --fp32-vae, or check the model and its LoRAs"))
+    return bad.cpu()
+
+
+def check_scores(node: str, scores: Any, name: str, bad_x0: torch.Tensor) -> torch.Tensor:
+    """Scores as a float [N] tensor; a wrong shape or an all-NaN result from fine images is the reward's problem."""
+    n = bad_x0.shape[0]
     try:
         scores = torch.as_tensor(scores).detach().float().reshape(-1).cpu()
     except (TypeError, ValueError, RuntimeError):
-        raise FKError(message(node, "reward", f"{reward_name} returned {type(scores).__name__}, not numbers",
+        raise FKError(message(node, "reward", f"{name} returned {type(scores).__name__}, not numbers",
                               "check the reward node (FK Reward Loader)")) from None
     if scores.numel() != n:
-        raise FKError(message(node, "reward", f"{reward_name} returned {scores.numel()} scores for {n} images",
-                              "the reward must give one number per image; check the reward node")) from None
-    bad_x0 = ~torch.isfinite(x0.reshape(n, -1)).all(dim=1)
-    if bool(bad_x0.all()):
-        raise FKError(message(node, "model", "predicted NaN/inf images for every particle (not a reward problem)",
-                              "lower cfg, try --force-fp32 or --fp32-vae, or check the model and its LoRAs"))
-    if not bool(torch.isfinite(scores[~bad_x0.cpu()]).any()):
-        raise FKError(message(node, "reward", f"{reward_name} returned NaN/inf for every particle although the "
+        raise FKError(message(node, "reward", f"{name} returned {scores.numel()} scores for {n} images",
+                              "the reward must give one number per image; check the reward node"))
+    if not bool(torch.isfinite(scores[~bad_x0]).any()):
+        raise FKError(message(node, "reward", f"{name} returned NaN/inf for every particle although the "
                               "images were fine", "check the reward model and its weights, or pick another reward"))
     return scores
 
@@ -223,7 +224,3 @@ def check_scores(node: str, x0: torch.Tensor, images: torch.Tensor | None, score
 def reward_name(reward) -> str:
     name = getattr(reward, "name", None)
     return str(name) if name else type(reward).__name__
-
-
-def is_nan_or_inf(value: Any) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)

@@ -5,7 +5,8 @@ knows which node, which input and what to change. Two ways out, same text:
 
 * ``validate_inputs`` (checked when the prompt is queued, before anything runs) returns the message string;
   ComfyUI answers HTTP 400 and the front end marks the node;
-* at run time (linked inputs such as a latent or a trace) :func:`refuse` raises :class:`FKError`.
+* at run time (linked inputs such as a latent or a trace) the node raises :class:`FKError` with it
+  (:func:`require_widgets` for widget values that arrived through a link).
 
 Why re-check widget values here: a V3 ``validate_inputs(cls, **kw)`` switches off ComfyUI's own min/max (and on
 newer hosts combo) checks for every input it receives, ComfyUI 0.3.64 never checks V3 combo values, and JSON
@@ -19,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from ..fk_core import FKError
 
@@ -30,10 +31,6 @@ MAX_LISTED_OPTIONS = 12
 def message(node: str, input_name: str, problem: str, advice: str) -> str:
     """The one message style: ``"<node>: <input> <what is wrong>; <what to do>"``."""
     return f"{node}: {input_name} {problem}; {advice}"
-
-
-def refuse(node: str, input_name: str, problem: str, advice: str) -> NoReturn:
-    raise FKError(message(node, input_name, problem, advice))
 
 
 def shown(value: Any) -> str:
@@ -161,16 +158,15 @@ def widget_problem(node: str, name: str, value: Any, kind: Any, extra: Mapping) 
     return None
 
 
-def check_widgets(node_cls, node: str, values: Mapping[str, Any], skip: Iterable[str] = ()) -> str | None:
+def check_widgets(node_cls, node: str, values: Mapping[str, Any]) -> str | None:
     """First problem among ``values`` (widget values ComfyUI hands validate_inputs), or None.
 
     Linked inputs never reach validate_inputs (ComfyUI leaves them out), so every value here is a constant
     typed into a widget or sent through the API.
     """
     specs = widget_specs(node_cls)
-    skip = set(skip)
     for name, value in values.items():
-        if name in skip or name not in specs or value is None:
+        if name not in specs or value is None:
             continue
         kind, extra = specs[name]
         problem = widget_problem(node, name, value, kind, extra)
@@ -179,9 +175,9 @@ def check_widgets(node_cls, node: str, values: Mapping[str, Any], skip: Iterable
     return None
 
 
-def require_widgets(node_cls, node: str, values: Mapping[str, Any], skip: Iterable[str] = ()) -> None:
+def require_widgets(node_cls, node: str, values: Mapping[str, Any]) -> None:
     """:func:`check_widgets` at run time: a widget turned into an input and linked (e.g. from a primitive node)
     is not checked when the prompt is queued, so ``execute`` checks again and raises the same message."""
-    problem = check_widgets(node_cls, node, values, skip)
+    problem = check_widgets(node_cls, node, values)
     if problem:
         raise FKError(problem)

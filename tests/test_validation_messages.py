@@ -63,13 +63,21 @@ def test_scores_blame_the_right_party(checks, fk_pack):
 
     FKError = fk_pack.fk_core.FKError
     x0 = torch.zeros(3, 4, 2, 2)
-    assert checks.check_scores("S", x0, None, [1.0, float("nan"), 2.0], "r").shape == (3,)
+    fine = checks.check_x0("S", x0)
+    assert fine.tolist() == [False, False, False]
+    assert checks.check_scores("S", [1.0, float("nan"), 2.0], "r", fine).shape == (3,)
     with pytest.raises(FKError, match="S: reward r returned 2 scores for 3 images"):
-        checks.check_scores("S", x0, None, [1.0, 2.0], "r")
+        checks.check_scores("S", [1.0, 2.0], "r", fine)
     with pytest.raises(FKError, match="returned NaN/inf for every particle although the images were fine"):
-        checks.check_scores("S", x0, None, [float("nan")] * 3, "r")
+        checks.check_scores("S", [float("nan")] * 3, "r", fine)
+    one_bad = x0.clone()
+    one_bad[1] = float("nan")
+    bad = checks.check_x0("S", one_bad)
+    assert bad.tolist() == [False, True, False]
+    with pytest.raises(FKError, match="every particle although the images were fine"):
+        checks.check_scores("S", [float("nan")] * 3, "r", bad)
     with pytest.raises(FKError, match="S: model predicted NaN/inf images .*not a reward problem"):
-        checks.check_scores("S", torch.full_like(x0, float("nan")), None, [float("nan")] * 3, "r")
+        checks.check_x0("S", torch.full_like(x0, float("nan")))
 
 
 def test_out_of_memory_is_recognised_by_type_not_by_any_exception(checks):
