@@ -95,3 +95,26 @@ def test_memory_estimate_counts_latents_and_previews(checks):
     samples = torch.zeros(1, 4, 8, 8)
     per_particle = 4 * 8 * 8 * 4 * checks.LATENT_COPIES + 64 * 64 * 3 * 4 * checks.IMAGE_COPIES
     assert checks.particle_memory_bytes(samples, 5) == 5 * per_particle
+
+
+def test_clip_pretrained_resolves_inside_the_model_folders_only(fk_pack, tmp_path, monkeypatch):
+    import folder_paths
+
+    rc = sys.modules[f"{fk_pack.__name__}.nodes.reward_checks"]
+    FKError = fk_pack.fk_core.FKError
+    exts = folder_paths.folder_names_and_paths["fk_rewards"][1]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "fk_rewards", ([str(tmp_path)], exts))
+    (tmp_path / "mine.safetensors").write_bytes(b"x")
+    (tmp_path / "open_clip").mkdir()
+    (tmp_path / "open_clip" / "other.pt").write_bytes(b"x")
+    resolve = rc.resolve_clip_pretrained
+    assert resolve("openai", "ViT-L-14", "fk_rewards") == "openai"
+    assert resolve("mine.safetensors", "ViT-L-14", "fk_rewards") == str(tmp_path / "mine.safetensors")
+    assert resolve("other.pt", "ViT-L-14", "fk_rewards") == str(tmp_path / "open_clip" / "other.pt")
+    outside = tmp_path.parent / "outside.pt"
+    outside.write_bytes(b"x")
+    for name in (str(outside), "../outside.pt", "open_clip/../../outside.pt"):
+        with pytest.raises(FKError, match="clip_pretrained"):
+            resolve(name, "ViT-L-14", "fk_rewards")
+    with pytest.raises(FKError, match="not a published weights tag for ViT-L-14"):
+        resolve("laion2b_made_up", "ViT-L-14", "fk_rewards")
