@@ -16,8 +16,10 @@ def mark_busy(where: str) -> None:
 
     import folder_paths
 
-    with open(os.path.join(folder_paths.get_temp_directory(), BUSY_MARKER), "w") as marker:
+    path = os.path.join(folder_paths.get_temp_directory(), BUSY_MARKER)
+    with open(path + ".tmp", "w") as marker:
         marker.write(where)
+    os.replace(path + ".tmp", path)  # atomic: a watcher never reads a half-written marker
 
 
 class BrightnessReward:
