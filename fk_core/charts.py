@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-TRACE_FORMAT = "fk-steering-trace/1"
+from .trace_format import TRACE_FORMAT, validate_trace  # noqa: F401 (TRACE_FORMAT: importers read it here)
+from .trace_format import TraceFormatError as TraceError  # one error class: charts add no checks of their own
 
 # Colours chosen to read on a dark ComfyUI-like background and on paper.
 BACKGROUND = (32, 32, 36)
@@ -35,34 +36,18 @@ RESAMPLE = (230, 90, 90)
 TraceLike = Union[dict, str, Any]
 
 
-class TraceError(ValueError):
-    """The trace cannot be drawn (wrong format or inconsistent numbers); the message says why."""
-
-
 def load_trace(trace: TraceLike) -> dict:
     """The trace as a validated dict, from a dict, its JSON text, or an object with ``to_dict()``."""
     if isinstance(trace, str):
         try:
             trace = json.loads(trace)
         except json.JSONDecodeError as exc:
-            raise TraceError(f"the trace is not valid JSON ({exc.msg} at position {exc.pos})") from exc
+            raise TraceError(f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        except RecursionError:
+            raise TraceError("is nested too deeply to be an FK trace") from None
     elif hasattr(trace, "to_dict"):
         trace = trace.to_dict()
-    if not isinstance(trace, dict):
-        raise TraceError(f"expected an FK trace (JSON object), got {type(trace).__name__}")
-    if trace.get("format") != TRACE_FORMAT:
-        raise TraceError(f"not an FK steering trace: format is {trace.get('format')!r}, "
-                         f"expected {TRACE_FORMAT!r}")
-    n = trace.get("num_particles")
-    if not isinstance(n, int) or n < 1:
-        raise TraceError(f"num_particles must be a positive integer, got {n!r}")
-    for j, step in enumerate(trace.get("steps", [])):
-        for key in ("rewards", "ancestors"):
-            if len(step.get(key, [])) != n:
-                raise TraceError(f"step {j}: '{key}' has {len(step.get(key, []))} entries for {n} particles")
-        if any(not 0 <= a < n for a in step["ancestors"]):
-            raise TraceError(f"step {j}: an ancestor index is outside 0..{n - 1}")
-    return trace
+    return validate_trace(trace)
 
 
 def _num(v: Optional[float]) -> float:
@@ -126,7 +111,7 @@ def chart_series(trace: TraceLike) -> dict:
     for step in t["steps"]:
         xs.append(int(step["step"]))
         quant.append(step_quantiles(step["rewards"]))
-        ess.append(float(step["ess"]))
+        ess.append(_num(step["ess"]))
         resampled.append(bool(step["resampled"]))
     best = best_final_particle(t)
     return {

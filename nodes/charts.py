@@ -8,8 +8,13 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..fk_core.charts import TraceError, lineage_chart, reward_ess_chart
+from ..fk_core import FKError
+from ..fk_core.charts import TraceError, lineage_chart, load_trace, reward_ess_chart
 from .common import CATEGORY
+from .validation import check_widgets, message
+
+NODE = "FK Trace Charts"
+TRACE_ADVICE = "connect the trace_json output of an FK sampler (the trace of one run, unedited)"
 
 
 class FKTraceCharts(io.ComfyNode):
@@ -38,12 +43,27 @@ class FKTraceCharts(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        return check_widgets(cls, NODE, values) or True  # **values turns ComfyUI's min/max checks off
+
+    @classmethod
     def execute(cls, trace: str, width: int, height: int, highlight: int) -> io.NodeOutput:
+        problem = check_widgets(cls, NODE, {"width": width, "height": height, "highlight": highlight})
+        if problem:
+            raise FKError(problem)
+        if not isinstance(trace, str):
+            raise FKError(message(NODE, "trace", f"must be the JSON text of a trace, got {type(trace).__name__}",
+                                  TRACE_ADVICE))
         try:
-            chart = reward_ess_chart(trace, width, height)
-            tree = lineage_chart(trace, width, height, highlight=None if highlight < 0 else highlight)
+            parsed = load_trace(trace)
         except TraceError as exc:
-            raise ValueError(f"FK Trace Charts: {exc}") from exc
+            raise FKError(message(NODE, "trace", str(exc), TRACE_ADVICE)) from None
+        n = parsed["num_particles"]
+        if highlight >= n:
+            raise FKError(message(NODE, "highlight", f"is {highlight}, but the trace has {n} particles "
+                                  f"(0..{n - 1})", f"set highlight to -1 (the best) or 0 … {n - 1}"))
+        chart = reward_ess_chart(parsed, width, height)
+        tree = lineage_chart(parsed, width, height, highlight=None if highlight < 0 else highlight)
         return io.NodeOutput(chart, tree, ui=ui.PreviewImage(torch.cat([chart, tree]), cls=cls))
 
 

@@ -30,10 +30,21 @@ import comfy.samplers
 import torch
 
 from ..fk_core import FKConfig, FKError, FKResult, run_segments
+from ..fk_core.input_notes import config_notes, run_notes
 from ..fk_core.seeds import derived_seed
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
 from .reward_pipeline import ReloadBeforeCall, RewardPipeline
+from .sampler_checks import (
+    PARTICLE_SAMPLER,
+    SAMPLER,
+    check_guider_conditioning,
+    check_memory,
+    check_noised_latent,
+    check_sigmas,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -98,8 +109,12 @@ class FKRun:
         guider = model.inner_model
         base_model = guider.inner_model
         model_patcher = getattr(guider, "model_patcher", None)
-        node = "FK Sampler" if spec.expand else "FK Particle Sampler"
+        node = SAMPLER if spec.expand else PARTICLE_SAMPLER
         check_conditioning_batch(guider, node)
+        check_guider_conditioning(node, guider)
+        check_sigmas(node, sigmas)
+        check_noised_latent(node, x)
+        check_memory(node, x, spec.particles, spec.vae)
 
         if spec.particles < 1:
             raise FKError(f"{node}: particles must be at least 1, got {spec.particles}; set particles to 1 or more")
@@ -112,8 +127,9 @@ class FKRun:
 
         choice = choose_inner_sampler(spec.sampler_name)
         notes = [choice.note] if choice.note else []
-        # A reward that had to interpret its input (the detector's object list) says what it understood.
-        notes += [r.note for r in (spec.reward, spec.final_reward) if getattr(r, "note", None)]
+        notes += config_notes(spec.config, len(sigmas) - 1)
+        # What the rewards say of themselves: what the detector understood, a judge that runs on the CPU …
+        notes += [note for r in (spec.reward, spec.final_reward) for note in getattr(r, "notes", None) or []]
         if choice.note:
             log.warning("FK steering: %s", choice.note)
         inner = comfy.samplers.sampler_object(choice.used)
@@ -121,9 +137,9 @@ class FKRun:
         chunk = self._install_chunking(model, model_patcher, x, notes)
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
-        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk)
+        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, node=node)
         # A final judge scores only the finished particles (one decode + one judge call per run).
-        final_pipeline = (RewardPipeline(spec.vae, spec.final_reward, base_model, sampling_models, chunk)
+        final_pipeline = (RewardPipeline(spec.vae, spec.final_reward, base_model, sampling_models, chunk, node=node)
                           if spec.final_reward is not None else None)
         if spec.on_start is not None:
             spec.on_start(len(sigmas) - 1, n)
@@ -131,11 +147,19 @@ class FKRun:
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
         sampler = functools.partial(inner.sampler_function, **inner.extra_options)  # ComfyUI's, as it is
-        result = run_segments(x, sigmas, ReloadBeforeCall(model, pipeline), sampler, pipeline, spec.config,
-                              generator=generator,
-                              on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
-                              extra_args=extra_args, callback=_interruptible(callback), disable=disable,
-                              notes=notes, final_reward=final_pipeline)
+        try:
+            result = run_segments(x, sigmas, ReloadBeforeCall(model, pipeline), sampler, pipeline, spec.config,
+                                  generator=generator,
+                                  on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
+                                  extra_args=extra_args, callback=_interruptible(callback), disable=disable,
+                                  notes=notes, final_reward=final_pipeline)
+        except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
+            if is_out_of_memory(error):
+                raise out_of_memory_error(node, n, chunk, error) from None
+            raise
+        result.trace.notes.extend(run_notes(result.trace))
+        for note in result.trace.notes[1 if choice.note else 0:]:  # the console too: FK Sampler shows no text
+            log.info("%s: %s", node, note)
         chosen = result.pick(spec.config.output, generator)
         final_images = (final_pipeline or pipeline).last_images
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=final_images,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fk_core import FKConfig
+from ..fk_core import FKConfig, FKError
 from ..fk_core.potentials import POTENTIALS
-from ..fk_core.resampling import RESAMPLERS
 from .common import CATEGORY
+from .validation import check_widgets, message, require_widgets
 
 FKPotential = io.Custom("FK_POTENTIAL")
+NODE = "FK Potential Selector"
 
 RESAMPLING_SCHEMES = ("systematic", "stratified", "residual", "multinomial")
 OUTPUT_CHOICES = ("best reward", "draw from final weights")
@@ -38,9 +39,10 @@ class FKPotentialSelector(io.ComfyNode):
                                         "best score it has had so far; 'diff' rewards improvement since the last "
                                         "check (the most faithful, keeps the most variety); 'sum' adds up every "
                                         "score (greediest); 'immediate' counts every score seen.")),
-                io.Float.Input("lambda", default=defaults.lmbda, min=0.0, max=1000.0, step=0.5,
+                io.Float.Input("lambda", default=defaults.lmbda, min=-1000.0, max=1000.0, step=0.5,
                                tooltip=("Steering strength. 0 = no steering (plain sampling). Higher = the reward "
-                                        "decides more, at the cost of variety between particles.")),
+                                        "decides more, at the cost of variety between particles. Negative "
+                                        "steers away from the reward (the run notes it).")),
                 io.Int.Input("every_n_steps", default=defaults.every, min=1, max=1000,
                              tooltip="Check and reshuffle the particles every this many sampling steps."),
                 io.Float.Input("window_start", default=defaults.window[0], min=0.0, max=1.0, step=0.05,
@@ -64,22 +66,37 @@ class FKPotentialSelector(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, window_start: float = 0.0, window_end: float = 1.0, **_kw):
-        if window_start > window_end:
-            return f"window_start ({window_start}) must not be after window_end ({window_end})"
-        return True
+    def validate_inputs(cls, **values):
+        # Taking **values switches off ComfyUI's own min/max/option checks for every input: re-check them all.
+        return _problem(cls, values) or True
 
     @classmethod
     def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
                 ess_threshold: float, resampling: str, output: str, **kwargs) -> io.NodeOutput:
         lmbda = kwargs["lambda"]
-        if resampling not in RESAMPLERS:
-            raise ValueError(f"unknown resampling scheme {resampling!r}")
+        values = {"potential": potential, "lambda": lmbda, "every_n_steps": every_n_steps,
+                  "window_start": window_start, "window_end": window_end, "ess_threshold": ess_threshold,
+                  "resampling": resampling, "output": output}
+        require_widgets(cls, NODE, values)  # linked widget values were not checked at queue time
+        problem = _window_problem(window_start, window_end)
+        if problem:
+            raise FKError(problem)
         config = FKConfig(potential=potential, lmbda=float(lmbda), every=int(every_n_steps),
                           window=(float(window_start), float(window_end)),
                           ess_threshold=float(ess_threshold) if ess_threshold > 0 else None,
                           resampling=resampling, output=_OUTPUT_MODE[output])
         return io.NodeOutput(config)
+
+
+def _window_problem(window_start, window_end) -> str | None:
+    if window_start is not None and window_end is not None and window_start > window_end:
+        return message(NODE, "window_start", f"({window_start:g}) is after window_end ({window_end:g})",
+                       "set window_start to at most window_end (0 = start of the run, 1 = its end)")
+    return None
+
+
+def _problem(cls, values) -> str | None:
+    return check_widgets(cls, NODE, values) or _window_problem(values.get("window_start"), values.get("window_end"))
 
 
 NODES = [FKPotentialSelector]

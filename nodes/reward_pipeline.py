@@ -13,11 +13,17 @@ from typing import Optional
 import comfy.model_management
 import torch
 
+from ..fk_core import FKError
+from .sampler_checks import check_scores, check_x0, is_out_of_memory, reward_name
+from .validation import message
+
 
 class RewardPipeline:
     """x0 (the model's internal latent space) -> external latent -> VAE decode in sub-batches -> FK_REWARD."""
 
-    def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int):
+    def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int,
+                 node: str = "FK Particle Sampler"):
+        self.node = node  # named in messages about the reward
         self.vae = vae  # comfy.sd.VAE (anything with .decode(latent) -> images)
         self.reward = reward  # FK_REWARD: images [B,H,W,C] in [0,1] -> [B]
         self.name = getattr(reward, "name", "reward")  # shown in the trace notes
@@ -52,15 +58,27 @@ class RewardPipeline:
         self.models_may_have_moved = False
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
+        bad_x0 = check_x0(self.node, x0)  # a model that diverged is told before the reward is blamed
         with torch.no_grad():
             self.last_images = None  # release the previous step's images before decoding the next ones
             images = self.decode(x0)
             self.last_images = images
-            scores = self.reward(images)
+            scores = self._score(images)
         self.models_may_have_moved = True
-        if not torch.is_tensor(scores):
-            scores = torch.as_tensor(scores)
-        return scores.detach().float().reshape(-1).cpu()
+        return check_scores(self.node, scores, reward_name(self.reward), bad_x0)
+
+    def _score(self, images: torch.Tensor):
+        try:
+            return self.reward(images)
+        except comfy.model_management.InterruptProcessingException:
+            raise
+        except Exception as error:  # noqa: BLE001 - a failing reward is named as the reward's problem
+            if isinstance(error, FKError) or is_out_of_memory(error):
+                raise
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise FKError(message(self.node, "reward", f"{reward_name(self.reward)} failed while scoring the "
+                                  f"previews ({first or 'no message'})",
+                                  "check the reward node and its weights, or pick another reward")) from None
 
 
 class ReloadBeforeCall:

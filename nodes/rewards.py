@@ -19,7 +19,18 @@ from ..fk_core.rewards import BoundReward, RewardInputError, WeightedSum
 from ..fk_core.rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
 from ..fk_core.rewards.detector import describe, parse_objects
 from ..fk_core.rewards.vlm_judge import DEFAULT_QUESTION
+from ..fk_core.rewards.weights import BadWeightsError, MissingWeightsError
 from .common import CATEGORY, FK_REWARD
+from .reward_checks import (
+    COMBINE,
+    LOADER,
+    combine_problem,
+    loader_problem,
+    prompt_error,
+    resolve_clip_pretrained,
+    weights_error,
+)
+from .validation import message
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +70,8 @@ class ManagedReward:
         self.patcher = patcher
         self.name = bound.name
         self.differentiable = bound.differentiable
-        self.note = getattr(bound, "note", None)  # what the reward understood; the sampler shows it with its notes
+        # remarks the sampler copies into its trace: what the reward understood, that it runs on the CPU …
+        self.notes: list[str] = list(getattr(bound, "notes", None) or [])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.patcher is not None:
@@ -155,7 +167,7 @@ def bind_judge(model, reward: str, prompt: str, question: str, objects: str, und
     if reward == DETECTOR:
         bound = model.bind(objects.strip())
         bound.name = f"object counts: {understood}"
-        bound.note = f"object counts looks for {understood} (detection score above {model.threshold:g})"
+        bound.notes = [f"object counts looks for {understood} (detection score above {model.threshold:g})"]
         return bound
     return model.bind((prompt or "").strip() or None)
 
@@ -231,19 +243,46 @@ class FKRewardLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        # **values switches off ComfyUI's own min/max/option checks: loader_problem re-checks every input.
+        return loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS) or True
+
+    @classmethod
     def execute(cls, reward: str, weights: str = AUTO_WEIGHTS, prompt: str = "", device: str = "auto",
                 precision: str = "auto", clip_architecture: str = "ViT-L-14", clip_pretrained: str = "openai",
                 target: float = 0.5, color: str = "#ff8800", question: str = DEFAULT_QUESTION, objects: str = "",
                 judge_model: str = "") -> io.NodeOutput:
-        if reward not in SPECS:
-            raise ValueError(f"FK Reward Loader: unknown reward {reward!r}")
-        if reward == "contrast":
-            target = min(float(target), 0.5)
+        values = {"reward": reward, "weights": weights, "prompt": prompt, "device": device, "precision": precision,
+                  "clip_architecture": clip_architecture, "clip_pretrained": clip_pretrained, "target": target,
+                  "color": color, "question": question, "objects": objects, "judge_model": judge_model}
+        problem = loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS)  # again: linked values came late
+        if problem:
+            raise FKError(problem)
         understood = check_judge_inputs(reward, question, objects)  # before any model load: typos cost nothing
-        model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture or "ViT-L-14",
-                                             clip_pretrained or "openai", target, color, (judge_model or "").strip())
-        bound = bind_judge(model, reward, prompt, question, objects, understood)
-        return io.NodeOutput(ManagedReward(bound, patcher))
+        clip_architecture = clip_architecture or "ViT-L-14"
+        clip_pretrained = clip_pretrained or "openai"
+        if reward in ("CLIP score", "LAION aesthetic"):
+            clip_pretrained = resolve_clip_pretrained(clip_pretrained, clip_architecture, REWARD_FOLDER)
+        try:
+            model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture,
+                                                 clip_pretrained, target, color, (judge_model or "").strip())
+        except MissingWeightsError as error:
+            raise weights_error(error, reward, missing=True) from None
+        except BadWeightsError as error:
+            raise weights_error(error, reward, missing=False) from None
+        except ValueError as error:  # the pixel rewards' own checks (e.g. a colour that does not parse)
+            if isinstance(error, FKError):
+                raise
+            raise FKError(message(LOADER, "color" if reward == "target color" else "reward", str(error),
+                                  "fix the value as the tooltip describes")) from None
+        try:
+            bound = bind_judge(model, reward, prompt, question, objects, understood)
+        except RewardInputError as error:
+            raise prompt_error(error, reward) from None
+        managed = ManagedReward(bound, patcher)
+        if SPECS[reward].learned and device == "auto" and mm.is_device_cpu(mm.get_torch_device()):
+            managed.notes.append(f"{LOADER}: device auto found no GPU, so {reward} runs on the CPU (slow)")
+        return io.NodeOutput(managed)
 
 
 class FKRewardCombine(io.ComfyNode):
@@ -267,14 +306,25 @@ class FKRewardCombine(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        return combine_problem(cls, values) or True  # NaN/inf weights named (JSON NaN passes min/max)
+
+    @classmethod
     def execute(cls, reward_a, weight_a: float = 1.0, reward_b=None, weight_b: float = 1.0, reward_c=None,
                 weight_c: float = 1.0, reward_d=None, weight_d: float = 1.0) -> io.NodeOutput:
+        problem = combine_problem(cls, {"weight_a": weight_a, "weight_b": weight_b, "weight_c": weight_c,
+                                        "weight_d": weight_d})
+        if problem:
+            raise FKError(problem)
         pairs = [(reward_a, weight_a), (reward_b, weight_b), (reward_c, weight_c), (reward_d, weight_d)]
         terms = [(reward, float(weight)) for reward, weight in pairs if reward is not None and weight != 0.0]
         if not terms:
-            raise ValueError("FK Reward Combine: connect at least one reward with a non-zero weight")
+            raise FKError(message(COMBINE, "weight_a", "and the other weights of the connected rewards are all 0",
+                                  "connect at least one reward with a non-zero weight"))
         combined = WeightedSum(terms)
-        return io.NodeOutput(BoundReward(combined, None, name=combined.name))
+        bound = BoundReward(combined, None, name=combined.name)
+        bound.notes = [note for reward, _ in terms for note in getattr(reward, "notes", None) or []]
+        return io.NodeOutput(bound)
 
 
 NODES = [FKRewardLoader, FKRewardCombine]

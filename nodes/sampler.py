@@ -28,7 +28,17 @@ from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .latents import LATENT_RATIOS, fix_empty_latent
 from .potential import FKPotential, default_potential
+from .sampler_checks import (
+    PARTICLE_SAMPLER,
+    SAMPLER,
+    check_conditioning,
+    check_latent,
+    check_memory,
+    is_out_of_memory,
+    out_of_memory_error,
+)
 from .sampler_choice import choose_inner_sampler
+from .validation import check_widgets, message
 
 log = logging.getLogger("fk_steering")
 
@@ -55,17 +65,25 @@ def _live_callbacks(cls) -> dict:
     return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
 
 
-def _check_reward(reward) -> None:
+def _denoise_problem(denoise) -> str | None:
+    if isinstance(denoise, (int, float)) and denoise <= 0.0:
+        return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
+                       "set denoise above 0 (1 = text-to-image, below 1 = img2img)")
+    return None
+
+
+def _check_reward(reward, node: str, name: str = "reward") -> None:
     if reward is None or not callable(reward):
-        raise FKError("the reward input must be an FK_REWARD (connect FK Reward Loader); got "
-                      f"{type(reward).__name__}")
+        raise FKError(message(node, name, f"is {type(reward).__name__}, not an FK_REWARD",
+                              "connect FK Reward Loader or FK Reward Combine"))
 
 
-def _check_potential(potential) -> FKConfig:
+def _check_potential(potential, node: str) -> FKConfig:
     if potential is None:
         return default_potential()
     if not isinstance(potential, FKConfig):
-        raise FKError(f"the potential input must come from FK Potential Selector; got {type(potential).__name__}")
+        raise FKError(message(node, "potential", f"is {type(potential).__name__}, not an FK_POTENTIAL",
+                              "connect FK Potential Selector, or leave it unconnected for the defaults"))
     return potential
 
 
@@ -134,19 +152,29 @@ class FKParticleSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        # **values turns ComfyUI's own min/max/option checks off for every input: they are re-checked here.
+        return check_widgets(cls, PARTICLE_SAMPLER, values) or _denoise_problem(values.get("denoise")) or True
+
+    @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None,
                 final_reward=None) -> io.NodeOutput:
-        config = _check_potential(potential)
-        _check_reward(reward)
+        problem = check_widgets(cls, PARTICLE_SAMPLER, {
+            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
+            "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk}) or _denoise_problem(denoise)
+        if problem:  # widgets linked from other nodes were not checked when the prompt was queued
+            raise FKError(problem)
+        config = _check_potential(potential, PARTICLE_SAMPLER)
+        _check_reward(reward, PARTICLE_SAMPLER)
         if final_reward is not None:
-            _check_reward(final_reward)
-        if particles < 1:
-            raise FKError(f"particles must be at least 1, got {particles}")
-        if denoise <= 0.0:
-            raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
-        check_raw_conditioning(positive, "positive", "FK Particle Sampler")
-        check_raw_conditioning(negative, "negative", "FK Particle Sampler")
+            _check_reward(final_reward, PARTICLE_SAMPLER, "final_reward")
+        check_raw_conditioning(positive, "positive", PARTICLE_SAMPLER)
+        check_raw_conditioning(negative, "negative", PARTICLE_SAMPLER)
+        check_conditioning(PARTICLE_SAMPLER, positive, "positive")
+        check_conditioning(PARTICLE_SAMPLER, negative, "negative")
+        check_latent(PARTICLE_SAMPLER, latent_image, model)
+        check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles, vae)
         latent = fix_empty_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
@@ -170,9 +198,14 @@ class FKParticleSampler(io.ComfyNode):
                          **_live_callbacks(cls))
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
-        samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
-                                             noise_mask=noise_mask, callback=callback,
-                                             disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        try:
+            samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative,
+                                                 latent_n, noise_mask=noise_mask, callback=callback,
+                                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        except (RuntimeError, MemoryError) as error:
+            if is_out_of_memory(error):
+                raise out_of_memory_error(PARTICLE_SAMPLER, particles, chunk, error) from None
+            raise
         outcome = run.result
         result = outcome.result
         chosen = outcome.chosen_index
@@ -241,14 +274,20 @@ class FKSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        return check_widgets(cls, SAMPLER, values) or True  # re-checks what **values switched off
+
+    @classmethod
     def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None, final_reward=None,
                 **kwargs) -> io.NodeOutput:
-        config = _check_potential(potential)
-        _check_reward(reward)
+        problem = check_widgets(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
+                                                    "sampler_name": sampler_name, **kwargs})
+        if problem:
+            raise FKError(problem)
+        config = _check_potential(potential, SAMPLER)
+        _check_reward(reward, SAMPLER)
         if final_reward is not None:
-            _check_reward(final_reward)
-        if particles < 1:
-            raise FKError(f"particles must be at least 1, got {particles}")
+            _check_reward(final_reward, SAMPLER, "final_reward")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,

@@ -79,7 +79,7 @@ def test_trace_charts_node_draws_the_sampler_trace(run):
 
 def test_trace_charts_node_bad_input_message(run):
     fk, _, _ = run
-    with pytest.raises(ValueError, match="FK Trace Charts: not an FK steering trace"):
+    with pytest.raises(ValueError, match="FK Trace Charts: trace is not an FK steering trace"):
         fk.nodes.charts.FKTraceCharts.execute(trace='{"a": 1}', width=320, height=200, highlight=-1)
 
 

@@ -14,7 +14,9 @@ Folder layout under a reward root (ComfyUI: ``models/fk_rewards``)::
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,16 +90,40 @@ def _folders(roots: Sequence[Path | str], subfolder: str) -> list[Path]:
     return dirs + [Path(r) for r in roots]
 
 
+def clean_partial_download(folder: Path | None) -> None:
+    """Remove what an unfinished download leaves in ``folder``: the hub's ``.cache/huggingface`` (locks,
+    ``.incomplete`` files, metadata), hub-cache ``.lock``/``.incomplete`` files (open_clip's cache) and this
+    pack's own ``.part`` files. Finished weight files are never touched."""
+    if folder is None or not Path(folder).is_dir():
+        return
+    folder = Path(folder)
+    hub_cache = folder / ".cache" / "huggingface"
+    if hub_cache.is_dir():
+        shutil.rmtree(hub_cache)
+        if not any((folder / ".cache").iterdir()):
+            (folder / ".cache").rmdir()
+    for pattern in ("**/*.lock", "**/*.incomplete", "**/*.part"):
+        for leftover in folder.glob(pattern):
+            if leftover.is_file():
+                leftover.unlink()
+
+
 def _resolve_all(files, roots, subfolder, allow_download, extra_dirs=()) -> list[Path]:
     """Resolve every file; if several are missing, one error lists them all (one trip to the browser)."""
     search = [Path(d) for d in extra_dirs] + _folders(roots, subfolder)
     download_dir = Path(roots[0]) / subfolder if roots else None
     paths, problems = [], []
     for weight in files:
+        if find_local(weight.filename, search) is None:
+            clean_partial_download(download_dir)  # a download will start: from scratch, not from a killed run
         try:
             paths.append(resolve(weight, search, download_dir, allow_download))
         except MissingWeightsError as error:
+            clean_partial_download(download_dir)
             problems.append(str(error))
+        except BaseException:  # interrupted (Ctrl-C, ComfyUI's cancel): leave nothing half-written behind
+            clean_partial_download(download_dir)
+            raise
     if problems:
         raise MissingWeightsError("\n".join(problems))
     return paths
@@ -138,8 +164,12 @@ def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_downlo
             patterns = ["config.json", chosen]
         else:
             patterns = ["*.json", "*.txt"]
+        clean_partial_download(target)
         snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
-    except Exception as error:  # noqa: BLE001 - every failure ends in the same instruction
+    except BaseException as error:  # noqa: BLE001 - every failure ends in the same instruction
+        clean_partial_download(target)
+        if not isinstance(error, Exception):  # interrupted: cleaned up, let the interruption through
+            raise
         raise MissingWeightsError(
             f"PickScore download failed ({type(error).__name__}: {error}). {instruction}."
         ) from None
@@ -170,8 +200,12 @@ def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_d
         from huggingface_hub import snapshot_download
 
         print(f"[FK rewards] downloading {repo} -> {target}", flush=True)
+        clean_partial_download(target)  # from scratch, not from a killed run
         snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
-    except Exception as error:  # noqa: BLE001 - network, auth, disk: all end in the same instruction to the user
+    except BaseException as error:  # noqa: BLE001 - network, auth, disk: all end in the same instruction to the user
+        clean_partial_download(target)
+        if not isinstance(error, Exception):  # interrupted: cleaned up, let the interruption through
+            raise
         raise MissingWeightsError(f"{label} download failed ({type(error).__name__}: {error}). {instruction}.") \
             from None
     missing = [need for need in must_have if not (target / need).is_file()]
@@ -239,14 +273,16 @@ def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.dev
         from .clip_rewards import load_laion_aesthetic
 
         head = chosen or _resolve_all(AESTHETIC_FILES, roots, "aesthetic", allow_download)[0]
-        return load_laion_aesthetic(head, clip_pretrained, device=device, dtype=dtype,
-                                    cache_dir=_cache_dir(roots), arch=clip_architecture)
+        with _cleaned_on_failure(_cache_dir(roots)):
+            return load_laion_aesthetic(head, clip_pretrained, device=device, dtype=dtype,
+                                        cache_dir=_cache_dir(roots), arch=clip_architecture)
     if name == "CLIP score":
         from .clip_rewards import load_clip_score
 
         # OpenAI weights loaded from a file need a "-quickgelu" architecture name (a tag would imply it).
-        return load_clip_score(clip_architecture, chosen or clip_pretrained, device=device, dtype=dtype,
-                               cache_dir=_cache_dir(roots))
+        with _cleaned_on_failure(_cache_dir(roots)):
+            return load_clip_score(clip_architecture, chosen or clip_pretrained, device=device, dtype=dtype,
+                                   cache_dir=_cache_dir(roots))
     if name == "HPSv3":
         from .hpsv3 import load_hpsv3
 
@@ -279,6 +315,16 @@ def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.dev
         model_dir, processor_dir = resolve_pickscore_dirs(roots, allow_download, model_dir)
         return load_pickscore(model_dir, processor_dir, device=device, dtype=dtype)
     raise AssertionError(f"catalogued reward {name!r} has no builder")  # pragma: no cover
+
+
+@contextmanager
+def _cleaned_on_failure(folder: Path | None):
+    """open_clip downloads into its hub cache under ``folder``: a failed or interrupted fetch leaves nothing."""
+    try:
+        yield
+    except BaseException:
+        clean_partial_download(folder)
+        raise
 
 
 def _cache_dir(roots: Sequence[Path | str]) -> Path | None:

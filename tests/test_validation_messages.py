@@ -1,0 +1,120 @@
+"""nodes/validation.py in-process: one message style, NaN/inf and range checks, file names that could leave the
+model folders, and the trace/score checks that tell a reward problem from a model problem."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.host
+
+
+@pytest.fixture(scope="module")
+def v(fk_pack):
+    return sys.modules[f"{fk_pack.__name__}.nodes.validation"]
+
+
+@pytest.fixture(scope="module")
+def checks(fk_pack):
+    return sys.modules[f"{fk_pack.__name__}.nodes.sampler_checks"]
+
+
+def test_message_style(v):
+    assert v.message("FK Node", "lambda", "is NaN", "type a number") == "FK Node: lambda is NaN; type a number"
+
+
+@pytest.mark.parametrize("value, says", [
+    (math.nan, "is NaN"), (math.inf, "is inf (infinite)"), (-math.inf, "is -inf"), (5.0, "above its maximum 1"),
+    (-1.0, "below its minimum 0"), ("3", "must be a number"), (True, "must be a number"),
+])
+def test_number_problems(v, value, says):
+    text = v.number_problem("N", "x", value, 0.0, 1.0)
+    assert text.startswith("N: x ") and says in text and "; " in text
+
+
+def test_numbers_in_range_pass_and_whole_numbers_are_checked(v):
+    assert v.number_problem("N", "x", 0.5, 0.0, 1.0) is None
+    assert v.number_problem("N", "steps", 3, 1, 10, whole=True) is None
+    assert "whole number" in v.number_problem("N", "steps", 2.5, 1, 10, whole=True)
+    assert "18446744073709551615" in v.number_problem("N", "seed", -1, 0, 0xFFFFFFFFFFFFFFFF, whole=True)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x.pt", "a/../../x.pt", "..\\x.pt", "C:\\x.pt", "~/x.pt",
+                                  "a\x00b.pt"])
+def test_file_names_that_leave_the_model_folder(v, name):
+    assert v.file_name_problem("N", "weights", name) is not None
+
+
+@pytest.mark.parametrize("name", ["ImageReward/ImageReward.pt", "my clip.safetensors", "a..b.pt"])
+def test_file_names_inside_the_model_folder(v, name):
+    assert v.file_name_problem("N", "weights", name) is None
+
+
+def test_choice_problem_lists_options(v):
+    text = v.choice_problem("N", "mode", "x", ["a", "b"])
+    assert text == "N: mode has an unknown value 'x'; choose one of 'a', 'b'"
+    assert v.choice_problem("N", "mode", "a", ["a", "b"]) is None
+
+
+def test_scores_blame_the_right_party(checks, fk_pack):
+    import torch
+
+    FKError = fk_pack.fk_core.FKError
+    x0 = torch.zeros(3, 4, 2, 2)
+    fine = checks.check_x0("S", x0)
+    assert fine.tolist() == [False, False, False]
+    assert checks.check_scores("S", [1.0, float("nan"), 2.0], "r", fine).shape == (3,)
+    with pytest.raises(FKError, match="S: reward r returned 2 scores for 3 images"):
+        checks.check_scores("S", [1.0, 2.0], "r", fine)
+    with pytest.raises(FKError, match="returned NaN/inf for every particle although the images were fine"):
+        checks.check_scores("S", [float("nan")] * 3, "r", fine)
+    one_bad = x0.clone()
+    one_bad[1] = float("nan")
+    bad = checks.check_x0("S", one_bad)
+    assert bad.tolist() == [False, True, False]
+    with pytest.raises(FKError, match="every particle although the images were fine"):
+        checks.check_scores("S", [float("nan")] * 3, "r", bad)
+    with pytest.raises(FKError, match="S: model predicted NaN/inf images .*not a reward problem"):
+        checks.check_x0("S", torch.full_like(x0, float("nan")))
+
+
+def test_out_of_memory_is_recognised_by_type_not_by_any_exception(checks):
+    import torch
+
+    assert checks.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
+    assert checks.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ..."))
+    assert not checks.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not checks.is_out_of_memory(ValueError("out of memory"))
+
+
+def test_memory_estimate_counts_latents_and_previews(checks):
+    import torch
+
+    samples = torch.zeros(1, 4, 8, 8)
+    per_particle = 4 * 8 * 8 * 4 * checks.LATENT_COPIES + 64 * 64 * 3 * 4 * checks.IMAGE_COPIES
+    assert checks.particle_memory_bytes(samples, 5) == 5 * per_particle
+
+
+def test_clip_pretrained_resolves_inside_the_model_folders_only(fk_pack, tmp_path, monkeypatch):
+    import folder_paths
+
+    rc = sys.modules[f"{fk_pack.__name__}.nodes.reward_checks"]
+    FKError = fk_pack.fk_core.FKError
+    exts = folder_paths.folder_names_and_paths["fk_rewards"][1]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "fk_rewards", ([str(tmp_path)], exts))
+    (tmp_path / "mine.safetensors").write_bytes(b"x")
+    (tmp_path / "open_clip").mkdir()
+    (tmp_path / "open_clip" / "other.pt").write_bytes(b"x")
+    resolve = rc.resolve_clip_pretrained
+    assert resolve("openai", "ViT-L-14", "fk_rewards") == "openai"
+    assert resolve("mine.safetensors", "ViT-L-14", "fk_rewards") == str(tmp_path / "mine.safetensors")
+    assert resolve("other.pt", "ViT-L-14", "fk_rewards") == str(tmp_path / "open_clip" / "other.pt")
+    outside = tmp_path.parent / "outside.pt"
+    outside.write_bytes(b"x")
+    for name in (str(outside), "../outside.pt", "open_clip/../../outside.pt"):
+        with pytest.raises(FKError, match="clip_pretrained"):
+            resolve(name, "ViT-L-14", "fk_rewards")
+    with pytest.raises(FKError, match="not a published weights tag for ViT-L-14"):
+        resolve("laion2b_made_up", "ViT-L-14", "fk_rewards")
