@@ -21,9 +21,9 @@ import time
 import torch
 
 from fk_core import FKConfig, run_segments, steer
-from fk_core.rare import rare_attribute
 from fk_core.steppers import euler_ancestral
-from fk_core.toy import karras_sigmas
+from testbeds.rare import rare_attribute
+from testbeds.toy import karras_sigmas
 
 STEPS = 50
 SIGMAS = karras_sigmas(STEPS, sigma_min=0.02, sigma_max=20.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from fk_core import FKConfig, FKResult, steer
-from fk_core.toy import karras_sigmas, two_modes
+from testbeds.toy import karras_sigmas, two_modes
 
 
 def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, lmbda: float = 8.0,

@@ -8,7 +8,7 @@ import torch
 
 from fk_core import FKConfig, FKError, ReuseFirstCall, run_segments, steer
 from fk_core.steppers import euler_ancestral
-from fk_core.toy import karras_sigmas, two_modes
+from testbeds.toy import karras_sigmas, two_modes
 
 GM = two_modes(2)
 SIGMAS = karras_sigmas(10)

@@ -1,6 +1,6 @@
 """Exact target: the weighted FK population targets the λ-tilt of the *same* sampler's output.
 
-Model: a two-mode Gaussian mixture with its exact denoiser (fk_core.toy). Reward r(x) = a·x (linear).
+Model: a two-mode Gaussian mixture with its exact denoiser (testbeds.toy). Reward r(x) = a·x (linear).
 A finite-step Euler-ancestral sampler is itself biased, so the reference is the tilt of that sampler's own
 output distribution q: E_tilt[f] = E_q[f e^{λ r}] / E_q[e^{λ r}], estimated by self-normalised importance
 sampling over many plain runs of the same step rule. The FK estimate combines R independent runs of N
@@ -16,7 +16,7 @@ import torch
 
 from fk_core import FKConfig, steer
 from fk_core.steppers import euler_ancestral
-from fk_core.toy import karras_sigmas, two_modes
+from testbeds.toy import karras_sigmas, two_modes
 
 STEPS = 12
 LAMBDA = 0.5

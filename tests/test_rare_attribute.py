@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fk_core import FKConfig, steer
-from fk_core.rare import rare_attribute
-from fk_core.toy import karras_sigmas
+from testbeds.rare import rare_attribute
+from testbeds.toy import karras_sigmas
 
 STEPS, RUNS, N = 50, 150, 8
 SIGMAS = karras_sigmas(STEPS, sigma_min=0.02, sigma_max=20.0)

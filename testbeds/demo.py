@@ -1,8 +1,8 @@
 """Headless demo of FK steering that needs no downloaded weights.
 
-    python -m fk_core.demo [--out demo_out] [--runs 50] [--particles 8]
+    python -m testbeds.demo [--out demo_out] [--runs 50] [--particles 8]
 
-The "diffusion model" is an exact Gaussian mixture over tiny 16×16 RGB pictures (fk_core.toy): a blue sky
+The "diffusion model" is an exact Gaussian mixture over tiny 16×16 RGB pictures (testbeds.toy): a blue sky
 (49.85%), a green field (49.85%) and a sunset (0.3% — the rare attribute). The reward is a real one from
 fk_core.rewards: closeness to sunset orange. Best-of-N almost never meets a sunset; FK steering, resampling
 on the x0-predictions as they sharpen, finds it most of the time with the same number of model calls.
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from .charts import lineage_chart, reward_ess_chart
-from .contact_sheet import contact_sheet
-from .engine import FKConfig, steer
-from .rewards.classic import TargetColor
+from fk_core.charts import lineage_chart, reward_ess_chart
+from fk_core.contact_sheet import contact_sheet
+from fk_core.engine import FKConfig, steer
+from fk_core.rewards.classic import TargetColor
+
 from .toy import GaussianMixture, karras_sigmas
 
 SIZE = 16
