@@ -16,11 +16,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .collapse import collapse_notes
 from .particles import FKError, ParticleFilter
 from .potentials import POTENTIALS
 from .resampling import RESAMPLERS
 from .schedule import potential_steps
 from .steppers import euler_ancestral
+from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
 
 STEP_RULES = ("euler_ancestral", "euler")
@@ -35,7 +37,9 @@ class FKConfig:
     """
 
     potential: str = "max"
-    lmbda: float = 10.0
+    lmbda: float = 10.0  # the final λ ("fixed", "adaptive"); the ceiling is none in "auto"
+    lambda_mode: str = "fixed"  # "fixed": λ at every check; "adaptive"/"auto": λ_t rises by the ESS target
+    strength: float = 0.5  # adaptive modes: each check keeps ESS/N ≥ 1 − strength (fk_core.tempering)
     every: int = 1
     window: tuple[float, float] = (0.2, 1.0)  # x0-predictions in the first fifth are blur: no signal, pure cost
     ess_threshold: Optional[float] = None  # None: resample at every potential step
@@ -52,6 +56,10 @@ class FKConfig:
             raise FKError(f"unknown resampling scheme {self.resampling!r}; choose one of {sorted(RESAMPLERS)}")
         if self.step_rule not in STEP_RULES:
             raise FKError(f"unknown step rule {self.step_rule!r}; choose one of {STEP_RULES}")
+        if self.lambda_mode not in LAMBDA_MODES:
+            raise FKError(f"unknown lambda mode {self.lambda_mode!r}; choose one of {LAMBDA_MODES}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise FKError(f"strength must be between 0 and 1, got {self.strength}")
         if self.output not in OUTPUT_MODES:
             raise FKError(f"unknown output mode {self.output!r}; choose one of {OUTPUT_MODES}")
         potential_steps(2, self.every, *self.window)  # validates every and window
@@ -143,7 +151,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
     if num_steps < 1:
         raise FKError("need at least one sampling step (sigmas must have two or more entries)")
     model_kwargs = model_kwargs or {}
-    pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold, generator)
+    pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold, generator,
+                        lambda_mode=config.lambda_mode, strength=config.strength)
     trace = pf.new_trace(num_steps, config.to_dict())
     trace.notes.extend(notes or [])
     wrapped = ReuseFirstCall(model)
@@ -177,6 +186,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
     trace.final_log_weights = final.log_weights
     trace.final_invalid = [int(i) for i in torch.nonzero(~torch.isfinite(final.rewards)).flatten()]
     trace.log_normalizer = pf.log_normalizer
+    trace.final_lmbda = pf.final_lmbda
+    trace.notes.extend(collapse_notes(trace.to_dict()))
     return FKResult(samples=x, rewards=final.rewards, log_weights=final.log_weights,
                     best_index=final.best_index, trace=trace, model_evaluations=wrapped.evaluations)
 
