@@ -31,10 +31,18 @@ def collapse_notes(trace: dict[str, Any]) -> list[str]:
         return []
     first = early[0]
     more = f" (and {len(early) - 1} more early checks)" if len(early) > 1 else ""
+    config = trace.get("config", {})
+    advice = []
+    if config.get("lambda_mode", "fixed") == "fixed":
+        advice.append("set lambda mode to 'auto' (strength 0.5) or lower lambda")
+    else:
+        advice.append("lower the strength")
+    if config.get("potential", "diff") != "diff":
+        advice.append(f"use potential 'diff' ('{config.get('potential')}' keeps tilting by old scores)")
+    advice.append("start the window later")
     return [f"early collapse: the check at step {first['step']} of {num_steps} kept only {first['survivors']} of "
             f"{n} particles (ESS {first['ess']:.2g}){more}, in the first half of the run where previews carry "
-            "little signal, so the choice there was mostly chance; set lambda mode to 'auto' (strength 0.5), "
-            "or lower lambda, or start the window later"]
+            f"little signal, so the choice there was mostly chance; {', or '.join(advice)}"]
 
 
 def summary_lines(trace: dict[str, Any]) -> list[str]:

@@ -47,6 +47,8 @@ def raise_lambda(logw: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, 
     reward's units.
     """
     alive = torch.isfinite(logw)
+    if target >= 1.0:  # flat weights asked for: any rise breaks them (float rounding would let a tiny one by)
+        return low
     if _ess_fraction(logw, slope, offset, low) < target:
         return low
     if math.isfinite(high):
