@@ -50,14 +50,15 @@ def rare_runs(config: FKConfig, n: int, runs: int, width: float = 0.5) -> dict:
 
 
 def table_potentials(runs: int, lmbda: float) -> None:
-    window = FKConfig().window
+    window = (0.2, 1.0)  # the window these tables were measured in (the old default)
     print(f"\n## Rare attribute (0.3% of p0), {STEPS} Euler-ancestral steps, λ = {lmbda}, potential every step "
           f"in the default window {window[0]}–{window[1]}, {runs} runs per cell")
     print("| N | method | hit (best) | hit (weighted draw) | mean reward | denoiser calls | ms/run |")
     print("|---|---|---|---|---|---|---|")
     for n in (1, 4, 8, 16):
-        rows = [("best-of-N", FKConfig(lmbda=0.0))]
-        rows += [(f"FK {p}", FKConfig(potential=p, lmbda=lmbda)) for p in ("diff", "max", "sum", "immediate")]
+        rows = [("best-of-N", FKConfig(lmbda=0.0, lambda_mode="fixed"))]
+        rows += [(f"FK {p}", FKConfig(potential=p, lmbda=lmbda, lambda_mode="fixed", window=window))
+                 for p in ("diff", "max", "sum", "immediate")]
         for name, config in rows:
             s = rare_runs(config, n, runs)
             print(f"| {n} | {name} | {s['best']:.1%} | {s['draw']:.1%} | {s['reward']:.3f} | {s['calls']:.0f} "
@@ -70,7 +71,7 @@ def table_schedule(runs: int, potential: str, lmbda: float) -> None:
     print("|---|---|---|---|---|")
     for every in (1, 2, 5):
         for window in ((0.0, 1.0), (0.2, 1.0), (0.4, 1.0), (0.0, 0.6)):
-            config = FKConfig(potential=potential, lmbda=lmbda, every=every, window=window)
+            config = FKConfig(potential=potential, lmbda=lmbda, lambda_mode="fixed", every=every, window=window)
             k = len(__import__("fk_core.schedule", fromlist=["x"]).potential_steps(STEPS, every, *window))
             s = rare_runs(config, 8, runs)
             print(f"| {every} | {window[0]:.1f}–{window[1]:.1f} | {k} | {s['best']:.1%} | {s['draw']:.1%} |")

@@ -37,8 +37,6 @@ def collapse_notes(trace: dict[str, Any]) -> list[str]:
         advice.append("set lambda mode to 'auto' (strength 0.5) or lower lambda")
     else:
         advice.append("lower the strength")
-    if config.get("potential", "diff") != "diff":
-        advice.append(f"use potential 'diff' ('{config.get('potential')}' keeps tilting by old scores)")
     advice.append("start the window later")
     return [f"early collapse: the check at step {first['step']} of {num_steps} kept only {first['survivors']} of "
             f"{n} particles (ESS {first['ess']:.2g}){more}, in the first half of the run where previews carry "

@@ -12,7 +12,8 @@ accumulated weights are carried forward. The final log-weight is ``logw + λ·r(
 
 Strength. λ_t, the tilt applied at a check, is ``lmbda`` at every check (``lambda_mode`` "fixed"), or rises
 from 0 as far as the ESS target of ``strength`` allows — towards ``lmbda`` ("adaptive"), or with no ceiling
-("auto", where the final λ is chosen the same way from the final rewards). See :mod:`fk_core.tempering`.
+("auto": up to a ceiling set by the rewards' own spread, and the final λ is chosen the same way from the
+final rewards). See :mod:`fk_core.tempering`.
 Whatever the sequence, the final weighting makes the weighted output target p·exp(λ_final·r). (Choosing
 λ_t from the population itself makes the normalising-constant estimate consistent rather than unbiased,
 as in every adaptive SMC sampler; its bias is O(1/N).)
@@ -24,11 +25,13 @@ without the O(1/N) bias of self-normalisation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+from . import tempering
 from .potentials import LineageState, final_log_weight, log_potential, potential_terms
 from .resampling import resample
 from .tempering import LAMBDA_MODES, ess_target, raise_lambda
@@ -80,6 +83,7 @@ class ParticleFilter:
         self.target = ess_target(strength)
         self.current_lmbda = float(lmbda) if lambda_mode == "fixed" else 0.0  # λ_t never goes down
         self.final_lmbda = float("nan")
+        self.reward_spread = 0.0  # auto mode: the largest standard deviation of the rewards seen at a check
         self.resampling = resampling
         self.ess_threshold = ess_threshold
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -103,7 +107,7 @@ class ParticleFilter:
         if self.lambda_mode != "fixed":
             carried = torch.where(alive, self.logw, torch.full_like(self.logw, -torch.inf))
             slope, offset = potential_terms(self.potential, safe, self.state)
-            ceiling = self.lmbda if self.lambda_mode == "adaptive" else torch.inf
+            ceiling = self.lmbda if self.lambda_mode == "adaptive" else self._auto_ceiling(safe[alive])
             self.current_lmbda = raise_lambda(carried, slope, offset, self.current_lmbda, ceiling, self.target)
         log_g, state = log_potential(self.potential, self.current_lmbda, safe, self.state)
         logw = torch.where(alive, self.logw + log_g, torch.full_like(log_g, -torch.inf))
@@ -139,8 +143,8 @@ class ParticleFilter:
         safe = torch.where(ok, rewards, torch.zeros_like(rewards))
         if self.lambda_mode == "auto":  # the final rewards are the most reliable: one more rise, same target
             carried = torch.where(alive, self.logw, torch.full_like(self.logw, -torch.inf))
-            self.final_lmbda = raise_lambda(carried, safe, self.state.applied, self.current_lmbda, torch.inf,
-                                            self.target)
+            self.final_lmbda = raise_lambda(carried, safe, self.state.applied, self.current_lmbda,
+                                            self._auto_ceiling(safe[alive]), self.target)
         else:
             self.final_lmbda = self.lmbda
         logw = torch.where(alive, self.logw + final_log_weight(self.final_lmbda, safe, self.state),
@@ -148,6 +152,14 @@ class ParticleFilter:
         self.log_normalizer += log_mean_exp(logw)
         best = int(torch.argmax(torch.where(alive, rewards, torch.full_like(rewards, -torch.inf))))
         return FinalWeights(rewards=rewards, log_weights=log_normalise(logw), best_index=best)
+
+    def _auto_ceiling(self, rewards: torch.Tensor) -> float:
+        """λ·(largest spread of the rewards seen so far) ≤ AUTO_TILT, never below the λ already reached."""
+        if rewards.numel() > 1:
+            self.reward_spread = max(self.reward_spread, float(rewards.std()))
+        if self.reward_spread == 0.0:
+            return math.inf
+        return max(self.current_lmbda, tempering.AUTO_TILT / self.reward_spread)
 
     def new_trace(self, num_steps: int, config: dict) -> Trace:
         return Trace(num_particles=self.n, num_steps=num_steps, config=config)

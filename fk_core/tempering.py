@@ -9,6 +9,9 @@ before ESS/N of the weights to be resampled falls below a target? Bisection on �
 down. The final weighting removes everything the intermediate potentials applied, so the weighted output
 targets p·exp(λ_final·r) whatever λ sequence was used.
 
+Auto mode has no λ to set: λ_t rises as the target allows, up to a ceiling set by the spread of the rewards
+seen so far (``AUTO_TILT``), and the final λ is chosen the same way from the final rewards.
+
 ``strength`` s ∈ [0, 1] sets the target: ESS/N ≥ 1 − s at every check. s = 0 keeps the weights flat (no
 steering); s = 0.5 lets each check use up half the particles' worth of weight — the usual SMC rule; s = 1
 lets λ grow until one particle takes all.
@@ -23,6 +26,13 @@ import torch
 from .weights import ess
 
 LAMBDA_MODES = ("fixed", "adaptive", "auto")
+# Auto mode's ceiling: λ · (largest standard deviation of the rewards seen at a check) ≤ AUTO_TILT. Without it,
+# once every particle is good the rewards differ by crumbs and a scale-free λ would blow the crumbs up and keep
+# resampling on them, copying particles that can no longer diverge (bench/bench_defaults.py: the final
+# particles then kept only 50–70% of the variety of independent samples). 30 means a particle one spread
+# better than another can still win outright, so it does not hold back real steering (README, "Recommended
+# settings": 10 and 100 did about as well).
+AUTO_TILT = 30.0
 BISECTION_STEPS = 60  # relative precision 2^-60 of the bracket: more than float64 needs
 MAX_DOUBLINGS = 80  # auto mode's search for an upper bracket: λ up to 2^80 times the reward's scale
 

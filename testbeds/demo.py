@@ -71,7 +71,7 @@ def run(config: FKConfig, particles: int, seed: int):
 
 def compare(particles: int, runs: int, config: FKConfig) -> dict:
     rows = {}
-    for name, cfg in (("best-of-N", FKConfig(lmbda=0.0)), ("FK", config)):
+    for name, cfg in (("best-of-N", FKConfig(lmbda=0.0, lambda_mode="fixed")), ("FK", config)):
         hits = calls = 0
         for seed in range(runs):
             model, res = run(cfg, particles, seed)
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
 
 
 def _demo(args) -> None:
-    config = FKConfig(potential=args.potential, lmbda=args.lmbda)
+    config = FKConfig(potential=args.potential, lmbda=args.lmbda, lambda_mode="fixed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -126,7 +126,7 @@ def _demo(args) -> None:
         Image.fromarray((t[0].clamp(0, 1) * 255).round().byte().numpy()).save(out / name)
 
     seed = first_sunset_seed(config, args.particles, args.runs)
-    for name, cfg in (("fk", config), ("best_of_n", FKConfig(lmbda=0.0))):
+    for name, cfg in (("fk", config), ("best_of_n", FKConfig(lmbda=0.0, lambda_mode="fixed"))):
         _, res = run(cfg, args.particles, seed)
         save(contact_sheet(enlarged(to_images(res.samples)), res.rewards, res.best_index), f"contact_sheet_{name}.png")
         if name == "fk":

@@ -30,7 +30,7 @@ def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, 
             r[0] = float("nan")
         return r
 
-    config = FKConfig(potential="diff", lmbda=lmbda, every=every)
+    config = FKConfig(potential="diff", lmbda=lmbda, lambda_mode="fixed", every=every)
     return steer(model.denoise, sigmas, noise, reward, config, generator=gen,
                  on_potential_step=on_potential_step)
 

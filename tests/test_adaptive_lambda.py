@@ -106,7 +106,7 @@ def toy_trace(config: FKConfig) -> dict:
 
 
 def test_an_early_collapse_gets_a_plain_note_and_auto_avoids_it():
-    greedy = toy_trace(FKConfig(lmbda=1000.0, window=(0.0, 1.0)))
+    greedy = toy_trace(FKConfig(lmbda=1000.0, lambda_mode="fixed", window=(0.0, 1.0)))
     notes = collapse_notes(greedy)
     assert len(notes) == 1 and "early collapse" in notes[0] and "lambda mode" in notes[0]
     assert notes[0] in greedy["notes"]  # the engine put it in the trace
@@ -124,5 +124,5 @@ def test_summary_lines_say_lambda_ess_survivors_and_lineages():
     assert "λ rose from" in lines[0] and "auto" in lines[0] and f"{trace['final_lmbda']:.3g}" in lines[0]
     assert "ESS at the first check" in text and "particles kept per resampling" in text
     assert f"{len(set(trace['origin']))} of 8 initial noises" in text
-    fixed = summary_lines(toy_trace(FKConfig(lmbda=2.0)))
+    fixed = summary_lines(toy_trace(FKConfig(lmbda=2.0, lambda_mode="fixed")))
     assert fixed[0].startswith("λ 2 at each of")

@@ -115,7 +115,7 @@ RISING_CASES = [(p, "two-steps") for p in ("diff", "max", "sum", "immediate")] +
 def test_fk_matches_tilted_sampler(potential, schedule, dim):
     a = direction(dim)
     ref, ref_se = reference(dim)
-    config = FKConfig(potential=potential, lmbda=LAMBDA, **CONFIGS[schedule])
+    config = FKConfig(potential=potential, lmbda=LAMBDA, lambda_mode="fixed", **CONFIGS[schedule])
     est, se = fk_estimate(dim, a, config)
     tol = 4 * torch.sqrt(se**2 + ref_se**2)
     assert torch.all((est - ref).abs() <= tol), f"FK {est.tolist()} vs reference {ref.tolist()} ± {tol.tolist()}"
@@ -144,7 +144,8 @@ def test_adaptive_lambda_matches_the_same_tilted_sampler(potential, schedule, di
 def test_normalising_constant_matches_plain_monte_carlo(potential, schedule):
     a = direction(2)
     exact, exact_se = plain_normalizer(2)
-    log_z, _, _ = fk_runs(2, a, FKConfig(potential=potential, lmbda=LAMBDA, **CONFIGS[schedule]), runs=200, n=8)
+    config = FKConfig(potential=potential, lmbda=LAMBDA, lambda_mode="fixed", **CONFIGS[schedule])
+    log_z, _, _ = fk_runs(2, a, config, runs=200, n=8)
     z = log_z.exp()
     mean, se = float(z.mean()), float(z.std() / len(z) ** 0.5)
     tol = 4 * (se**2 + exact_se**2) ** 0.5
