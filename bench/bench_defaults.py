@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fk_core import FKConfig, steer  # noqa: E402
+from fk_core import FKConfig, steer, tempering  # noqa: E402
 from testbeds import digits  # noqa: E402
 from testbeds.rare import rare_attribute  # noqa: E402
 from testbeds.toy import karras_sigmas  # noqa: E402
@@ -35,24 +35,24 @@ from testbeds.toy import karras_sigmas  # noqa: E402
 RARE_STEPS = 50
 
 
-def candidates(quick: bool) -> list[tuple[str, FKConfig]]:
-    """Best-of-N, the old default, adaptive candidates and a fixed-λ sweep (diff and max)."""
-    rows = [("best-of-N (λ = 0)", FKConfig(lmbda=0.0, lambda_mode="fixed")),
-            ("old default: max, λ 10 fixed", FKConfig(potential="max", lmbda=10.0, lambda_mode="fixed",
-                                                      window=(0.2, 1.0))),
-            ("NEW default", FKConfig())]
-    for potential in ("diff", "max"):
-        for strength in (0.3, 0.5, 0.7):
-            rows.append((f"{potential}, auto, strength {strength}",
-                         FKConfig(potential=potential, lambda_mode="auto", strength=strength)))
-    rows.append(("diff, auto, strength 0.5, window 0.2–0.7",
-                 FKConfig(potential="diff", lambda_mode="auto", strength=0.5, window=(0.2, 0.7))))
-    rows.append(("diff, auto, strength 0.5, window 0–1",
-                 FKConfig(potential="diff", lambda_mode="auto", strength=0.5, window=(0.0, 1.0))))
+def candidates(quick: bool) -> list[tuple[str, FKConfig, float]]:
+    """(name, config, auto ceiling): best-of-N, the old default, the new one and its neighbours, a λ sweep."""
+    tilt = tempering.AUTO_TILT
+    auto = dict(potential="max", lambda_mode="auto")
+    rows = [("best-of-N (λ = 0)", FKConfig(lmbda=0.0, lambda_mode="fixed"), tilt),
+            ("old default: max, λ 10 fixed, window 0.2–1", FKConfig(potential="max", lmbda=10.0, lambda_mode="fixed",
+                                                                    window=(0.2, 1.0)), tilt),
+            ("**new default**: max, auto, strength 0.5, window 0.2–0.8", FKConfig(), tilt),
+            ("max, auto, strength 0.3", FKConfig(**auto, strength=0.3), tilt),
+            ("max, auto, strength 0.7", FKConfig(**auto, strength=0.7), tilt),
+            ("max, auto, strength 0.5, window 0.2–1", FKConfig(**auto, window=(0.2, 1.0)), tilt),
+            ("diff, auto, strength 0.5", FKConfig(potential="diff", lambda_mode="auto"), tilt),
+            ("max, auto, strength 0.5, ceiling 10", FKConfig(**auto), 10.0),
+            ("max, auto, strength 0.5, ceiling 100", FKConfig(**auto), 100.0),
+            ("max, auto, no ceiling", FKConfig(**auto), math.inf)]
     if not quick:
         for lmbda in (0.3, 1.0, 3.0, 10.0, 30.0):
-            rows.append((f"diff, λ {lmbda:g} fixed", FKConfig(potential="diff", lmbda=lmbda)))
-            rows.append((f"max, λ {lmbda:g} fixed", FKConfig(potential="max", lmbda=lmbda)))
+            rows.append((f"max, λ {lmbda:g} fixed", FKConfig(potential="max", lmbda=lmbda, lambda_mode="fixed"), tilt))
     return rows
 
 
@@ -62,7 +62,15 @@ def mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def run_cell(config: FKConfig, n: int, seeds: int, denoise, reward, has_attribute, sigmas, noise_dim,
-             diversity=None) -> dict:
+             diversity=None, tilt: float = tempering.AUTO_TILT) -> dict:
+    shipped, tempering.AUTO_TILT = tempering.AUTO_TILT, tilt
+    try:
+        return _run_cell(config, n, seeds, denoise, reward, has_attribute, sigmas, noise_dim, diversity)
+    finally:
+        tempering.AUTO_TILT = shipped
+
+
+def _run_cell(config, n, seeds, denoise, reward, has_attribute, sigmas, noise_dim, diversity) -> dict:
     rewards, hits, first_ess, lineages, spread = [], [], [], [], []
     for seed in range(seeds):
         g = torch.Generator().manual_seed(seed)
@@ -117,9 +125,9 @@ def learned_bed(seeds: int, quick: bool) -> None:
               "| initial noises kept | diversity (share of independent) |")
         print("|---|---|---|---|---|---|---|---|")
         rows = []
-        for name, config in candidates(quick):
+        for name, config, tilt in candidates(quick):
             rows.append((name, run_cell(config, n, seeds, bed.denoiser, bed.reward, bed.has_attribute, sig,
-                                        digits.DIM, digits.mean_pairwise_distance)))
+                                        digits.DIM, digits.mean_pairwise_distance, tilt)))
         table("learned", rows, rows[0][1], n, reference)
 
 
@@ -134,9 +142,9 @@ def rare_bed(seeds: int, quick: bool) -> None:
     print("|---|---|---|---|---|---|---|")
     for n in (4, 8):
         rows = []
-        for name, config in candidates(quick):
+        for name, config, tilt in candidates(quick):
             rows.append((name, run_cell(config, n, seeds, task.model.denoise, task.reward, task.has_attribute,
-                                        sig, 2)))
+                                        sig, 2, tilt=tilt)))
         table("rare", rows, rows[0][1], n, False)
 
 

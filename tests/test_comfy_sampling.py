@@ -318,10 +318,12 @@ def test_node_refuses_bad_inputs(fk, oracle_model, vae, change, message):
 def test_potential_selector_builds_config(fk):
     out = fk.nodes.potential.FKPotentialSelector.execute(
         potential="max", every_n_steps=3, window_start=0.2, window_end=0.8, ess_threshold=0.5,
-        resampling="residual", output="draw from final weights", **{"lambda": 4.0}).result[0]
+        resampling="residual", output="draw from final weights", lambda_mode="adaptive", strength=0.3,
+        **{"lambda": 4.0}).result[0]
     assert isinstance(out, fk.fk_core.FKConfig)
     assert (out.potential, out.lmbda, out.every, out.window, out.ess_threshold, out.resampling, out.output) == \
         ("max", 4.0, 3, (0.2, 0.8), 0.5, "residual", "sample")
+    assert (out.lambda_mode, out.strength) == ("adaptive", 0.3)
     off = fk.nodes.potential.FKPotentialSelector.execute(
         potential="diff", every_n_steps=1, window_start=0.0, window_end=1.0, ess_threshold=0.0,
         resampling="systematic", output="best reward", **{"lambda": 1.0}).result[0]
