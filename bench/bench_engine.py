@@ -8,9 +8,10 @@ Table 1: for N ∈ {1, 4, 8, 16}, best-of-N (λ = 0) and FK with each potential:
 hit rate of a draw from the final weights, mean final reward, denoiser calls per run, wall time per run.
 Table 2: schedule sweep at N = 8 (every n, window) for the default potential: where potentials act.
 Table 3: bookkeeping overhead: the particle loop with the default settings (auto λ's bisection included) and a
-potential at every step vs. the same sampler with no potentials, for a small conv-net denoiser; reward time excluded (it is the user's). The wall-time
-difference is noisy on a busy CPU, so FK's own cost is also measured directly with a free denoiser and
-reported as a share of the plain loop. Plus the trace's size against N (the only per-step history kept).
+potential at every step vs. the same sampler with no potentials, for a small conv-net denoiser; reward time
+excluded (it is the user's). The wall-time difference is noisy on a busy CPU, so FK's own cost is also
+measured directly with a free denoiser and reported as a share of the plain loop. Plus the trace's size
+against N (the only per-step history kept).
 """
 
 from __future__ import annotations
