@@ -249,6 +249,9 @@ def main(argv=None) -> None:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--target", type=int, default=DEFAULT_TARGET)
     parser.add_argument("--picture", default=None, help="write a grid of 64 plain samples here (PNG)")
+    parser.add_argument("--compare", default=None,
+                        help="write PREFIX_best_of_8.png and PREFIX_fk.png: the final particles of 6 seeds, one row "
+                             "each, best-of-8 (λ = 0) and FK with the default settings")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     bed = load(args.target, retrain=args.retrain)
@@ -265,6 +268,17 @@ def main(argv=None) -> None:
     if args.picture:
         write_grid(samples[:64], args.picture)
         print(f"wrote {args.picture}")
+    if args.compare:
+        from fk_core import FKConfig, steer
+
+        for name, config in (("best_of_8", FKConfig(lmbda=0.0, lambda_mode="fixed")), ("fk", FKConfig())):
+            rows = []
+            for seed in range(6):
+                g = torch.Generator().manual_seed(seed)
+                noise = torch.randn(8, DIM, generator=g)
+                rows.append(steer(bed.denoiser, sigmas(), noise, bed.reward, config, generator=g).samples)
+            write_grid(torch.cat(rows), f"{args.compare}_{name}.png", columns=8)
+            print(f"wrote {args.compare}_{name}.png")
 
 
 def write_grid(x: torch.Tensor, path: str, columns: int = 16, scale: int = 6, pad: int = 2) -> None:
