@@ -23,8 +23,6 @@ import math
 
 import torch
 
-from .weights import ess
-
 LAMBDA_MODES = ("fixed", "adaptive", "auto")
 # Auto mode's ceiling: λ · (largest standard deviation of the rewards seen at a check) ≤ AUTO_TILT. Without it,
 # once every particle is good the rewards differ by crumbs and a scale-free λ would blow the crumbs up and keep
@@ -33,8 +31,9 @@ LAMBDA_MODES = ("fixed", "adaptive", "auto")
 # better than another can still win outright, so it does not hold back real steering (README, "Recommended
 # settings": 10 and 100 did about as well).
 AUTO_TILT = 30.0
-BISECTION_STEPS = 60  # relative precision 2^-60 of the bracket: more than float64 needs
-MAX_DOUBLINGS = 80  # auto mode's search for an upper bracket: λ up to 2^80 times the reward's scale
+GRID = 64  # candidate λ per round, evaluated in one batched operation (cheap next to 60 scalar bisection steps)
+ROUNDS = 6  # each round shrinks the bracket 63-fold: 63^-6 ≈ 2e-11 of the first bracket
+LADDER = (-20, 80)  # auto mode's upper bracket: low + 2^k / spread for k in this range
 
 
 def ess_target(strength: float) -> float:
@@ -42,9 +41,12 @@ def ess_target(strength: float) -> float:
     return 1.0 - float(strength)
 
 
-def _ess_fraction(logw: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, lmbda: float) -> float:
-    candidate = logw + lmbda * slope - offset
-    return ess(candidate) / logw.numel()
+def _ess_fractions(logw: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor,
+                   lambdas: torch.Tensor) -> torch.Tensor:
+    """ESS/N of logw + λ·slope − offset for every λ in ``lambdas`` [K] at once (log space throughout)."""
+    candidate = logw[None] + lambdas[:, None] * slope[None] - offset[None]
+    log_w = candidate - torch.logsumexp(candidate, dim=1, keepdim=True)
+    return torch.exp(-torch.logsumexp(2.0 * log_w, dim=1)) / logw.numel()
 
 
 def raise_lambda(logw: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, low: float,
@@ -53,36 +55,38 @@ def raise_lambda(logw: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, 
 
     ``logw`` holds the weights carried since the last resampling (-inf: dropped particle). λ never goes below
     ``low``: if even ``low`` misses the target, ``low`` is returned. With ``high`` = inf the bracket is found
-    by doubling from the rewards' own scale (1 / spread of the slopes), so the answer does not depend on the
-    reward's units.
+    on a doubling ladder from the rewards' own scale (1 / spread of the slopes), so the answer does not
+    depend on the reward's units. Then a bisection by grid: the bracket [feasible, infeasible] shrinks
+    ``ROUNDS`` times by a factor GRID − 1; the feasible end is returned.
     """
-    alive = torch.isfinite(logw)
     if target >= 1.0:  # flat weights asked for: any rise breaks them (float rounding would let a tiny one by)
         return low
-    if _ess_fraction(logw, slope, offset, low) < target:
+
+    def fractions(values) -> torch.Tensor:
+        return _ess_fractions(logw, slope, offset, torch.as_tensor(values, dtype=torch.float64).reshape(-1))
+
+    if float(fractions(low)) < target:
         return low
     if math.isfinite(high):
-        if _ess_fraction(logw, slope, offset, high) >= target:
+        if float(fractions(high)) >= target:
             return high
     else:
+        alive = torch.isfinite(logw)
         spread = float(slope[alive].max() - slope[alive].min()) if bool(alive.any()) else 0.0
         if spread == 0.0:
             return low  # λ does not change the weights: no information to set it
-        step = 1.0 / spread
-        high = low + step
-        for _ in range(MAX_DOUBLINGS):
-            if _ess_fraction(logw, slope, offset, high) < target:
-                break
-            step *= 2.0
-            high = low + step
-        else:
-            return high
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (low + high)
-        if mid in (low, high):
+        ladder = low + 2.0 ** torch.arange(*LADDER, dtype=torch.float64) / spread
+        failing = torch.nonzero(fractions(ladder) < target).flatten()
+        if failing.numel() == 0:
+            return float(ladder[-1])
+        first = int(failing[0])
+        high = float(ladder[first])
+        low = float(ladder[first - 1]) if first > 0 else low
+    for _ in range(ROUNDS):
+        grid = torch.linspace(low, high, GRID, dtype=torch.float64)
+        failing = torch.nonzero(fractions(grid) < target).flatten()
+        first = int(failing[0]) if failing.numel() else GRID - 1
+        if first == 0:  # rounding disagreed with the check on ``low``: keep what is known to hold
             break
-        if _ess_fraction(logw, slope, offset, mid) >= target:
-            low = mid
-        else:
-            high = mid
+        low, high = float(grid[first - 1]), float(grid[first])
     return low  # the feasible end: ESS/N ≥ target holds there
