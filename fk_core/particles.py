@@ -11,12 +11,12 @@ accumulated weights are carried forward. The final log-weight is ``logw + λ·r(
 ``applied`` is the sum of log-potentials along each lineage (see :mod:`fk_core.potentials`).
 
 Strength. λ_t, the tilt applied at a check, is ``lmbda`` at every check (``lambda_mode`` "fixed"), or rises
-from 0 as far as the ESS target of ``strength`` allows — towards ``lmbda`` ("adaptive"), or with no ceiling
-("auto": up to a ceiling set by the rewards' own spread, and the final λ is chosen the same way from the
-final rewards). See :mod:`fk_core.tempering`.
-Whatever the sequence, the final weighting makes the weighted output target p·exp(λ_final·r). (Choosing
-λ_t from the population itself makes the normalising-constant estimate consistent rather than unbiased,
-as in every adaptive SMC sampler; its bias is O(1/N).)
+from 0 as far as the ESS target of ``strength`` allows: up to ``lmbda``, which is also the final λ
+("adaptive"), or up to a ceiling set by the rewards' own spread, with the final λ chosen the same way from
+the final rewards ("auto"). See :mod:`fk_core.tempering`. Whatever the sequence, the final weighting makes
+the weighted output target p·exp(λ_final·r). (Choosing λ_t from the population itself makes the
+normalising-constant estimate consistent rather than unbiased, as in every adaptive SMC sampler; its bias
+is O(1/N).)
 
 Normalising constant. The product over resampling epochs of mean(exp(logw)) is the SMC estimate of
 E[exp(λ r(x0))] under the sampler; its log is ``log_normalizer``. It lets independent runs be combined
