@@ -47,7 +47,8 @@ def summary_lines(trace: dict[str, Any]) -> list[str]:
     """A few lines for people: λ used, ESS and survivors at the checks, lineages, then the trace's notes."""
     n = trace["num_particles"]
     steps = trace["steps"]
-    mode = trace.get("config", {}).get("lambda_mode", "fixed")
+    config = trace.get("config", {})
+    mode = config.get("lambda_mode", "fixed")
     final = _fmt(trace.get("final_lmbda"))
     lines = []
     if not steps:
@@ -58,7 +59,7 @@ def summary_lines(trace: dict[str, Any]) -> list[str]:
             lines.append(f"λ {_fmt(lambdas[0])} at each of {len(steps)} checks; final λ {final}")
         else:
             lines.append(f"λ rose from {_fmt(lambdas[0])} to {_fmt(lambdas[-1])} over {len(steps)} checks "
-                         f"({mode}, strength {trace['config'].get('strength')}); final λ {final}")
+                         f"({mode}, strength {config.get('strength')}); final λ {final}")
         lowest = min(steps, key=lambda s: s["ess"])
         lines.append(f"ESS at the first check {steps[0]['ess']:.2g} of {n}; lowest {lowest['ess']:.2g} "
                      f"(step {lowest['step']})")
