@@ -13,7 +13,7 @@ import statistics
 from typing import Any, Optional
 
 EARLY = 0.5  # checks in the first half of the run count as early: previews there carry little signal
-FEW = 2  # keeping this many particles or fewer at an early check is a collapse
+FEW = 2  # keeping this many particles or fewer at an early check is a collapse (one, with fewer than 8 particles)
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -25,8 +25,9 @@ def collapse_notes(trace: dict[str, Any]) -> list[str]:
     n, num_steps = trace["num_particles"], max(1, trace["num_steps"])
     if n < 4:
         return []
+    few = FEW if n >= 8 else 1  # 2 of 4 is what strength 0.5 keeps by design, not a collapse
     early = [s for s in trace["steps"]
-             if s["resampled"] and s["step"] <= EARLY * num_steps and s.get("survivors", n) <= FEW]
+             if s["resampled"] and s["step"] <= EARLY * num_steps and s.get("survivors", n) <= few]
     if not early:
         return []
     first = early[0]

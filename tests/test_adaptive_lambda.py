@@ -126,3 +126,16 @@ def test_summary_lines_say_lambda_ess_survivors_and_lineages():
     assert f"{len(set(trace['origin']))} of 8 initial noises" in text
     fixed = summary_lines(toy_trace(FKConfig(lmbda=2.0, lambda_mode="fixed")))
     assert fixed[0].startswith("λ 2 at each of")
+
+
+def test_collapse_threshold_follows_the_number_of_particles():
+    """2 of 4 is what strength 0.5 keeps by design; 1 of 4, or 2 of 8, early in the run, is a collapse."""
+    def trace(n, survivors, step=5):
+        return {"num_particles": n, "num_steps": 30, "config": {"lambda_mode": "auto", "potential": "max"},
+                "steps": [{"step": step, "resampled": True, "survivors": survivors, "ess": 1.5}]}
+
+    assert collapse_notes(trace(4, 2)) == []
+    assert "kept only 1 of 4" in collapse_notes(trace(4, 1))[0]
+    assert "kept only 2 of 8" in collapse_notes(trace(8, 2))[0]
+    assert collapse_notes(trace(8, 3)) == [] and collapse_notes(trace(8, 1, step=20)) == []  # late: signal
+    assert "lower the strength" in collapse_notes(trace(8, 1))[0]
