@@ -192,6 +192,8 @@ def load(target: int = DEFAULT_TARGET, retrain: bool = False) -> DigitsBed:
     if not 0 <= target <= 9:
         raise ValueError(f"target must be a digit 0–9, got {target}")
     if retrain or "state" not in _LOADED:
+        cached = cache_dir() / f"digits-v{VERSION}.pt"
+        _LOADED["from_cache"] = cached.is_file() and not retrain
         _LOADED["state"] = _load_state(retrain)
     state = _LOADED["state"]
     denoiser = DigitDenoiser(state["sigma_data"])
@@ -255,7 +257,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     bed = load(args.target, retrain=args.retrain)
-    trained = f"trained in {bed.training_seconds:.0f} s" if bed.training_seconds else "loaded from the cache"
+    trained = "loaded from the cache" if _LOADED.get("from_cache") else f"trained in {bed.training_seconds:.0f} s"
     print(f"digits bed ({trained}, {cache_dir()}): classifier held-out accuracy {bed.held_out_accuracy:.1%}")
     samples = plain_samples(bed, 2000, seed=0)
     rate = float(bed.has_attribute(samples).float().mean())
