@@ -76,3 +76,14 @@ def test_the_pack_never_imports_the_test_beds():
     importing = re.compile(r"^\s*(from|import)\s+[.\w]*(testbeds|sklearn)", re.MULTILINE)
     offenders = [str(p.relative_to(root)) for p in sources if importing.search(p.read_text())]
     assert sources and offenders == []
+
+
+@pytest.mark.slow
+def test_training_is_deterministic(bed, tmp_path, monkeypatch):
+    """Retraining from scratch (seeded, one thread) gives the cached weights bit for bit."""
+    monkeypatch.setenv("FK_TESTBED_CACHE", str(tmp_path))
+    state = digits.train()
+    for name, value in bed.denoiser.state_dict().items():
+        assert torch.equal(state["denoiser"][name], value), name
+    for name, value in bed.classifier.state_dict().items():
+        assert torch.equal(state["classifier"][name], value), name
