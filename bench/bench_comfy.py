@@ -124,7 +124,7 @@ def fk_run(pack, model, vae, n, steps, size, seed, sampler, cfg, chunk=0, every=
     counted, counter = timed_counting_model(model)
     reward_clock, clock, node_clock = Clock(), Clock(), Clock()
     timed_vae, reward = TimedVAE(vae, reward_clock), TimedBrightness(reward_clock)
-    config = pack.fk_core.FKConfig(lmbda=10.0, every=every)
+    config = pack.fk_core.FKConfig(lmbda=10.0, lambda_mode="fixed", every=every)
     real_sample_custom = comfy.sample.sample_custom
 
     def timed_sample_custom(*a, **k):  # the sampling itself, without the node's contact sheet / PNG preview

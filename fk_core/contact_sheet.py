@@ -14,6 +14,7 @@ BEST_COLOUR = (1.0, 0.78, 0.1)  # amber frame around the chosen particle
 PAD = 4  # pixels between tiles and around the grid
 BORDER = 3  # frame width around the chosen tile
 LABEL_HEIGHT = 14  # strip under each tile for "#rank  r=…"
+CAPTION_LINE = 12  # pixels per caption line under the grid (PIL's built-in font is 11 px high)
 
 
 def _rank_of(rewards: torch.Tensor) -> list[int]:
@@ -47,11 +48,13 @@ def _draw_labels(sheet: torch.Tensor, boxes: Sequence[tuple[int, int, str]]) -> 
 
 
 def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
-                  columns: Optional[int] = None, labels: bool = True) -> torch.Tensor:
+                  columns: Optional[int] = None, labels: bool = True,
+                  caption: Sequence[str] = ()) -> torch.Tensor:
     """Grid of ``images`` [N, H, W, C] (C = 1, 3 or 4) in index order; returns [1, H', W', 3] float in [0, 1].
 
     Each tile gets a label strip "#rank r=reward" (rank 1 = highest reward; "*" marks ``best_index``) and the
-    ``best_index`` tile an amber frame. ``columns`` defaults to a near-square grid.
+    ``best_index`` tile an amber frame. ``columns`` defaults to a near-square grid. ``caption`` lines (e.g.
+    :func:`fk_core.collapse.summary_lines`) go in a strip under the grid; long lines are cut at its edge.
     """
     if images.ndim != 4:
         raise ValueError(f"contact_sheet expects images [N, H, W, C], got shape {tuple(images.shape)}")
@@ -77,7 +80,8 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
     label_h = LABEL_HEIGHT if labels else 0
     cell_w, cell_h = w + 2 * BORDER, h + 2 * BORDER + label_h
     sheet_w = PAD + columns * (cell_w + PAD)
-    sheet_h = PAD + rows * (cell_h + PAD)
+    grid_h = PAD + rows * (cell_h + PAD)
+    sheet_h = grid_h + (len(caption) * CAPTION_LINE + PAD if caption else 0)
     sheet = torch.full((sheet_h, sheet_w, 3), 0.12)
     ranks = _rank_of(rewards)
     texts = []
@@ -88,6 +92,8 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
             sheet[y0:y0 + h + 2 * BORDER, x0:x0 + cell_w] = torch.tensor(BEST_COLOUR)
         sheet[y0 + BORDER:y0 + BORDER + h, x0 + BORDER:x0 + BORDER + w] = tiles[i]
         texts.append((x0 + BORDER, y0 + h + 2 * BORDER + 1, _label(ranks[i], float(rewards[i]), i == best_index)))
-    if labels:
+    texts = texts if labels else []
+    texts += [(PAD, grid_h + i * CAPTION_LINE, str(line)) for i, line in enumerate(caption)]
+    if texts:
         sheet = _draw_labels(sheet, texts)
     return sheet.unsqueeze(0)

@@ -12,7 +12,7 @@ from .schedule import potential_steps
 def config_notes(config, num_steps: int) -> list[str]:
     notes = []
     lmbda = float(config.lmbda)
-    if lmbda < 0:
+    if lmbda < 0 and getattr(config, "lambda_mode", "fixed") == "fixed":  # auto ignores lambda; adaptive refuses it
         notes.append(f"lambda is negative ({lmbda:g}): FK steers AWAY from what the reward likes; use a positive "
                      "lambda to favour it")
     start, end = config.window

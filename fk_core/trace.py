@@ -26,6 +26,8 @@ class PotentialStep:
     resampled: bool
     ancestors: torch.Tensor  # [N] long: new particle i is a copy of old particle ancestors[i]
     invalid: list[int] = field(default_factory=list)  # particles whose reward was NaN/inf (weight set to 0)
+    lmbda: float = float("nan")  # λ_t: the tilt this step applied (rises step by step in adaptive modes)
+    survivors: int = 0  # distinct particles the resampling kept (all usable ones when it did not resample)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +39,8 @@ class PotentialStep:
             "resampled": self.resampled,
             "ancestors": [int(a) for a in self.ancestors],
             "invalid": list(self.invalid),
+            "lmbda": self.lmbda if torch.isfinite(torch.tensor(self.lmbda)) else None,
+            "survivors": int(self.survivors),
         }
 
 
@@ -53,6 +57,7 @@ class Trace:
     final_log_weights: Optional[torch.Tensor] = None
     final_invalid: list[int] = field(default_factory=list)
     log_normalizer: float = float("nan")
+    final_lmbda: float = float("nan")  # the λ of the final weighting: the output targets p·exp(final_lmbda·r)
     notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
 
     def lineage(self) -> list[list[int]]:
@@ -78,5 +83,6 @@ class Trace:
             "final_log_weights": _floats(self.final_log_weights) if self.final_log_weights is not None else None,
             "final_invalid": list(self.final_invalid),
             "log_normalizer": self.log_normalizer if torch.isfinite(torch.tensor(self.log_normalizer)) else None,
+            "final_lmbda": self.final_lmbda if torch.isfinite(torch.tensor(self.final_lmbda)) else None,
             "notes": list(self.notes),
         }

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..fk_core import FKConfig, FKError
 from ..fk_core.potentials import POTENTIALS
+from ..fk_core.tempering import LAMBDA_MODES
 from .common import CATEGORY
 from .validation import check_widgets, message, require_widgets
 
@@ -39,9 +40,22 @@ class FKPotentialSelector(io.ComfyNode):
                                         "best score it has had so far; 'diff' rewards improvement since the last "
                                         "check (the most faithful, keeps the most variety); 'sum' adds up every "
                                         "score (greediest); 'immediate' counts every score seen.")),
+                io.Combo.Input("lambda_mode", options=list(LAMBDA_MODES), default=defaults.lambda_mode,
+                               tooltip=("How hard the reward pushes. 'auto' (recommended): chosen at every check "
+                                        "from the particles' own scores, so 'strength' means the same for every "
+                                        "reward; lambda is not used. 'adaptive': the same, but never past "
+                                        "lambda, which is also the final strength. 'fixed': lambda at every "
+                                        "check (lambda 0 = no steering: plain best-of-N).")),
+                io.Float.Input("strength", default=defaults.strength, min=0.0, max=1.0, step=0.05,
+                               tooltip=("For 'auto' and 'adaptive': how much of the particles' variety each check "
+                                        "may use up. 0 = no steering, 0.5 (recommended) = each check may leave "
+                                        "about half the particles in play, 1 = the best particle takes all. "
+                                        "Works the same whatever the reward's scale.")),
                 io.Float.Input("lambda", default=defaults.lmbda, min=-1000.0, max=1000.0, step=0.5,
-                               tooltip=("Steering strength. 0 = no steering (plain sampling). Higher = the reward "
-                                        "decides more, at the cost of variety between particles. Negative "
+                               tooltip=("For 'fixed' and 'adaptive': the steering strength in the reward's own "
+                                        "units. 0 = no steering. Higher = the reward decides more, at the cost "
+                                        "of variety. Its right size depends on the reward (about 1 for CLIP "
+                                        "score, 10 for ImageReward); 'auto' needs none. Negative (fixed mode) "
                                         "steers away from the reward (the run notes it).")),
                 io.Int.Input("every_n_steps", default=defaults.every, min=1, max=1000,
                              tooltip="Check and reshuffle the particles every this many sampling steps."),
@@ -72,16 +86,21 @@ class FKPotentialSelector(io.ComfyNode):
 
     @classmethod
     def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
-                ess_threshold: float, resampling: str, output: str, **kwargs) -> io.NodeOutput:
+                ess_threshold: float, resampling: str, output: str, lambda_mode: str = "auto",
+                strength: float = 0.5, **kwargs) -> io.NodeOutput:
         lmbda = kwargs["lambda"]
-        values = {"potential": potential, "lambda": lmbda, "every_n_steps": every_n_steps,
-                  "window_start": window_start, "window_end": window_end, "ess_threshold": ess_threshold,
-                  "resampling": resampling, "output": output}
+        values = {"potential": potential, "lambda_mode": lambda_mode, "strength": strength, "lambda": lmbda,
+                  "every_n_steps": every_n_steps, "window_start": window_start, "window_end": window_end,
+                  "ess_threshold": ess_threshold, "resampling": resampling, "output": output}
         require_widgets(cls, NODE, values)  # linked widget values were not checked at queue time
         problem = _window_problem(window_start, window_end)
+        if lambda_mode == "adaptive" and float(lmbda) < 0:
+            problem = message(NODE, "lambda", f"is {float(lmbda):g}, but an adaptive lambda rises from 0 up to lambda",
+                              "set lambda to 0 or more, or use lambda_mode fixed to steer away from the reward")
         if problem:
             raise FKError(problem)
-        config = FKConfig(potential=potential, lmbda=float(lmbda), every=int(every_n_steps),
+        config = FKConfig(potential=potential, lmbda=float(lmbda), lambda_mode=lambda_mode,
+                          strength=float(strength), every=int(every_n_steps),
                           window=(float(window_start), float(window_end)),
                           ess_threshold=float(ess_threshold) if ess_threshold > 0 else None,
                           resampling=resampling, output=_OUTPUT_MODE[output])

@@ -21,6 +21,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError
+from ..fk_core.collapse import summary_lines
 from ..fk_core.contact_sheet import contact_sheet
 from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
@@ -220,9 +221,9 @@ class FKParticleSampler(io.ComfyNode):
         best_latent["samples"] = samples[chosen:chosen + 1].clone()
         if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
             best_latent["noise_mask"] = best_latent["noise_mask"][:1]
-        sheet = contact_sheet(images, result.rewards, chosen)
         trace = outcome.trace_dict()
         trace["order"] = [int(i) for i in order]
+        sheet = contact_sheet(images, result.rewards, chosen, caption=summary_lines(trace))
         summary = _summary(outcome)
         preview = ui.PreviewImage(sheet, cls=cls)
         ui_dict = {**preview.as_dict(), "text": [summary]}
@@ -234,7 +235,7 @@ def _summary(outcome) -> str:
     result = outcome.result
     r = result.rewards[outcome.chosen_index]
     lines = [f"particle {outcome.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
-    lines += [str(n) for n in outcome.notes]
+    lines += summary_lines(outcome.trace_dict())  # λ, ESS, survivors, lineages, then every note (sampler's too)
     return "\n".join(lines)
 
 

@@ -5,4 +5,4 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$(bash "$here/scripts/setup-env.sh" | tail -n 1)"
 cd "$here"
-"$venv/bin/python" -m fk_core.demo "$@"
+"$venv/bin/python" -m testbeds.demo "$@"

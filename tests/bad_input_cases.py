@@ -40,7 +40,8 @@ def base_graph(ckpt: str, seed: int = 0, steps: int = 3, particles: int = 2) -> 
         LATENT: {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
         REWARD: {"class_type": "FKTestBrightnessReward", "inputs": {}},
         POTENTIAL: {"class_type": "FKPotentialSelector", "inputs": {
-            "potential": "max", "lambda": 10.0, "every_n_steps": 1, "window_start": 0.0, "window_end": 1.0,
+            "potential": "max", "lambda_mode": "fixed", "strength": 0.5, "lambda": 10.0, "every_n_steps": 1,
+            "window_start": 0.0, "window_end": 1.0,
             "ess_threshold": 0.0, "resampling": "systematic", "output": "best reward"}},
         SAMPLER: {"class_type": "FKParticleSampler", "inputs": {
             "model": [CKPT, 0], "positive": [POS, 0], "negative": [NEG, 0], "latent_image": [LATENT, 0],
@@ -121,10 +122,11 @@ def rejected_cases(ckpt: str) -> list[Case]:
     cases += _number_cases("selector", g, POTENTIAL, SEL, "window_start", [NAN, INF, -0.1, 1.5])
     cases += _number_cases("selector", g, POTENTIAL, SEL, "window_end", [NAN, -INF, 2.0])
     cases += _number_cases("selector", g, POTENTIAL, SEL, "ess_threshold", [NAN, INF, -0.5, 1.5])
+    cases += _number_cases("selector", g, POTENTIAL, SEL, "strength", [NAN, -INF, -0.1, 1.5])
     cases.append(Case("selector-window-reversed", _with(g, POTENTIAL, window_start=0.8, window_end=0.2), "rejected",
                       [f"{SEL}: window_start", "at most window_end"], POTENTIAL))
     for name, value in (("potential", "best"), ("potential", "MAX"), ("potential", ""), ("resampling", "bogus"),
-                        ("output", "best")):
+                        ("output", "best"), ("lambda_mode", "manual")):
         cases.append(Case(f"selector-{name}={value!r}", _with(g, POTENTIAL, **{name: value}), "rejected",
                           [f"{SEL}: {name} has an unknown value", "choose one of"], POTENTIAL))
     # FK Particle Sampler widgets.

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from fk_core import FKConfig, FKResult, steer
-from fk_core.toy import karras_sigmas, two_modes
+from testbeds.toy import karras_sigmas, two_modes
 
 
 def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, lmbda: float = 8.0,
@@ -31,7 +31,7 @@ def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, 
             r[0] = float("nan")
         return r
 
-    config = FKConfig(potential="diff", lmbda=lmbda, every=every)
+    config = FKConfig(potential="diff", lmbda=lmbda, lambda_mode="fixed", every=every)
     return steer(model.denoise, sigmas, noise, reward, config, generator=gen,
                  on_potential_step=step_hook)
 

@@ -36,7 +36,8 @@ def run(fk, model, vae, sampler, chunk, cfg=3.0, seed=3):
             model=model, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),
             latent_image=comfy_host.empty_latent(1, SIZE), vae=vae, reward=comfy_host.ModeReward(vae, SIZE),
             seed=seed, steps=STEPS, cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0,
-            particles=N, particle_chunk=chunk, potential=fk.fk_core.FKConfig(lmbda=5.0, every=1))
+            particles=N, particle_chunk=chunk, potential=fk.fk_core.FKConfig(lambda_mode="fixed", lmbda=5.0, every=1,
+                                                                          window=(0.0, 1.0)))
     best_latent, _image, _sheet, _all, trace = out.result
     trace = json.loads(trace)
     assert trace["notes"] == out.ui["text"][0].split("\n")[1:]  # every note of the run is shown on the node

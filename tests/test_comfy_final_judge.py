@@ -40,7 +40,8 @@ def test_particle_sampler_final_judge_weights_and_chooses(fk_pack, oracle_model,
             model=model, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),
             latent_image=comfy_host.empty_latent(1, SIZE), vae=tiny_vae, reward=steer, seed=3, steps=STEPS,
             cfg=1.0, sampler_name="euler_ancestral", scheduler="normal", denoise=1.0, particles=N,
-            particle_chunk=0, potential=fk_pack.fk_core.FKConfig(lmbda=20.0, every=2), final_reward=judge)
+            particle_chunk=0, potential=fk_pack.fk_core.FKConfig(lambda_mode="fixed", lmbda=20.0, every=2),
+            final_reward=judge)
     best_latent, best_image, _sheet, all_images, trace = out.result
     trace = json.loads(trace)
     assert judge.batches == [N], "the judge scores the N finished particles once, nothing else"
@@ -63,7 +64,8 @@ def test_sampler_path_final_judge_chooses_the_returned_latent(fk_pack, oracle_mo
     with torch.inference_mode():
         fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
             vae=tiny_vae, reward=comfy_host.ModeReward(tiny_vae, SIZE), particles=N, sampler_name="euler_ancestral",
-            particle_chunk=0, potential=fk_pack.fk_core.FKConfig(lmbda=20.0, every=2), final_reward=judge,
+            particle_chunk=0, potential=fk_pack.fk_core.FKConfig(lambda_mode="fixed", lmbda=20.0, every=2),
+            final_reward=judge,
             **{"return": "best particle"}).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
         out, _ = SamplerCustom().sample(model, True, 3, 1.0, comfy_host.tiny_conditioning(),

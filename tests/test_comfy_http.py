@@ -16,8 +16,8 @@ FK_NODES = {
                           "final_reward"},
     "FKSampler": {"vae", "reward", "particles", "particle_chunk", "sampler_name", "return", "potential",
                   "final_reward"},
-    "FKPotentialSelector": {"potential", "lambda", "every_n_steps", "window_start", "window_end", "ess_threshold",
-                            "resampling", "output"},
+    "FKPotentialSelector": {"potential", "lambda_mode", "strength", "lambda", "every_n_steps", "window_start",
+                            "window_end", "ess_threshold", "resampling", "output"},
 }
 
 
@@ -52,8 +52,9 @@ def fk_graph(ckpt: str, seed: int = 0, batch: int = 1, particles: int = 4) -> di
         "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": batch}},
         "5": {"class_type": "FKTestBrightnessReward", "inputs": {}},
         "6": {"class_type": "FKPotentialSelector", "inputs": {
-            "potential": "diff", "lambda": 10.0, "every_n_steps": 1, "window_start": 0.0, "window_end": 1.0,
-            "ess_threshold": 0.0, "resampling": "systematic", "output": "best reward"}},
+            "potential": "diff", "lambda_mode": "fixed", "strength": 0.5, "lambda": 10.0, "every_n_steps": 1,
+            "window_start": 0.0, "window_end": 1.0, "ess_threshold": 0.0, "resampling": "systematic",
+            "output": "best reward"}},
         "7": {"class_type": "FKParticleSampler", "inputs": {
             "model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0], "latent_image": ["4", 0],
             "vae": ["1", 2], "reward": ["5", 0], "potential": ["6", 0], "seed": seed, "steps": 3, "cfg": 2.0,

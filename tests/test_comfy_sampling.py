@@ -35,7 +35,7 @@ def run_node(fk, model, vae, reward, *, seed=1, steps=STEPS, cfg=1.0, sampler="e
              potential=None, latent=None, denoise=1.0, chunk=0, positive=None, negative=None):
     import torch
 
-    config = potential if potential is not None else fk.fk_core.FKConfig(lmbda=20.0, every=2)
+    config = potential if potential is not None else fk.fk_core.FKConfig(lmbda=20.0, lambda_mode="fixed", every=2)
     with torch.inference_mode():
         out = fk.nodes.sampler.FKParticleSampler.execute(
             model=model, positive=positive or comfy_host.tiny_conditioning(),
@@ -58,7 +58,7 @@ def run_sampler_path(fk, model, vae, reward, *, seed=1, steps=STEPS, cfg=1.0, sa
     with torch.inference_mode():
         fk_sampler = fk.nodes.sampler.FKSampler.execute(
             vae=vae, reward=reward, particles=particles, sampler_name=sampler, particle_chunk=0,
-            potential=fk.fk_core.FKConfig(lmbda=20.0, every=2), **{"return": returns}).result[0]
+            potential=fk.fk_core.FKConfig(lmbda=20.0, lambda_mode="fixed", every=2), **{"return": returns}).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", steps)
         out, _denoised = SamplerCustom().sample(model, True, seed, cfg, comfy_host.tiny_conditioning(),
                                                 comfy_host.tiny_conditioning(seed=1), fk_sampler, sigmas,
@@ -340,10 +340,12 @@ def test_node_refuses_bad_inputs(fk, oracle_model, vae, change, message):
 def test_potential_selector_builds_config(fk):
     out = fk.nodes.potential.FKPotentialSelector.execute(
         potential="max", every_n_steps=3, window_start=0.2, window_end=0.8, ess_threshold=0.5,
-        resampling="residual", output="draw from final weights", **{"lambda": 4.0}).result[0]
+        resampling="residual", output="draw from final weights", lambda_mode="adaptive", strength=0.3,
+        **{"lambda": 4.0}).result[0]
     assert isinstance(out, fk.fk_core.FKConfig)
     assert (out.potential, out.lmbda, out.every, out.window, out.ess_threshold, out.resampling, out.output) == \
         ("max", 4.0, 3, (0.2, 0.8), 0.5, "residual", "sample")
+    assert (out.lambda_mode, out.strength) == ("adaptive", 0.3)
     off = fk.nodes.potential.FKPotentialSelector.execute(
         potential="diff", every_n_steps=1, window_start=0.0, window_end=1.0, ess_threshold=0.0,
         resampling="systematic", output="best reward", **{"lambda": 1.0}).result[0]
@@ -355,7 +357,8 @@ def test_potential_selector_builds_config(fk):
 def test_lambda_zero_changes_nothing_but_the_pick(comfy_nodes, fk, oracle_model, vae):
     """With lambda 0 the weights stay uniform: FK is plain sampling of N particles (both modes populated)."""
     model, _ = oracle_model("eps")
-    out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), potential=fk.fk_core.FKConfig(lmbda=0.0, every=3))
+    out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE),
+                   potential=fk.fk_core.FKConfig(lmbda=0.0, lambda_mode="fixed", every=3))
     share = sum(r > 0 for r in out["trace"]["final_rewards"]) / N
     assert 0.15 <= share <= 0.85  # Binomial(16, 1/2)
 
@@ -371,7 +374,8 @@ def test_sampler_path_without_added_noise_runs_and_diversifies(fk, oracle_model,
     model, counter = oracle_model("eps")
     fk_sampler = fk.nodes.sampler.FKSampler.execute(
         vae=vae, reward=comfy_host.ModeReward(vae, SIZE), particles=4, sampler_name="euler_ancestral",
-        potential=fk.fk_core.FKConfig(lmbda=0.0), **{"return": "all particles (sorted by reward)"}).result[0]
+        potential=fk.fk_core.FKConfig(lmbda=0.0, lambda_mode="fixed"),
+        **{"return": "all particles (sorted by reward)"}).result[0]
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 4)
     start = {"samples": torch.full((1, 4, SIZE, SIZE), 0.5)}
     with torch.inference_mode():

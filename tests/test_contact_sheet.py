@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fk_core.contact_sheet import BEST_COLOUR, BORDER, LABEL_HEIGHT, PAD, contact_sheet
+from fk_core.contact_sheet import BEST_COLOUR, BORDER, CAPTION_LINE, LABEL_HEIGHT, PAD, contact_sheet
 
 
 def test_grid_size_and_range():
@@ -60,3 +60,15 @@ def test_bad_input_is_explained(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         contact_sheet(**args)
+
+
+def test_caption_lines_go_in_a_strip_under_the_grid():
+    images = torch.full((2, 16, 16, 3), 0.5)
+    plain = contact_sheet(images, torch.tensor([1.0, 2.0]), best_index=1)
+    lines = ["λ rose from 0.1 to 3 over 5 checks", "particles kept per resampling: first 2 of 2"]
+    captioned = contact_sheet(images, torch.tensor([1.0, 2.0]), best_index=1, caption=lines)
+    assert captioned.shape[1] == plain.shape[1] + len(lines) * CAPTION_LINE + PAD
+    assert captioned.shape[2] == plain.shape[2]
+    assert torch.equal(captioned[:, : plain.shape[1]], plain)  # the grid itself is unchanged
+    strip = captioned[0, plain.shape[1]:]
+    assert float(strip.max()) > 0.8  # light text was drawn on the dark strip

@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from fk_core import demo
+from testbeds import demo
 
 
 def test_demo_prints_table_and_writes_pictures(tmp_path, capsys):

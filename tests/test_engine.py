@@ -8,7 +8,7 @@ import torch
 
 from fk_core import FKConfig, FKError, ReuseFirstCall, run_segments, steer
 from fk_core.steppers import euler_ancestral
-from fk_core.toy import karras_sigmas, two_modes
+from testbeds.toy import karras_sigmas, two_modes
 
 GM = two_modes(2)
 SIGMAS = karras_sigmas(10)
@@ -57,7 +57,7 @@ def test_potential_step_reuses_its_x0_for_the_next_step():
         return out
 
     res = steer(den, SIGMAS, noise(4), lambda x: (seen_by_reward.append(x.clone()), x @ A)[1],
-                FKConfig(lmbda=0.0, every=3, window=(0.0, 1.0)))
+                FKConfig(lambda_mode="fixed", lmbda=0.0, every=3, window=(0.0, 1.0)))
     # potential steps 1, 4, 7: the reward saw exactly the x0 the model produced at those steps (one call each)
     assert len(seen_by_step) == 10 and len(seen_by_reward) == 3 + 1
     for k, x0 in zip([1, 4, 7], seen_by_reward):
@@ -67,7 +67,7 @@ def test_potential_step_reuses_its_x0_for_the_next_step():
 
 def test_same_seed_same_result_and_different_seed_differs():
     def run(seed):
-        return steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0),
+        return steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lambda_mode="fixed", lmbda=3.0),
                      generator=torch.Generator().manual_seed(seed))
 
     a, b, c = run(1), run(1), run(2)
@@ -77,7 +77,8 @@ def test_same_seed_same_result_and_different_seed_differs():
 
 
 def test_trace_records_every_potential_step_and_a_consistent_lineage():
-    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(lmbda=3.0, every=2, window=(0.0, 1.0)))
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A,
+                FKConfig(lambda_mode="fixed", lmbda=3.0, every=2, window=(0.0, 1.0)))
     tr = res.trace
     assert [s.step for s in tr.steps] == [1, 3, 5, 7]  # never the last step (9): it adds no noise
     for s in tr.steps:
@@ -107,7 +108,7 @@ def test_nan_rewards_are_dropped_and_reported():
         r[0] = float("nan")
         return r
 
-    res = steer(GM.denoise, SIGMAS, noise(), reward, FKConfig(lmbda=1.0))
+    res = steer(GM.denoise, SIGMAS, noise(), reward, FKConfig(lambda_mode="fixed", lmbda=1.0))
     assert all(0 in s.invalid for s in res.trace.steps)
     assert all(s.log_weights[0] == -torch.inf for s in res.trace.steps)
     assert res.trace.final_invalid == [0] and res.log_weights[0] == -torch.inf
@@ -120,7 +121,8 @@ def test_all_nan_rewards_raise_a_clear_error():
 
 
 def test_large_lambda_gives_finite_weights():
-    res = steer(GM.denoise, SIGMAS, noise(), lambda x: 5.0 + 5.0 * torch.tanh(x @ A), FKConfig(lmbda=100.0))
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: 5.0 + 5.0 * torch.tanh(x @ A),
+                FKConfig(lambda_mode="fixed", lmbda=100.0))
     assert torch.isfinite(res.log_weights).any() and not torch.isnan(res.log_weights).any()
     assert all(torch.isfinite(s.log_weights).any() for s in res.trace.steps)
 

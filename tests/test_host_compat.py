@@ -27,7 +27,7 @@ def run_node(fk, model, vae, *, particles=4, chunk=0, latent=None, positive=None
             latent_image=latent or comfy_host.empty_latent(1, size), vae=vae,
             reward=reward or comfy_host.ModeReward(vae, size), seed=seed, steps=STEPS, cfg=cfg,
             sampler_name=sampler, scheduler="normal", denoise=denoise, particles=particles, particle_chunk=chunk,
-            potential=potential or fk.fk_core.FKConfig(lmbda=10.0, every=2))
+            potential=potential or fk.fk_core.FKConfig(lambda_mode="fixed", lmbda=10.0, every=2))
     best_latent, _image, _sheet, all_images, trace = out.result
     return best_latent, all_images, json.loads(trace)
 
@@ -148,7 +148,7 @@ def test_sampler_path_particles_start_from_different_noise(fk_pack, tiny_models,
         model.set_model_unet_function_wrapper(wrapper)
         fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
             vae=tiny_vae, reward=comfy_host.ModeReward(tiny_vae, SIZE), particles=3, sampler_name="euler_ancestral",
-            potential=fk_pack.fk_core.FKConfig(lmbda=0.0)).result[0]
+            potential=fk_pack.fk_core.FKConfig(lambda_mode="fixed", lmbda=0.0)).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 3)
         with torch.inference_mode():
             SamplerCustom().sample(model, True, seed, 1.0, comfy_host.tiny_conditioning(),
@@ -219,7 +219,7 @@ def test_chunking_with_a_real_unet_differs_only_by_rounding(fk_pack, tiny_models
     import torch
 
     model, _ = comfy_host.counting_model(tiny_models("eps"))
-    config = fk_pack.fk_core.FKConfig(lmbda=0.0, every=2)
+    config = fk_pack.fk_core.FKConfig(lambda_mode="fixed", lmbda=0.0, every=2)
     runs = [run_node(fk_pack, model, tiny_vae, particles=16, cfg=3.0, chunk=chunk, size=8, potential=config,
                      sampler="dpmpp_2m_sde") for chunk in (0, 5)]
     (_, whole, whole_trace), (_, chunked, chunked_trace) = runs

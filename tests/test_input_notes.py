@@ -15,7 +15,7 @@ def test_ordinary_settings_give_no_note():
 
 
 def test_negative_lambda_is_noted():
-    (note,) = config_notes(FKConfig(lmbda=-5.0), 20)
+    (note,) = config_notes(FKConfig(lambda_mode="fixed", lmbda=-5.0), 20)
     assert "steers AWAY" in note and "-5" in note
 
 

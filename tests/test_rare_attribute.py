@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fk_core import FKConfig, steer
-from fk_core.rare import rare_attribute
-from fk_core.toy import karras_sigmas
+from testbeds.rare import rare_attribute
+from testbeds.toy import karras_sigmas
 
 STEPS, RUNS, N = 50, 150, 8
 SIGMAS = karras_sigmas(STEPS, sigma_min=0.02, sigma_max=20.0)
@@ -37,8 +37,15 @@ def test_the_attribute_is_rare():
 
 @pytest.mark.slow
 def test_fk_beats_best_of_n_by_a_wide_margin():
-    best_of_8 = hit_rate(FKConfig(lmbda=0.0))
-    fk = hit_rate(FKConfig(potential="max", lmbda=30.0))
+    best_of_8 = hit_rate(FKConfig(lmbda=0.0, lambda_mode="fixed"))
+    fk = hit_rate(FKConfig(potential="max", lmbda=30.0, lambda_mode="fixed", window=(0.2, 1.0)))
     assert best_of_8 <= 0.06, f"best-of-8 hit rate {best_of_8:.1%}"  # ≈2.4% expected from p0's 0.3%
     assert fk >= 0.85, f"FK max hit rate {fk:.1%}"
     assert fk >= best_of_8 + 0.75, f"FK {fk:.1%} vs best-of-8 {best_of_8:.1%}"
+
+
+@pytest.mark.slow
+def test_the_defaults_find_the_rare_attribute():
+    """The shipped defaults (auto λ, no λ to tune): bench/bench_defaults.py measured 100% at N = 8 over 100 seeds;
+    the issue's bar is 90%, over 4 binomial standard errors (σ ≤ 2.4% for 150 runs) below anything ≥ 0.98."""
+    assert hit_rate(FKConfig()) >= 0.9

@@ -51,7 +51,7 @@ def run(fk_pack, tiny_models, tiny_vae):
                 negative=comfy_host.tiny_conditioning(seed=1), latent_image=comfy_host.empty_latent(1, SIZE),
                 vae=tiny_vae, reward=reward, seed=3, steps=STEPS, cfg=1.0, sampler_name="euler_ancestral",
                 scheduler="normal", denoise=1.0,
-                particles=N, particle_chunk=0, potential=fk.fk_core.FKConfig(lmbda=20.0, every=2))
+                particles=N, particle_chunk=0, potential=fk.fk_core.FKConfig(lmbda=20.0, lambda_mode="fixed", every=2))
     return fk, rec, out
 
 
@@ -97,7 +97,8 @@ def test_fk_sampler_reports_every_run_of_its_cached_sampler(fk_pack, tiny_models
             fk_sampler = fk.nodes.sampler.FKSampler.execute(
                 vae=tiny_vae, reward=comfy_host.ModeReward(tiny_vae, SIZE), particles=4,
                 sampler_name="euler_ancestral", particle_chunk=0,
-                potential=fk.fk_core.FKConfig(lmbda=20.0, every=2), **{"return": "best particle"}).result[0]
+                potential=fk.fk_core.FKConfig(lmbda=20.0, lambda_mode="fixed", every=2),
+                **{"return": "best particle"}).result[0]
             sampling = model.get_model_object("model_sampling")
             sigmas = comfy.samplers.calculate_sigmas(sampling, "normal", STEPS)
             for seed in (1, 2):  # the same SAMPLER object, two prompts

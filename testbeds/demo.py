@@ -1,8 +1,8 @@
 """Headless demo of FK steering that needs no downloaded weights.
 
-    python -m fk_core.demo [--out demo_out] [--runs 50] [--particles 8]
+    python -m testbeds.demo [--out demo_out] [--runs 50] [--particles 8]
 
-The "diffusion model" is an exact Gaussian mixture over tiny 16×16 RGB pictures (fk_core.toy): a blue sky
+The "diffusion model" is an exact Gaussian mixture over tiny 16×16 RGB pictures (testbeds.toy): a blue sky
 (49.85%), a green field (49.85%) and a sunset (0.3% — the rare attribute). The reward is a real one from
 fk_core.rewards: closeness to sunset orange. Best-of-N almost never meets a sunset; FK steering, resampling
 on the x0-predictions as they sharpen, finds it most of the time with the same number of model calls.
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from .charts import lineage_chart, reward_ess_chart
-from .contact_sheet import contact_sheet
-from .engine import FKConfig, steer
-from .rewards.classic import TargetColor
+from fk_core.charts import lineage_chart, reward_ess_chart
+from fk_core.contact_sheet import contact_sheet
+from fk_core.engine import FKConfig, steer
+from fk_core.rewards.classic import TargetColor
+
 from .toy import GaussianMixture, karras_sigmas
 
 SIZE = 16
@@ -70,7 +71,7 @@ def run(config: FKConfig, particles: int, seed: int):
 
 def compare(particles: int, runs: int, config: FKConfig) -> dict:
     rows = {}
-    for name, cfg in (("best-of-N", FKConfig(lmbda=0.0)), ("FK", config)):
+    for name, cfg in (("best-of-N", FKConfig(lmbda=0.0, lambda_mode="fixed")), ("FK", config)):
         hits = calls = 0
         for seed in range(runs):
             model, res = run(cfg, particles, seed)
@@ -107,7 +108,7 @@ def main(argv=None) -> None:
 
 
 def _demo(args) -> None:
-    config = FKConfig(potential=args.potential, lmbda=args.lmbda)
+    config = FKConfig(potential=args.potential, lmbda=args.lmbda, lambda_mode="fixed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -125,7 +126,7 @@ def _demo(args) -> None:
         Image.fromarray((t[0].clamp(0, 1) * 255).round().byte().numpy()).save(out / name)
 
     seed = first_sunset_seed(config, args.particles, args.runs)
-    for name, cfg in (("fk", config), ("best_of_n", FKConfig(lmbda=0.0))):
+    for name, cfg in (("fk", config), ("best_of_n", FKConfig(lmbda=0.0, lambda_mode="fixed"))):
         _, res = run(cfg, args.particles, seed)
         save(contact_sheet(enlarged(to_images(res.samples)), res.rewards, res.best_index), f"contact_sheet_{name}.png")
         if name == "fk":

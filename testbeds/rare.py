@@ -1,6 +1,6 @@
 """The rare-attribute test bed (the FK paper's anchor: a property 0.3% of samples have).
 
-Model: :func:`fk_core.toy.two_modes` in ``dim`` dimensions. Attribute: a·x > c with a the first axis and c
+Model: :func:`testbeds.toy.two_modes` in ``dim`` dimensions. Attribute: a·x > c with a the first axis and c
 set so that exactly ``rarity`` of the model's samples have it. Reward: sigmoid((a·x − c) / width), smooth, so
 it scores partial progress; in [0, 1].
 """
