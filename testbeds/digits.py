@@ -221,7 +221,7 @@ def plain_samples(bed: DigitsBed, n: int, seed: int, steps: int = STEPS) -> torc
     s = sigmas(steps)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, DIM, generator=g) * s[0]
-    return euler_ancestral(s, 1.0, g)(lambda x, sig: bed.denoiser(x, sig), x, 0, steps)
+    return euler_ancestral(1.0, g)(lambda x, sig: bed.denoiser(x, sig), x, s)
 
 
 def reward_correlations(bed: DigitsBed, n: int = 1000, seed: int = 0,
@@ -231,12 +231,12 @@ def reward_correlations(bed: DigitsBed, n: int = 1000, seed: int = 0,
     s = sigmas(steps)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, DIM, generator=g) * s[0]
-    segment = euler_ancestral(s, 1.0, g)
+    segment = euler_ancestral(1.0, g)
     early = []
     for k in range(1, steps):
-        x = segment(lambda x, sig: bed.denoiser(x, sig), x, k - 1, k)
+        x = segment(lambda x, sig: bed.denoiser(x, sig), x, s[k - 1:k + 1])
         early.append(bed.reward(bed.denoiser(x, s[k])))
-    x = segment(lambda x, sig: bed.denoiser(x, sig), x, steps - 1, steps)
+    x = segment(lambda x, sig: bed.denoiser(x, sig), x, s[steps - 1:steps + 1])
     final = bed.reward(x)
     out = []
     for k, r in enumerate(early, start=1):

@@ -17,7 +17,7 @@ class Judge:
     """A final judge that likes the mode the steering reward dislikes, and counts its calls."""
 
     name = "opposite-mode judge"
-    note = "the judge understood: opposite mode"  # what a reward that interprets its input says (as the detector)
+    notes = ["the judge understood: opposite mode"]  # what a reward that interprets its input says (as the detector)
 
     def __init__(self, vae):
         self.mode = comfy_host.ModeReward(vae, SIZE)
@@ -51,7 +51,7 @@ def test_particle_sampler_final_judge_weights_and_chooses(fk_pack, oracle_model,
     assert trace["chosen_index"] == int(final.argmax()), "the output is the judge's favourite"
     torch.testing.assert_close(best_image[0], all_images[0])
     assert any("opposite-mode judge" in note and "oracle_mode only steered" in note for note in trace["notes"])
-    assert Judge.note in trace["notes"] and Judge.note in out.ui["text"][0], "shown under the node's preview"
+    assert Judge.notes[0] in trace["notes"] and Judge.notes[0] in out.ui["text"][0], "shown under the node's preview"
 
 
 def test_sampler_path_final_judge_chooses_the_returned_latent(fk_pack, oracle_model, tiny_vae):

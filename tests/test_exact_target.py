@@ -67,7 +67,7 @@ def plain_normalizer(dim: int, m: int = 40000) -> tuple[float, float]:
     gm = two_modes(dim)
     g = torch.Generator().manual_seed(1234)
     x = torch.randn(m, dim, generator=g, dtype=torch.float64) * SIGMAS[0]
-    x = euler_ancestral(SIGMAS, 1.0, g)(lambda x, s: gm.denoise(x, s[0]), x, 0, STEPS)
+    x = euler_ancestral(1.0, g)(lambda x, s: gm.denoise(x, s[0]), x, SIGMAS[:STEPS + 1])
     w = torch.exp(LAMBDA * (x @ a))
     return float(w.mean()), float(w.std() / m**0.5)
 
@@ -206,7 +206,7 @@ def tilt_of_plain_runs(direction: torch.Tensor):
                                                 ("immediate", "two-steps-adaptive")])
 def test_final_reward_sets_the_target_cheap_reward_only_steers(potential, schedule):
     gm = two_modes(2)
-    config = FKConfig(potential=potential, lmbda=LAMBDA, **CONFIGS[schedule])
+    config = FKConfig(potential=potential, lmbda=LAMBDA, lambda_mode="fixed", **CONFIGS[schedule])
     log_z, per_run = [], []
     for r in range(100):
         g = torch.Generator().manual_seed(20_000 + r)

@@ -205,6 +205,6 @@ def test_detector_reads_the_object_list_before_loading(reward_nodes, reward_fold
     with caplog.at_level("INFO"):
         out = load(reward="object counts (OWLv2)", objects="2 dog, a red ball", device="cpu").result[0]
     assert out.name == "object counts: 2 x 'dog', 1 x 'red ball'"
-    assert out.note == "object counts looks for 2 x 'dog', 1 x 'red ball' (detection score above 0.3)"
+    assert out.notes == ["object counts looks for 2 x 'dog', 1 x 'red ball' (detection score above 0.3)"]
     assert "2 x 'dog', 1 x 'red ball'" in caplog.text, "the node says what it understood"
     assert out(distinct_images(2, 64)).shape == (2,)
