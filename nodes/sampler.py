@@ -38,18 +38,18 @@ FKReward = io.Custom("FK_REWARD")
 
 MAX_PARTICLES = 256
 
-# >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
-# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
+# ``LIVE_HOOKS["factory"](node_id)`` -> an object with ``on_start(num_steps, particles)``,
+# ``on_potential_step(event, images)`` and ``on_finish(result)`` (nodes/live.py LiveCallbacks).
 #   event: fk_core PotentialStep (event.x0 = the scored x0 batch, before resampling);
 #   images: the decoded x0 images [N,H,W,C] the reward just scored (no second decode);
-#   result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
+#   result: fk_core FKResult after the final weighting. All run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
 
 
 def _live_callbacks(cls):
     factory = LIVE_HOOKS.get("factory")
     if factory is None:
-        return None, None
+        return None
     node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
     return factory(node_id)
 
@@ -155,9 +155,12 @@ class FKParticleSampler(io.ComfyNode):
             model = model.clone()
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))
-        on_step, on_finish = _live_callbacks(cls)
+        live = _live_callbacks(cls)
+        if live is not None:
+            live.on_start(sigmas.shape[-1] - 1, particles)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
+                         expand=False, returns="all", chunk=chunk, on_potential_step=live and live.on_potential_step,
+                         on_finish=live and live.on_finish)
         fk_sampler, outcome = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
@@ -230,10 +233,10 @@ class FKSampler(io.ComfyNode):
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
-        on_step, on_finish = _live_callbacks(cls)
+        live = _live_callbacks(cls)  # the step count is known only inside the run: on_start belongs there
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0),
-                         on_potential_step=on_step, on_finish=on_finish)
+                         on_potential_step=live and live.on_potential_step, on_finish=live and live.on_finish)
         fk_sampler, _outcome = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 
