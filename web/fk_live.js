@@ -23,6 +23,7 @@ const WIDGET_NAME = "fk_live_view";
 const MIN_HEIGHT = 560; // gallery + chart + lineage
 const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
 const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
+const MAX_TILE_PX = 64; // = the largest thumbnail nodes/live.py sends (MAX_THUMB_PX)
 const DEFAULT_MARGIN = 10; // a DOM widget's margin on the canvas (BaseDOMWidgetImpl.DEFAULT_MARGIN)
 
 let spriteCounter = 0;
@@ -69,14 +70,14 @@ function checkNumbers(s, particles) {
   return parts;
 }
 
-// "check 0.42 s: model 0.30 · decode 0.08 · reward 0.04" from a cost record; "" when there is none.
+// "check at step 4: 0.42 s (model 0.30 · decode 0.08 · reward 0.04)" from a cost record; "" without one.
 function costText(label, cost) {
   if (!cost || typeof cost !== "object") return "";
   const names = [["model_s", "model"], ["decode_s", "decode"], ["reward_s", "reward"]];
   const known = names.filter(([k]) => isNumber(cost[k]));
   if (!known.length) return "";
   const total = known.reduce((sum, [k]) => sum + cost[k], 0);
-  return `${label} ${short(total)} s: ` + known.map(([k, name]) => `${name} ${short(cost[k])}`).join(" · ");
+  return `${label}: ${short(total)} s (` + known.map(([k, name]) => `${name} ${short(cost[k])}`).join(" · ") + ")";
 }
 
 // Execution ids are "12" or, inside subgraphs, "5:12" (subgraph node path, then the local id).
@@ -326,7 +327,9 @@ class LiveView {
     this.status.title = text;
     // second line: the latest check's numbers after the run, and what checks cost (when recorded)
     const lines = [];
-    if (this.state !== "running" && numbers.length) lines.push(`last check (step ${last.step}): ${numbers.join(" · ")}`);
+    if (this.state !== "running" && numbers.length) {
+      lines.push(`last check (step ${last.step}): ${numbers.join(" · ")}`);
+    }
     const checkCost = costText(`check at step ${last?.step}`, last?.cost);
     const totalCost = costText("all checks", this.trace?.cost);
     if (this.state === "done" && totalCost) lines.push(totalCost);
@@ -357,7 +360,8 @@ class LiveView {
       g.append(tile);
     }
     const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
-    g.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+    // tiles no wider than the thumbnails (64 px): bigger ones would only blur them and take the chart's room
+    g.style.gridTemplateColumns = `repeat(${cols}, minmax(0, ${MAX_TILE_PX}px))`;
     g.classList.toggle("fk-many", n > 16); // small tiles: rewards move to the tooltip
     // badges and rewards from the step the thumbnails show, so picture and numbers agree
     const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
