@@ -8,8 +8,8 @@ or failed run needs no event of its own: the browser already gets ComfyUI's ``ex
 ``execution_error``.
 
 Bounded traffic, whatever N or the GPU speed:
-* events only at potential steps; at most ``max_events_per_second`` of them: steps that arrive faster are
-  queued and go out together in the next event (every point still reaches the chart);
+* events only at potential steps (and one when a run starts); at most ``max_events_per_second`` of them:
+  steps that arrive faster are queued and go out together in the next event (every point reaches the chart);
 * thumbnails at most every ``thumbnail_interval`` seconds (the latest images win), ≤ 64 px and smaller for
   large N, packed in one JPEG sprite, re-encoded smaller if it would exceed ``max_thumbnail_bytes``;
 * the final event carries the whole trace with rounded numbers.

@@ -173,6 +173,12 @@ def test_only_the_events_the_view_listens_to():
     assert "fk_steering.cancelled" not in js
 
 
+def test_gallery_tiles_are_no_wider_than_the_thumbnails():
+    """web/fk_live.js caps a tile at the largest thumbnail sent: wider tiles would blur and take the chart's room."""
+    js = (Path(__file__).resolve().parents[1] / "web" / "fk_live.js").read_text()
+    assert f"const MAX_TILE_PX = {live.MAX_THUMB_PX};" in js
+
+
 def test_wrong_image_count_is_a_clear_error():
     rep = LiveReporter("5", 8, send=Recorder(), clock=FakeClock())
     result = toy_run(particles=8, steps=6, every=2)

@@ -279,7 +279,8 @@ def test_live_view_end_to_end(browser, page, server, mode):
     """Two FK nodes run from the UI: each view gets its own N thumbnails, a status line counting "step k of N",
     a chart point per potential step, the resampling events, and after the run a lineage view that answers a
     click; chart and lineage keep their full height next to the contact-sheet preview in both render modes."""
-    first = load_example(page, server, particles=8)
+    # one server serves both modes: a seed of its own per mode, or ComfyUI's cache would skip the second run
+    first = load_example(page, server, particles=8, seed={CLASSIC: 7, VUE: 8}[mode])
     second = add_second_sampler(page, first, particles=4)
     assert_vue_mode_matches(page, mode)
     show_all(page, 0.6, (-560, 20))
