@@ -24,6 +24,7 @@ ARTIFACTS = PACK_DIR / "test-artifacts"
 FRONTEND_ROOTS_ENV = "FK_FRONTEND_ROOTS"
 DEFAULT_FRONTEND_GLOB = "~/.cache/fk-steering/frontends/*/comfyui_frontend_package/static"
 VUE_NODES_SINCE = (1, 30)  # front ends before this have no "Nodes 2.0" (Comfy.VueNodes.Enabled) mode
+HIDE_IN_PANEL_SINCE = (1, 49)  # the properties panel honours a widget's hideInPanel (not 1.45.15; 1.49.6 does)
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
