@@ -1,12 +1,15 @@
 """Server side of the live particle view: small JSON events sent over ComfyUI's websocket.
 
-The sampler adapter makes one :class:`LiveReporter` per run and calls :meth:`LiveReporter.potential_step`
-after every potential step (with the x0 images it already decoded for the reward), :meth:`finished` with the
-result, or :meth:`cancelled`. The front end (``web/fk_live.js``) listens for the three event types below.
+The sampler adapter gets a :class:`LiveCallbacks` from :func:`live_callbacks` and calls ``on_start(num_steps,
+particles)`` when a run begins, ``on_potential_step(event, images)`` after every potential step (with the x0
+images it already decoded for the reward) and ``on_finish(result)`` at the end. Each run gets one
+:class:`LiveReporter`. The front end (``web/fk_live.js``) listens for the two event types below; a cancelled
+or failed run needs no event of its own: the browser already gets ComfyUI's ``execution_interrupted`` /
+``execution_error``.
 
 Bounded traffic, whatever N or the GPU speed:
-* events only at potential steps; at most ``max_events_per_second`` of them: steps that arrive faster are
-  queued and go out together in the next event (every point still reaches the chart);
+* events only at potential steps (and one when a run starts); at most ``max_events_per_second`` of them:
+  steps that arrive faster are queued and go out together in the next event (every point reaches the chart);
 * thumbnails at most every ``thumbnail_interval`` seconds (the latest images win), ≤ 64 px and smaller for
   large N, packed in one JPEG sprite, re-encoded smaller if it would exceed ``max_thumbnail_bytes``;
 * the final event carries the whole trace with rounded numbers.
@@ -30,7 +33,6 @@ from PIL import Image
 
 EVENT_STEP = "fk_steering.step"
 EVENT_DONE = "fk_steering.done"
-EVENT_CANCELLED = "fk_steering.cancelled"
 PAYLOAD_VERSION = 1
 
 MAX_THUMB_PX = 64
@@ -123,6 +125,29 @@ def encode_sprite(images: torch.Tensor, edge: int, max_bytes: int, quality: int 
             edge = max(8, edge * 3 // 4)
 
 
+# Optional numbers a step may carry (other parts of the engine add them; the view shows what is there):
+# "lmbda" the λ used at the check, "survivors" the distinct particles the resampling kept, "cost" seconds spent.
+COST_KEYS = ("model_s", "decode_s", "reward_s")
+
+
+def _optional_fields(source: Any) -> dict:
+    """``lmbda``, ``survivors`` and ``cost`` of a step (a PotentialStep or its dict), rounded; absent ones left out."""
+    get = source.get if isinstance(source, dict) else (lambda key: getattr(source, key, None))
+    out: dict = {}
+    lmbda = _round(get("lmbda"))
+    if lmbda is not None:
+        out["lmbda"] = lmbda
+    survivors = get("survivors")
+    if isinstance(survivors, (int, float)) and not isinstance(survivors, bool) and survivors >= 1:
+        out["survivors"] = int(survivors)  # 0 = not recorded
+    cost = get("cost")
+    if isinstance(cost, dict):
+        rounded = {k: _round(cost[k], 3) for k in COST_KEYS if k in cost}
+        if any(v is not None for v in rounded.values()):
+            out["cost"] = rounded
+    return out
+
+
 def step_record(event: Any) -> dict:
     """The numbers of one potential step for the front end, with the resampling spelled out:
     ``copies[j]``: how many new particles copy old particle j; ``dropped``: old particles with no copy."""
@@ -142,15 +167,18 @@ def step_record(event: Any) -> dict:
         "copies": copies,
         "dropped": [j for j, c in enumerate(copies) if c == 0] if event.resampled else [],
         "invalid": [int(i) for i in getattr(event, "invalid", [])],
+        **_optional_fields(event),
     }
 
 
 def compact_trace(trace: dict) -> dict:
     """``Trace.to_dict()`` with floats rounded (4 significant digits, log-weights 3): a small event."""
     out = dict(trace)
+    rounded_keys = ("rewards", "log_weights", "ess", "sigma", "lmbda", "survivors", "cost")
     out["steps"] = [
-        {**s, "rewards": _round_list(s["rewards"]), "log_weights": _round_list(s["log_weights"], 3),
-         "ess": _round(s["ess"]), "sigma": _round(s["sigma"])}
+        {**{k: v for k, v in s.items() if k not in rounded_keys},
+         "rewards": _round_list(s["rewards"]), "log_weights": _round_list(s["log_weights"], 3),
+         "ess": _round(s["ess"]), "sigma": _round(s["sigma"]), **_optional_fields(s)}
         for s in trace.get("steps", [])
     ]
     for key in ("final_rewards", "final_log_weights"):
@@ -209,6 +237,14 @@ class LiveReporter:
             return
         self.events_sent += 1
 
+    def started(self) -> None:
+        """Tell the view a run began (N particles, ``num_steps`` steps) before its first potential step.
+
+        One small event per run; it does not count against the step throttle, so the first check still goes
+        out at once."""
+        if self.active:
+            self._emit(EVENT_STEP, {"steps": []})
+
     def potential_step(self, event: Any, images: Optional[torch.Tensor] = None) -> None:
         """Record a ``PotentialStep``; ``images`` [N,H,W,C] in [0,1] are its decoded x0-predictions."""
         if not self.active:
@@ -257,42 +293,51 @@ class LiveReporter:
         self._emit(EVENT_DONE, payload)
         self.closed = True
 
-    def cancelled(self, reason: str = "cancelled") -> None:
-        """The run stopped early (Cancel, an error): the view keeps what it has and says so."""
-        if not self.active:
-            return
-        steps, self._queue = self._queue, []  # numbers not yet sent still reach the chart
-        self._pending_images = None
-        self._emit(EVENT_CANCELLED, {"reason": str(reason)[:200], "steps": steps})
-        self.closed = True
 
+class LiveCallbacks:
+    """The sampler adapter's live-view hook for one node: ``on_start``, ``on_potential_step``, ``on_finish``.
 
-def live_callbacks(node_id: Any, **reporter_options) -> tuple[Callable, Callable]:
-    """``(on_potential_step(event, images), on_finish(result))`` for the sampler adapter's live-UI hook.
-
-    A reporter (one "run" for the front end) is made at the first potential step, when N is known. The FK
-    Sampler (SAMPLER) node's callbacks can serve several runs (ComfyUI caches the SAMPLER): a new reporter
-    starts after each finish, and when the step index goes back (a run that was cancelled before finishing).
+    Every ``on_start`` begins a new run for the front end (a new :class:`LiveReporter` and run id): the FK
+    Sampler (SAMPLER) node's callbacks serve several prompts, since ComfyUI caches the SAMPLER. Without
+    ``on_start`` a reporter is made at the first potential step (step count unknown, so the view says
+    "step k" without "of N"), and again after a finish or when the step index goes back (a run cancelled
+    before it finished). All three run on the sampling thread.
     """
-    state: dict = {}
 
-    def reporter(particles: int, step: Optional[int] = None) -> LiveReporter:
-        current = state.get("reporter")
-        restarted = step is not None and state.get("last_step") is not None and step <= state["last_step"]
-        if current is None or restarted or current.particles != particles:
-            current = state["reporter"] = LiveReporter(node_id, particles, **reporter_options)
-        if step is not None:
-            state["last_step"] = step
-        return current
+    def __init__(self, node_id: Any, **reporter_options):
+        self.node_id = node_id
+        self._options = reporter_options
+        self._reporter: Optional[LiveReporter] = None
+        self._last_step: Optional[int] = None
 
-    def on_potential_step(event: Any, images: Optional[torch.Tensor] = None) -> None:
-        reporter(len(event.rewards), int(event.step)).potential_step(event, images)
+    def _new_reporter(self, particles: int, num_steps: Optional[int] = None) -> LiveReporter:
+        self._reporter = LiveReporter(self.node_id, particles, num_steps, **self._options)
+        self._last_step = None
+        return self._reporter
 
-    def on_finish(result: Any) -> None:
-        fk_result = getattr(result, "result", result)  # an FKResult, or an outcome holding one
+    def on_start(self, num_steps: int, particles: int) -> None:
+        self._new_reporter(int(particles), int(num_steps)).started()
+
+    def on_potential_step(self, event: Any, images: Optional[torch.Tensor] = None) -> None:
+        step, particles = int(event.step), len(event.rewards)
+        current = self._reporter
+        went_back = self._last_step is not None and step <= self._last_step
+        if current is None or current.closed or went_back or current.particles != particles:
+            current = self._new_reporter(particles)
+        self._last_step = step
+        current.potential_step(event, images)
+
+    def on_finish(self, result: Any) -> None:
+        """``result``: an FKResult, or the adapter's outcome holding one in ``.result``."""
+        fk_result = getattr(result, "result", result)
         if fk_result is None:
             return
-        reporter(int(fk_result.trace.num_particles)).finished(result)
-        state.clear()  # the next run gets a new reporter (and a new run id)
+        current = self._reporter
+        if current is None or current.closed:
+            current = self._new_reporter(int(fk_result.trace.num_particles))
+        current.finished(result)
 
-    return on_potential_step, on_finish
+
+def live_callbacks(node_id: Any, **reporter_options) -> LiveCallbacks:
+    """The live-view hook the sampler nodes call (``nodes.sampler.LIVE_HOOKS["factory"]``)."""
+    return LiveCallbacks(node_id, **reporter_options)

@@ -47,7 +47,7 @@ MAX_PARTICLES = 256
 
 # The live view's hook (nodes/live.py's live_callbacks, set in nodes/__init__.py; tests swap it):
 # ``LIVE_HOOKS["factory"](node_id)`` -> an object with ``on_start(num_steps, particles)``,
-# ``on_potential_step(event, images)`` and ``on_finish(result)`` (or the older pair of the last two).
+# ``on_potential_step(event, images)`` and ``on_finish(result)`` (nodes/live.py LiveCallbacks).
 #   event: fk_core PotentialStep; images: the decoded x0 images [N,H,W,C] the reward just scored (no second
 #   decode); result: fk_core FKResult after the final weighting. All run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
@@ -60,9 +60,6 @@ def _live_callbacks(cls) -> dict:
         return {}
     node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
     hooks = factory(node_id)
-    if isinstance(hooks, tuple):  # the older interface: (on_potential_step, on_finish)
-        on_step, on_finish = hooks
-        return {"on_potential_step": on_step, "on_finish": on_finish}
     return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
 
 

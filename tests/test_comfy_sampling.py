@@ -9,6 +9,7 @@ Latents are 4x4 (32 px) to keep the real TAESD decode cheap on CPU.
 from __future__ import annotations
 
 import json
+import types
 
 import comfy_host
 import pytest
@@ -225,8 +226,10 @@ def test_live_hook_gets_already_decoded_images(fk, oracle_model, vae, monkeypatc
     seen, finished = [], []
 
     def factory(node_id):
-        return (lambda event, images: seen.append((event.step, images.shape[0], images.ndim == 4)),
-                lambda result: finished.append(result.best_index))
+        return types.SimpleNamespace(
+            on_start=lambda num_steps, particles: None,
+            on_potential_step=lambda event, images: seen.append((event.step, images.shape[0], images.ndim == 4)),
+            on_finish=lambda result: finished.append(result.best_index))
 
     monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", factory)
     out = run_node(fk, model, vae, reward, particles=4)

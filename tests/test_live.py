@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 
 # nodes/ holds ComfyUI adapters imported relative to the pack; live.py stands alone: load it by path.
 live = load_pack_file("nodes/live.py")
-EVENT_CANCELLED, EVENT_DONE, EVENT_STEP = live.EVENT_CANCELLED, live.EVENT_DONE, live.EVENT_STEP
+EVENT_DONE, EVENT_STEP = live.EVENT_DONE, live.EVENT_STEP
 LiveReporter, comfy_sender, encode_sprite = live.LiveReporter, live.comfy_sender, live.encode_sprite
 step_record, thumb_size_for = live.step_record, live.thumb_size_for
 
@@ -163,18 +164,19 @@ def test_nan_rewards_become_null():
     assert "thumbs" not in rec.events[0][1]  # no images given: numbers only
 
 
-def test_cancel_flushes_numbers_and_closes():
-    rec, clock = Recorder(), FakeClock()
-    rep = LiveReporter("5", 8, send=rec, clock=clock)
-    result = toy_run(particles=8, steps=12, every=2)
-    rep.potential_step(result.trace.steps[0])
-    rep.potential_step(result.trace.steps[1])  # same instant: queued, not sent
-    assert len(rec.events) == 1
-    rep.cancelled()
-    (cancel,) = rec.of(EVENT_CANCELLED)
-    assert [s["step"] for s in cancel["steps"]] == [result.trace.steps[1].step]
-    rep.finished(result)
-    assert rec.events[-1][0] == EVENT_CANCELLED
+def test_only_the_events_the_view_listens_to():
+    """web/fk_live.js listens for step and done; a cancelled run is told by ComfyUI's own events."""
+    assert not hasattr(live, "EVENT_CANCELLED") and not hasattr(LiveReporter, "cancelled")
+    js = (Path(__file__).resolve().parents[1] / "web" / "fk_live.js").read_text()
+    for event in (EVENT_STEP, EVENT_DONE):
+        assert f'"{event}"' in js
+    assert "fk_steering.cancelled" not in js
+
+
+def test_gallery_tiles_are_no_wider_than_the_thumbnails():
+    """web/fk_live.js caps a tile at the largest thumbnail sent: wider tiles would blur and take the chart's room."""
+    js = (Path(__file__).resolve().parents[1] / "web" / "fk_live.js").read_text()
+    assert f"const MAX_TILE_PX = {live.MAX_THUMB_PX};" in js
 
 
 def test_wrong_image_count_is_a_clear_error():
@@ -193,8 +195,8 @@ def test_no_server_is_a_quiet_no_op(monkeypatch):
     assert not rep.active
     result = toy_run(particles=4, steps=6, every=2)
     rep.potential_step(result.trace.steps[0], torch.rand(4, 8, 8, 3))
+    rep.started()
     rep.finished(result)
-    rep.cancelled()
     assert rep.events_sent == 0
 
 
@@ -250,35 +252,76 @@ def test_step_record_counts_copies():
     assert rec["rewards"][1] is None and rec["log_weights"][1] is None
 
 
+class Outcome:  # what the sampler adapter passes to on_finish
+    def __init__(self, result, chosen_index=2):
+        self.result, self.chosen_index = result, chosen_index
+
+
 def test_live_callbacks_match_the_sampler_hook():
-    """The adapter's hook: factory(node_id) -> (on_potential_step(event, images), on_finish(outcome))."""
+    """The adapter's hook: factory(node_id) -> on_start(num_steps, particles), on_potential_step(event, images),
+    on_finish(outcome). on_start opens the run at once with the step count the status line shows as "of N"."""
     rec = Recorder()
-    on_step, on_finish = live.live_callbacks("9", send=rec, clock=FakeClock())
-
-    class Outcome:  # what the sampler adapter passes to on_finish
-        def __init__(self, result):
-            self.result, self.chosen_index = result, 2
-
+    hook = live.live_callbacks("9", send=rec, clock=FakeClock())
+    hook.on_start(8, 4)
+    (start,) = rec.events
+    assert start == (EVENT_STEP, {**start[1], "steps": [], "num_steps": 8, "particles": 4, "node": "9"})
     result = toy_run(particles=4, steps=8, every=2,
-                     on_potential_step=lambda e: on_step(e, torch.rand(4, 16, 16, 3)))
-    on_finish(Outcome(result))
-    assert rec.events[0][1]["particles"] == 4 and "thumbs" in rec.events[0][1]
+                     on_potential_step=lambda e: hook.on_potential_step(e, torch.rand(4, 16, 16, 3)))
+    hook.on_finish(Outcome(result))
+    first_step = rec.events[1][1]
+    assert first_step["steps"] and "thumbs" in first_step  # the start event did not hold the first check back
+    assert {d["run"] for _, d in rec.events} == {start[1]["run"]}
+    assert all(d["num_steps"] == 8 for _, d in rec.events)
     (done,) = rec.of(EVENT_DONE)
     assert done["chosen_index"] == 2 and done["best_index"] == result.best_index and done["node"] == "9"
 
 
 def test_live_callbacks_start_a_new_run_when_reused():
-    """FK Sampler's cached SAMPLER reuses the callbacks: each run (finished or not) gets its own run id."""
+    """FK Sampler's cached SAMPLER reuses the callbacks: each run (finished or not) gets its own run id, with
+    or without on_start."""
     rec = Recorder()
-    on_step, on_finish = live.live_callbacks("9", send=rec, clock=FakeClock(), max_events_per_second=0)
-    first = toy_run(particles=4, steps=8, every=2, on_potential_step=lambda e: on_step(e))
-    on_finish(first)  # a plain FKResult (the adapter's current contract)
-    toy_run(particles=4, steps=8, every=2, on_potential_step=lambda e: on_step(e))  # cancelled: no finish
-    third = toy_run(particles=4, steps=8, every=2, seed=1, on_potential_step=lambda e: on_step(e))
-    on_finish(third)
+    hook = live.live_callbacks("9", send=rec, clock=FakeClock(), max_events_per_second=0)
+    first = toy_run(particles=4, steps=8, every=2, on_potential_step=lambda e: hook.on_potential_step(e))
+    hook.on_finish(first)  # a plain FKResult
+    toy_run(particles=4, steps=8, every=2, on_potential_step=lambda e: hook.on_potential_step(e))  # no finish
+    third = toy_run(particles=4, steps=8, every=2, seed=1, on_potential_step=lambda e: hook.on_potential_step(e))
+    hook.on_finish(third)
+    hook.on_start(8, 4)  # a started run that is cancelled before its first check
+    hook.on_start(8, 4)
+    fifth = toy_run(particles=4, steps=8, every=2, seed=2, on_potential_step=lambda e: hook.on_potential_step(e))
+    hook.on_finish(fifth)
     runs = [d["run"] for _, d in rec.events]
     per_run = {r: [e for e, d in rec.events if d["run"] == r] for r in dict.fromkeys(runs)}
-    assert len(per_run) == 3
-    steps_per_run = len(first.trace.steps)
-    assert [len(v) for v in per_run.values()] == [steps_per_run + 1, steps_per_run, steps_per_run + 1]
-    assert all(v[-1] == EVENT_DONE for i, v in enumerate(per_run.values()) if i != 1)
+    assert len(per_run) == 5
+    n = len(first.trace.steps)
+    assert [len(v) for v in per_run.values()] == [n + 1, n, n + 1, 1, 1 + n + 1]
+    assert [v[-1] == EVENT_DONE for v in per_run.values()] == [True, False, True, False, True]
+    assert [d["num_steps"] for _, d in rec.events if d["run"] == runs[-1]] == [8] * (n + 2)
+
+
+def test_optional_step_numbers_are_sent_when_present():
+    """lmbda (λ at the check), survivors (distinct particles kept) and cost (seconds) reach the view, rounded;
+    a step without them (or with the 'not recorded' defaults NaN / 0) sends none of the three keys."""
+    class E:
+        step, sigma, ess, resampled, invalid = 3, 1.5, 2.0, True, []
+        rewards = torch.tensor([0.1, 0.2, 0.3, 0.4])
+        log_weights = torch.tensor([-1.0, -1.0, -2.0, -2.0])
+        ancestors = torch.tensor([0, 0, 1, 1])
+        lmbda, survivors = 12.345678, 2
+        cost = {"model_s": 0.123456, "decode_s": 0.0456789, "reward_s": 0.01, "other": 5}
+
+    rec = step_record(E)
+    assert rec["lmbda"] == 12.35 and rec["survivors"] == 2
+    assert rec["cost"] == {"model_s": 0.123, "decode_s": 0.0457, "reward_s": 0.01}
+
+    class Bare(E):
+        lmbda, survivors, cost = float("nan"), 0, None
+
+    assert not {"lmbda", "survivors", "cost"} & set(step_record(Bare))
+    result = toy_run(particles=4, steps=6, every=2)
+    # the final trace keeps them too (rounded the same way)
+    trace = {"steps": [{**result.trace.steps[0].to_dict(), "lmbda": 3.14159, "survivors": 3,
+                        "cost": {"model_s": 1.23456}}], "final_rewards": None}
+    (step,) = live.compact_trace(trace)["steps"]
+    assert (step["lmbda"], step["survivors"], step["cost"]) == (3.142, 3, {"model_s": 1.23})
+    assert step["ancestors"] == trace["steps"][0]["ancestors"]

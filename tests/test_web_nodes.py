@@ -58,6 +58,11 @@ def run(fk_pack, tiny_models, tiny_vae):
 def test_sampler_hook_sends_steps_thumbnails_and_done(run):
     fk, rec, out = run
     trace = json.loads(out.result[4])
+    # on_start: the run opens at once, and every event carries the step count ("step k of N" in the view)
+    first_event, first_data = rec.events[0]
+    assert first_event == "fk_steering.step" and first_data["steps"] == [] and first_data["particles"] == N
+    assert {d["num_steps"] for _, d in rec.events} == {STEPS}
+    assert len({d["run"] for _, d in rec.events}) == 1
     steps = [s for e, d in rec.events if e == "fk_steering.step" for s in d["steps"]]
     assert [s["step"] for s in steps] == [s["step"] for s in trace["steps"]]
     thumbs = [d["thumbs"] for e, d in rec.events if e == "fk_steering.step" and "thumbs" in d]

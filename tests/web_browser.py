@@ -6,8 +6,10 @@ No browser download is ever attempted: Playwright is pointed at the system Chrom
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -17,6 +19,12 @@ from pathlib import Path
 PACK_DIR = Path(__file__).resolve().parents[1]
 ARTIFACTS = PACK_DIR / "test-artifacts"
 
+# Extra front ends to test next to the host's own: static folders of unpacked comfyui-frontend-package wheels
+# (`pip download --no-deps comfyui-frontend-package==1.58.1`, unzip; scripts/setup-env.sh puts them here).
+FRONTEND_ROOTS_ENV = "FK_FRONTEND_ROOTS"
+DEFAULT_FRONTEND_GLOB = "~/.cache/fk-steering/frontends/*/comfyui_frontend_package/static"
+VUE_NODES_SINCE = (1, 30)  # front ends before this have no "Nodes 2.0" (Comfy.VueNodes.Enabled) mode
+HIDE_IN_PANEL_SINCE = (1, 49)  # the properties panel honours a widget's hideInPanel (not 1.45.15; 1.49.6 does)
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -42,6 +50,30 @@ def browser_unavailable() -> str | None:
     return None
 
 
+def extra_front_ends() -> tuple[list[Path], str]:
+    """(static folders to test besides the host's own front end, where they were looked for).
+
+    ``FK_FRONTEND_ROOTS`` (os.pathsep-separated) wins over the default folder; a listed folder without an
+    index.html is kept, so its test fails with that reason instead of silently testing less."""
+    listed = os.environ.get(FRONTEND_ROOTS_ENV)
+    if listed:
+        return [Path(p).expanduser() for p in listed.split(os.pathsep) if p.strip()], f"${FRONTEND_ROOTS_ENV}"
+    pattern = os.path.expanduser(DEFAULT_FRONTEND_GLOB)
+    return [Path(p) for p in sorted(glob.glob(pattern))], DEFAULT_FRONTEND_GLOB
+
+
+def front_end_label(static: Path) -> str:
+    """``1.58.1`` for .../1.58.1/comfyui_frontend_package/static; else the folder's path."""
+    parts = Path(static).parts
+    if len(parts) >= 3 and parts[-1] == "static" and parts[-2] == "comfyui_frontend_package":
+        return parts[-3]
+    return str(static)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version or "")[:3])
+
+
 class BrowserSession:
     """One Chromium with a fresh empty profile; pages open on a ComfyUI server and record page errors."""
 
@@ -55,10 +87,12 @@ class BrowserSession:
             viewport={"width": 1500, "height": 1000})
         self.errors: list[str] = []  # page errors and our extension's console warnings
 
-    def open_comfy(self, server) -> "object":
-        """A page on the server's UI with the graph ready (first-run template dialog turned off)."""
-        req = urllib.request.Request(server.url + "/settings", method="POST",
-                                     data=json.dumps({"Comfy.TutorialCompleted": True}).encode())
+    def open_comfy(self, server, settings: dict | None = None) -> "object":
+        """A page on the server's UI with the graph ready (first-run template dialog turned off).
+
+        ``settings``: more ComfyUI settings stored before the page loads (e.g. ``Comfy.VueNodes.Enabled``)."""
+        values = {"Comfy.TutorialCompleted": True, **(settings or {})}
+        req = urllib.request.Request(server.url + "/settings", method="POST", data=json.dumps(values).encode())
         urllib.request.urlopen(req, timeout=10).read()
         page = self.context.new_page()
         page.on("console", self._on_console)
@@ -98,6 +132,7 @@ def view_state(page, node_id: str) -> dict:
             const root = node && node.fkLiveView && node.fkLiveView.root;
             if (!root) return null;
             const chart = root.querySelector('.fk-live-chart');
+            const stats = root.querySelector('.fk-live-stats');
             const lineage = root.querySelector('.fk-live-lineage');
             const detail = root.querySelector('.fk-live-detail');
             return {
@@ -116,6 +151,15 @@ def view_state(page, node_id: str) -> dict:
                 selected: lineage.dataset.selected,
                 detail: detail.hidden ? null : detail.textContent,
                 status: root.querySelector('.fk-live-status').textContent,
+                stats: !stats || stats.hidden ? null : stats.textContent,
+                notes: [...root.querySelectorAll('.fk-live-note')].map((e) => e.textContent),
+                // layout sizes in CSS px of the node (unscaled by the canvas zoom)
+                nodeWidth: node.size[0],
+                viewWidth: root.clientWidth,
+                viewHeight: root.clientHeight,
+                chartHeight: chart.clientHeight,
+                lineageHeight: lineage.clientHeight,
+                widgetWidth: node.widgets.find((w) => w.name === 'fk_live_view').width ?? null,
             };
         }""", str(node_id))
 

@@ -1,22 +1,30 @@
 // FK Steering live view: particle gallery, reward/ESS chart and lineage on the FK sampler nodes.
 //
 // Data: websocket events sent by the pack's server side (nodes/live.py), one run per "run" id:
-//   fk_steering.step       {node, run, particles, num_steps, steps: [record...], thumbs?: {sprite, cols, rows, w, h}}
-//   fk_steering.done       {node, run, best_index, trace: Trace.to_dict()}
-//   fk_steering.cancelled  {node, run, reason, steps}
+//   fk_steering.step  {node, run, particles, num_steps, steps: [record...], thumbs?: {sprite, cols, rows, w, h}}
+//                     (the first event of a run may have no steps: the run has started)
+//   fk_steering.done  {node, run, best_index, trace: Trace.to_dict()}
+// A step record may carry lmbda, survivors and cost ({model_s, decode_s, reward_s}); the view shows what is there.
+// Cancel and errors come from ComfyUI's own execution_interrupted / execution_error events.
 // Without those events (server side absent) the widget only shows a one-line hint: nothing else changes.
 // All styles live in fk_live.css under the .fk-live class; colours come from the ComfyUI theme variables.
+//
+// Two renderers place the view: the classic canvas sizes it from getMinHeight(); the "Nodes 2.0" (Vue nodes)
+// mode ignores getMinHeight and lays the element out in the node's DOM, so the same height is also set as a
+// CSS min-height (--fk-live-min-height) on the view itself.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 // Nodes that get the view when created; any other node the server reports for gets it at its first event.
 const NODE_TYPES = new Set(["FKParticleSampler"]);
-const EVENTS = { step: "fk_steering.step", done: "fk_steering.done", cancelled: "fk_steering.cancelled" };
+const EVENTS = { step: "fk_steering.step", done: "fk_steering.done" };
 const WIDGET_NAME = "fk_live_view";
 const MIN_HEIGHT = 560; // gallery + chart + lineage
 const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
 const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
+const MAX_TILE_PX = 64; // = the largest thumbnail nodes/live.py sends (MAX_THUMB_PX)
+const DEFAULT_MARGIN = 10; // a DOM widget's margin on the canvas (BaseDOMWidgetImpl.DEFAULT_MARGIN)
 
 let spriteCounter = 0;
 const views = new Set(); // every live view on the canvas (several FK nodes per graph are fine)
@@ -41,6 +49,35 @@ function fmt(v) {
   if (v === null || v === undefined || !Number.isFinite(v)) return "—";
   const a = Math.abs(v);
   return a !== 0 && (a < 0.01 || a >= 1000) ? v.toExponential(2) : v.toFixed(3);
+}
+
+// Status-line numbers (ESS, λ, seconds): about three significant digits, no exponent.
+function short(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "—";
+  const a = Math.abs(v);
+  return a >= 100 ? String(Math.round(v)) : a >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
+const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
+
+// "ESS 4.90 · kept 5 of 8 · λ 12.3": the numbers of one check that are present in its record.
+function checkNumbers(s, particles) {
+  if (!s) return [];
+  const parts = [];
+  if (isNumber(s.ess)) parts.push(`ESS ${short(s.ess)}`);
+  if (isNumber(s.survivors)) parts.push(`kept ${s.survivors} of ${particles || s.ancestors?.length || "?"}`);
+  if (isNumber(s.lmbda)) parts.push(`λ ${short(s.lmbda)}`);
+  return parts;
+}
+
+// "check at step 4: 0.42 s (model 0.30 · decode 0.08 · reward 0.04)" from a cost record; "" without one.
+function costText(label, cost) {
+  if (!cost || typeof cost !== "object") return "";
+  const names = [["model_s", "model"], ["decode_s", "decode"], ["reward_s", "reward"]];
+  const known = names.filter(([k]) => isNumber(cost[k]));
+  if (!known.length) return "";
+  const total = known.reduce((sum, [k]) => sum + cost[k], 0);
+  return `${label}: ${short(total)} s (` + known.map(([k, name]) => `${name} ${short(cost[k])}`).join(" · ") + ")";
 }
 
 // Execution ids are "12" or, inside subgraphs, "5:12" (subgraph node path, then the local id).
@@ -124,9 +161,12 @@ function setupCanvas(canvas) {
 class LiveView {
   constructor(node) {
     this.node = node;
+    this.margin = DEFAULT_MARGIN; // the widget's own margin, once it exists (attach)
     this.root = el("div", "fk-live");
     this.root.dataset.state = "idle";
     this.status = el("div", "fk-live-status", "FK live view: queue the prompt to watch the particles.");
+    this.stats = el("div", "fk-live-stats", "");
+    this.notes = el("div", "fk-live-notes", "");
     this.gallery = el("div", "fk-live-gallery");
     this.events = el("div", "fk-live-events");
     this.chart = el("canvas", "fk-live-chart");
@@ -143,7 +183,8 @@ class LiveView {
     const chartBox = panel("reward (band: min–max, 25–75%, median) · ESS (green) · ▼ resampled", this.chart);
     const lineageBox = panel("lineage: initial particles (left) → final (right) · click a final particle",
       this.lineage);
-    this.root.append(this.status, this.gallery, this.events, chartBox, lineageBox, this.detail);
+    this.root.append(this.status, this.stats, this.notes, this.gallery, this.events, chartBox, lineageBox,
+      this.detail);
     this.lineage.addEventListener("click", (e) => this.onLineageClick(e));
     this.reset(null);
     this.pending = false;
@@ -227,11 +268,8 @@ class LiveView {
     this.scheduleDraw();
   }
 
-  onCancelled(data) {
-    if (data && data.run !== undefined) {
-      this.accept(data);
-      this.addSteps(data.steps);
-    }
+  // ComfyUI's execution_interrupted / execution_error: the view keeps what it has and says so
+  onCancelled() {
     if (this.state === "running") this.state = "cancelled";
     this.scheduleDraw();
   }
@@ -260,6 +298,7 @@ class LiveView {
   draw() {
     const r = this.root;
     r.dataset.state = this.state;
+    r.style.setProperty("--fk-live-min-height", `${Math.max(0, viewHeight(this) - 2 * this.margin)}px`);
     r.dataset.steps = String(this.steps.length);
     // visibility first: it changes the canvases' sizes, which the drawing below reads
     this.lineage.closest(".fk-live-panel").hidden = !this.trace;
@@ -275,15 +314,38 @@ class LiveView {
   drawStatus() {
     const last = this.steps[this.steps.length - 1];
     const of = this.numSteps ? ` of ${this.numSteps}` : "";
+    const numbers = checkNumbers(last, this.particles);
     const text = {
       idle: "FK live view: queue the prompt to watch the particles.",
-      running: `running · ${this.particles} particles · step ${last ? last.step : 0}${of}` +
-        (last ? ` · ESS ${fmt(last.ess)}` : ""),
-      done: `done · ${this.particles} particles · best #${this.bestIndex}` +
+      running: [`running · ${this.particles} particles · step ${last ? last.step : 0}${of}`, ...numbers].join(" · "),
+      done: `done · ${this.particles} particles` + (this.numSteps ? ` · ${this.numSteps} steps` : "") +
+        ` · best #${this.bestIndex}` +
         (this.trace?.final_rewards ? ` reward ${fmt(this.trace.final_rewards[this.bestIndex])}` : ""),
       cancelled: `cancelled at step ${last ? last.step : 0}${of} · showing what was computed`,
     }[this.state];
     this.status.textContent = text;
+    this.status.title = text;
+    // second line: the latest check's numbers after the run, and what checks cost (when recorded)
+    const lines = [];
+    if (this.state !== "running" && numbers.length) {
+      lines.push(`last check (step ${last.step}): ${numbers.join(" · ")}`);
+    }
+    const checkCost = costText(`check at step ${last?.step}`, last?.cost);
+    const totalCost = costText("all checks", this.trace?.cost);
+    if (this.state === "done" && totalCost) lines.push(totalCost);
+    else if (checkCost) lines.push(checkCost);
+    this.stats.textContent = lines.join(" · ");
+    this.stats.title = lines.join("\n");
+    this.stats.hidden = this.state === "idle" || !lines.length;
+    const notes = (this.trace?.notes || []).map(String).filter((n) => n.trim());
+    this.notes.replaceChildren(...notes.slice(0, 3).map((n) => {
+      const line = el("div", "fk-live-note", n);
+      line.title = n;
+      return line;
+    }));
+    this.notes.title = notes.join("\n");
+    this.notes.dataset.count = String(notes.length);
+    this.notes.hidden = !notes.length;
   }
 
   drawGallery() {
@@ -298,7 +360,8 @@ class LiveView {
       g.append(tile);
     }
     const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
-    g.style.gridTemplateColumns = `repeat(${cols}, 1fr)`;
+    // tiles no wider than the thumbnails (64 px): bigger ones would only blur them and take the chart's room
+    g.style.gridTemplateColumns = `repeat(${cols}, minmax(0, ${MAX_TILE_PX}px))`;
     g.classList.toggle("fk-many", n > 16); // small tiles: rewards move to the tooltip
     // badges and rewards from the step the thumbnails show, so picture and numbers agree
     const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
@@ -557,6 +620,11 @@ class LiveView {
   }
 }
 
+// The height the view asks for: the one-line hint before a run, room for gallery, chart and lineage after.
+function viewHeight(view) {
+  return view.state === "idle" ? IDLE_HEIGHT : MIN_HEIGHT;
+}
+
 // Grow (never shrink) the node to what its widgets and previews need.
 function fitNode(node, minWidth = 0, extraHeight = 0) {
   const [w, h] = node.size;
@@ -571,6 +639,19 @@ function viewFor(id) {
   return node?.fkLiveView ?? null;
 }
 
+// The canvas draws a DOM widget (widget.width ?? node width) wide. The properties panel of new front ends
+// renders widgets it lists with its own canvas and writes its panel's width into widget.width; on our view
+// that would shrink (or widen) it on the node and keep it so after the panel closes. The view always spans
+// the node: width stays undefined.
+function followNodeWidth(widget) {
+  Object.defineProperty(widget, "width", {
+    configurable: true,
+    enumerable: false,
+    get: () => undefined,
+    set: () => {},
+  });
+}
+
 function attach(node) {
   if (node.fkLiveView) return;
   loadStyles();
@@ -580,9 +661,12 @@ function attach(node) {
   const widget = node.addDOMWidget(WIDGET_NAME, "fk_live", view.root, {
     serialize: false, // nothing of the view goes into the workflow or the prompt
     hideOnZoom: false,
-    getMinHeight: () => (view.state === "idle" ? IDLE_HEIGHT : MIN_HEIGHT),
+    hideInPanel: true, // the properties panel would list it as an empty parameter row
+    getMinHeight: () => viewHeight(view),
   });
   widget.serialize = false;
+  view.margin = Number.isFinite(widget.margin) ? widget.margin : DEFAULT_MARGIN;
+  followNodeWidth(widget);
   fitNode(node, 420);
   const onRemoved = node.onRemoved;
   node.onRemoved = function () {
@@ -616,9 +700,8 @@ app.registerExtension({
   async setup() {
     on(EVENTS.step, (d) => viewFor(d.node)?.onStep(d));
     on(EVENTS.done, (d) => viewFor(d.node)?.onDone(d));
-    on(EVENTS.cancelled, (d) => viewFor(d.node)?.onCancelled(d));
-    // Cancel / errors: the server may not get to send fk_steering.cancelled; stop every running view.
-    const stopAll = () => views.forEach((v) => v.onCancelled(null));
+    // Cancel / errors: stop every running view (the sampling thread sends nothing after an interrupt).
+    const stopAll = () => views.forEach((v) => v.onCancelled());
     // The node's own image preview (the contact sheet) arrives after the run: grow the node so the
     // preview sits inside it instead of spilling below the live view.
     on("executed", (d) => {
