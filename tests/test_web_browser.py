@@ -524,8 +524,8 @@ def test_properties_panel_lists_no_live_view_row(browser, page, server):
     panel_toggle(page)
     version = front_end_version(page)
     if wb.version_tuple(version) < wb.HIDE_IN_PANEL_SINCE:
-        pytest.skip(f"not applicable: front end {version}'s properties panel ignores hideInPanel: it lists an empty fk_live_view "
-                    "row that no widget option can remove without hiding the view on the node")
+        pytest.skip(f"not applicable: front end {version}'s properties panel ignores hideInPanel: it lists an "
+                    "empty fk_live_view row that no widget option can remove without hiding the view on the node")
     toggle, panel = open_properties_panel(page, node)
     rows, live_rows = panel.get_by_text("particles", exact=True).count(), panel.get_by_text("fk_live_view").count()
     toggle.click()  # closed again for the next test on this page
