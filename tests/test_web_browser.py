@@ -135,7 +135,10 @@ def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0
             set(latent, "width", 64);
             set(latent, "height", 64);
             const pot = one("FKPotentialSelector");
+            set(pot, "lambda_mode", "fixed");  // the test's own strength and window, whatever the example says
             set(pot, "lambda", lmbda);  // strong: the tiny model's small reward gaps still resample
+            set(pot, "window_start", 0.0);
+            set(pot, "window_end", 1.0);
             set(pot, "every_n_steps", every);
             const fk = one("FKParticleSampler");
             set(fk, "steps", steps);
