@@ -25,6 +25,7 @@ class PotentialStep:
     resampled: bool
     ancestors: torch.Tensor  # [N] long: new particle i is a copy of old particle ancestors[i]
     invalid: list[int] = field(default_factory=list)  # particles whose reward was NaN/inf (weight set to 0)
+    cost: Optional[dict[str, float]] = None  # host-measured seconds: {"model_s", "decode_s", "reward_s"}
     x0: Optional[torch.Tensor] = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -37,6 +38,7 @@ class PotentialStep:
             "resampled": self.resampled,
             "ancestors": [int(a) for a in self.ancestors],
             "invalid": list(self.invalid),
+            "cost": dict(self.cost) if self.cost is not None else None,
         }
 
 
@@ -54,6 +56,7 @@ class Trace:
     final_invalid: list[int] = field(default_factory=list)
     log_normalizer: float = float("nan")
     notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
+    cost: Optional[dict[str, Any]] = None  # host-measured totals (model / check decode / check reward seconds …)
 
     def lineage(self) -> list[list[int]]:
         """For each final particle, its index at every potential step (oldest first), ending at itself."""
@@ -79,4 +82,5 @@ class Trace:
             "final_invalid": list(self.final_invalid),
             "log_normalizer": self.log_normalizer if torch.isfinite(torch.tensor(self.log_normalizer)) else None,
             "notes": list(self.notes),
+            "cost": dict(self.cost) if self.cost is not None else None,
         }

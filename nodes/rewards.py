@@ -62,6 +62,7 @@ class ManagedReward:
         self.patcher = patcher
         self.name = bound.name
         self.differentiable = bound.differentiable
+        self.input_size = bound.input_size
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.patcher is not None:
