@@ -14,7 +14,7 @@ import torch
 from comfy_api.latest import io
 from torch import nn
 
-from .common import CATEGORY
+from .common import CATEGORY, FK_REWARD
 
 try:  # loaded by ComfyUI as part of the pack package
     from ..fk_core.rewards import BoundReward, WeightedSum
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 REWARD_FOLDER = "fk_rewards"
 WEIGHT_EXTENSIONS = {".pt", ".pth", ".bin", ".safetensors"}
 AUTO_WEIGHTS = "auto (default file, downloaded if missing)"
-FK_REWARD = io.Custom("FK_REWARD")
 # Learned reward models kept in RAM between runs (ComfyUI moves them off the GPU when it needs memory).
 MAX_CACHED_MODELS = 3
 

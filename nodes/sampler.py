@@ -1,7 +1,9 @@
-"""FK Particle Sampler (a KSampler replacement) and FK Sampler (a SAMPLER for SamplerCustom/-Advanced).
+"""The two sampler NODES: FK Particle Sampler (a KSampler replacement) and FK Sampler (a SAMPLER for
+SamplerCustom/-Advanced).
 
 Thin adapters: inputs are checked and turned into an FKRunSpec; sampling goes through ComfyUI's own
-comfy.sample machinery with the FK KSAMPLER from fk_sampling; no maths here.
+comfy.sample machinery with the FK KSAMPLER whose function is an :class:`~.fk_run.FKRun` (the run itself lives
+in fk_run.py, sampler choice in sampler_choice.py, chunking in chunking.py); no maths here.
 """
 
 from __future__ import annotations
@@ -20,29 +22,21 @@ from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError
 from ..fk_core.contact_sheet import contact_sheet
-from .common import CATEGORY
-from .fk_sampling import (
-    FKRunSpec,
-    automatic_chunk,
-    check_raw_conditioning,
-    choose_inner_sampler,
-    chunked_memory_estimate,
-    make_fk_ksampler,
-    reward_order,
-)
+from .chunking import automatic_chunk, chunked_memory_estimate
+from .common import CATEGORY, FK_REWARD
+from .conditioning import check_raw_conditioning
+from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .potential import FKPotential, default_potential
+from .sampler_choice import choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
 
-FKReward = io.Custom("FK_REWARD")
-
 MAX_PARTICLES = 256
 
-# >>> Live-UI hook (owner: web helper, nodes/live.py; the lead wires a LiveReporter here at merge) <<<
+# The live view's hook (nodes/live.py sets it in nodes/__init__.py; tests swap it):
 # ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
-#   event: fk_core PotentialStep (event.x0 = the scored x0 batch, before resampling);
-#   images: the decoded x0 images [N,H,W,C] the reward just scored (no second decode);
-#   result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
+#   event: fk_core PotentialStep; images: the decoded x0 images [N,H,W,C] the reward just scored (no second
+#   decode); result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
 
 
@@ -98,7 +92,7 @@ class FKParticleSampler(io.ComfyNode):
                 io.Latent.Input("latent_image", tooltip=("Starting latent (batch size 1): an empty latent, or an "
                                                          "encoded image for img2img / inpainting.")),
                 io.Vae.Input("vae", tooltip="Used to turn each particle's preview into an image for the reward."),
-                FKReward.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
+                FK_REWARD.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Same seed and settings = same images."),
                 io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps, as for KSampler."),
@@ -158,11 +152,12 @@ class FKParticleSampler(io.ComfyNode):
         on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
-        fk_sampler, outcome = make_fk_ksampler(spec)
+        fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
                                              noise_mask=noise_mask, callback=callback,
                                              disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+        outcome = run.result
         result = outcome.result
         chosen = outcome.chosen_index
         images = outcome.final_images
@@ -206,7 +201,7 @@ class FKSampler(io.ComfyNode):
                          "particles sorted by reward when 'return' is set to all."),
             inputs=[
                 io.Vae.Input("vae", tooltip="Used to turn each particle's preview into an image for the reward."),
-                FKReward.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
+                FK_REWARD.Input("reward", tooltip="What counts as a good image (from FK Reward Loader)."),
                 *_particle_inputs(),
                 io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES, default="euler_ancestral",
                                tooltip=("Sampler between steering checks; deterministic ones are swapped for their "
@@ -234,7 +229,7 @@ class FKSampler(io.ComfyNode):
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0),
                          on_potential_step=on_step, on_finish=on_finish)
-        fk_sampler, _outcome = make_fk_ksampler(spec)
+        fk_sampler, _run = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 
 
