@@ -7,7 +7,8 @@ LoRAs, ControlNets, model patches, CFG and every model family (eps, v-prediction
 * ``model``            = the k-diffusion model ComfyUI hands the sampler function (KSamplerX0Inpaint);
 * the segment sampler  = the chosen ComfyUI sampler's own ``sampler_function`` over sigmas[start:end+1], with a
                          per-segment noise seed and a callback whose step index is shifted to the full run;
-* ``reward(x0)``       = :class:`~.reward_pipeline.RewardPipeline` (process_latent_out -> VAE decode -> FK_REWARD).
+* ``reward(x0)``       = :class:`~.reward_pipeline.RewardPipeline`: the checks decode with the preview decoder
+                         (TAESD or the full VAE), the final particles with the full VAE; scored on the device.
 
 The engine's one-shot cache hands the x0 computed at a potential step to the next segment's first model call,
 so FK makes exactly as many model evaluations as plain sampling of the same N-particle batch.
@@ -28,8 +29,10 @@ import comfy.samplers
 import torch
 
 from ..fk_core import FKConfig, FKError, FKResult, run_segments
+from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
+from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
 from .reward_pipeline import RewardPipeline
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
@@ -53,6 +56,8 @@ class FKRunSpec:
     chunk: int = 0  # UNet batch chunk (0 = automatic from free memory)
     on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
     on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
+    preview_decoder: str = DEFAULT_PREVIEW_DECODER  # decoder of the checks: auto | full VAE | TAESD
+    node_name: str = "FK sampler"  # display name of the node, for messages
 
 
 @dataclass
@@ -126,7 +131,13 @@ class FKRun:
 
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
-        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk)
+        preview, preview_note = choose_preview_decoder(spec.preview_decoder, spec.vae, base_model, x.device,
+                                                       spec.node_name)
+        if preview_note:
+            notes.append(preview_note)
+        meter = CostMeter(x.device, preview.label)
+        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, preview=preview,
+                                  meter=meter)
         seed = extra_args.get("seed")
         segment_index = [0]
 
@@ -140,19 +151,25 @@ class FKRun:
                 if callback is not None:
                     callback({**info, "i": info["i"] + start})
 
-            return inner.sampler_function(wrapped_model, x_seg, sigmas[start:end + 1], extra_args=args,
-                                          callback=shifted_callback, disable=disable, **inner.extra_options)
+            out = inner.sampler_function(wrapped_model, x_seg, sigmas[start:end + 1], extra_args=args,
+                                         callback=shifted_callback, disable=disable, **inner.extra_options)
+            if end == len(sigmas) - 1:
+                pipeline.final = True  # the segment that ends the schedule: the next reward call is the final one
+            return out
 
         def on_potential_step(event):
             comfy.model_management.throw_exception_if_processing_interrupted()
+            event.cost = dict(pipeline.last_cost) if pipeline.last_cost is not None else None
             if spec.on_potential_step is not None:
                 spec.on_potential_step(event, pipeline.last_images)
+            meter.restart()  # the model clock runs from here to the next check
 
         # Resampling draws get their own stream: offset so they are not the same numbers as the particle noise.
         generator = torch.Generator().manual_seed((int(seed if seed is not None else 0) + RESAMPLING_SEED_OFFSET)
                                                   % (2**63))
         result = run_segments(x, sigmas, model, sample_segment, pipeline, spec.config, generator=generator,
                               on_potential_step=on_potential_step, model_kwargs=extra_args, notes=notes)
+        result.trace.cost = meter.totals()
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
                                    sampler=choice, chunk=chunk, notes=notes)

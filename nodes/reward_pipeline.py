@@ -1,4 +1,9 @@
-"""The reward of a particle batch inside sampling: x0 -> external latent -> VAE decode in sub-batches -> FK_REWARD."""
+"""The reward of a particle batch inside sampling: x0 -> images on the device -> FK_REWARD, one check at a time.
+
+Checks decode with the preview decoder (TAESD or the full VAE, see preview_decoder.py) and score the images where
+they were decoded (see check_cost.py); once the host marks the run as finishing (:attr:`RewardPipeline.final`),
+the final particles are decoded with the full VAE, scored, and kept full size for the node's outputs.
+"""
 
 from __future__ import annotations
 
@@ -7,45 +12,46 @@ from typing import Optional
 import comfy.model_management
 import torch
 
+from .check_cost import CostMeter, decode_and_score, reward_input_size
+from .preview_decoder import FullVAEDecoder
+
 
 class RewardPipeline:
-    """x0 (the model's internal latent space) -> external latent -> VAE decode in sub-batches -> FK_REWARD."""
+    """x0 (the model's internal latent space) -> preview or full-VAE images in sub-batches -> FK_REWARD."""
 
-    def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int):
+    def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int, preview=None,
+                 meter: Optional[CostMeter] = None):
         self.vae = vae  # comfy.sd.VAE (anything with .decode(latent) -> images)
         self.reward = reward  # FK_REWARD: images [B,H,W,C] in [0,1] -> [B]
         self.base_model = base_model
         self.sampling_models = sampling_models  # what ComfyUI loaded for sampling (UNet, ControlNets …)
         self.decode_batch = max(1, decode_batch)
+        self.full = FullVAEDecoder(vae, base_model)
+        self.preview = preview if preview is not None else self.full  # decoder of the intermediate checks
+        self.meter = meter if meter is not None else CostMeter(None, self.preview.label)
+        self.input_size = reward_input_size(reward)
+        self.final = False  # set by the host once the last segment has run: the next call scores the final x0
         self.last_images: Optional[torch.Tensor] = None
-
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        latents = self.base_model.process_latent_out(x0.float())
-        n = latents.shape[0]
-        out = None  # filled chunk by chunk: no list + cat, so only one N-image batch is alive at a time
-        for start in range(0, n, self.decode_batch):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            images = self.vae.decode(latents[start:start + self.decode_batch])
-            if images.ndim == 5:  # video VAEs return [B, T, H, W, C]: score the frames as one strip per particle
-                b, t, h, w, c = images.shape
-                images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
-            if out is None:
-                out = torch.empty((n,) + tuple(images.shape[1:]), dtype=torch.float32,
-                                  device=comfy.model_management.intermediate_device())
-            out[start:start + images.shape[0]] = images
-            del images
-        # Decoding may have moved the UNet (or a ControlNet) off the device to make room; sampling continues
-        # right after, so put back everything the sampler had loaded (a no-op when nothing moved).
-        if self.sampling_models:
-            comfy.model_management.load_models_gpu(self.sampling_models)
-        return out
+        self.last_cost: Optional[dict] = None
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             self.last_images = None  # release the previous step's images before decoding the next ones
-            images = self.decode(x0)
+            decoder = self.full if self.final else self.preview
+            scores, images, cost = decode_and_score(decoder, x0, self.reward, self.decode_batch, self.input_size,
+                                                    self.meter, keep_full=self.final)
+            # Decoding may have moved the UNet (or a ControlNet) off the device to make room; sampling continues
+            # right after, so put back everything the sampler had loaded (a no-op when nothing moved). Counted
+            # as decode time: the decode caused it.
+            if self.sampling_models:
+                start = self.meter.now()
+                comfy.model_management.load_models_gpu(self.sampling_models)
+                cost["decode_s"] += self.meter.now() - start
+            if self.final:  # the node's IMAGE outputs live where ComfyUI keeps images (normally the CPU)
+                images = images.to(comfy.model_management.intermediate_device())
+                self.meter.final = cost
+            else:
+                self.meter.checks.append(cost)
             self.last_images = images
-            scores = self.reward(images)
-        if not torch.is_tensor(scores):
-            scores = torch.as_tensor(scores)
-        return scores.detach().float().reshape(-1).cpu()
+            self.last_cost = cost
+        return scores

@@ -22,11 +22,13 @@ from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError
 from ..fk_core.contact_sheet import contact_sheet
+from .check_cost import cost_summary
 from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .potential import FKPotential, default_potential
+from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_choice import choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -60,6 +62,11 @@ def _check_potential(potential) -> FKConfig:
     if not isinstance(potential, FKConfig):
         raise FKError(f"the potential input must come from FK Potential Selector; got {type(potential).__name__}")
     return potential
+
+
+def _preview_decoder_input():
+    return io.Combo.Input("preview_decoder", options=list(PREVIEW_DECODERS), default=DEFAULT_PREVIEW_DECODER,
+                          optional=True, tooltip=PREVIEW_DECODER_TOOLTIP)
 
 
 def _particle_inputs(default_particles: int = 4):
@@ -109,6 +116,7 @@ class FKParticleSampler(io.ComfyNode):
                 *_particle_inputs(),
                 FKPotential.Input("potential", optional=True,
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
+                _preview_decoder_input(),
             ],
             outputs=[
                 io.Latent.Output(display_name="best_latent"),
@@ -122,7 +130,8 @@ class FKParticleSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
-                scheduler, denoise, particles, particle_chunk=0, potential=None) -> io.NodeOutput:
+                scheduler, denoise, particles, particle_chunk=0, potential=None,
+                preview_decoder=DEFAULT_PREVIEW_DECODER) -> io.NodeOutput:
         config = _check_potential(potential)
         _check_reward(reward)
         if particles < 1:
@@ -151,7 +160,9 @@ class FKParticleSampler(io.ComfyNode):
                                        chunked_memory_estimate(chunk))
         on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish)
+                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish,
+                         preview_decoder=preview_decoder or DEFAULT_PREVIEW_DECODER,
+                         node_name="FK Particle Sampler")
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative, latent_n,
@@ -183,6 +194,8 @@ def _summary(outcome) -> str:
     result = outcome.result
     r = result.rewards[outcome.chosen_index]
     lines = [f"particle {outcome.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
+    if result.trace.cost is not None:
+        lines.append(cost_summary(result.trace.cost))
     lines += [str(n) for n in outcome.notes]
     return "\n".join(lines)
 
@@ -212,6 +225,7 @@ class FKSampler(io.ComfyNode):
                                         "particle as a batch, best first.")),
                 FKPotential.Input("potential", optional=True,
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
+                _preview_decoder_input(),
             ],
             outputs=[io.Sampler.Output(display_name="sampler")],
             hidden=[io.Hidden.unique_id],
@@ -228,7 +242,9 @@ class FKSampler(io.ComfyNode):
         on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0),
-                         on_potential_step=on_step, on_finish=on_finish)
+                         on_potential_step=on_step, on_finish=on_finish,
+                         preview_decoder=kwargs.get("preview_decoder") or DEFAULT_PREVIEW_DECODER,
+                         node_name="FK Sampler")
         fk_sampler, _run = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 
