@@ -12,8 +12,10 @@ pytestmark = [pytest.mark.host, pytest.mark.slow]
 
 FK_NODES = {
     "FKParticleSampler": {"model", "positive", "negative", "latent_image", "vae", "reward", "seed", "steps", "cfg",
-                          "sampler_name", "scheduler", "denoise", "particles", "particle_chunk", "potential"},
-    "FKSampler": {"vae", "reward", "particles", "particle_chunk", "sampler_name", "return", "potential"},
+                          "sampler_name", "scheduler", "denoise", "particles", "particle_chunk", "potential",
+                          "preview_decoder"},
+    "FKSampler": {"vae", "reward", "particles", "particle_chunk", "sampler_name", "return", "potential",
+                  "preview_decoder"},
     "FKPotentialSelector": {"potential", "lambda", "every_n_steps", "window_start", "window_end", "ess_threshold",
                             "resampling", "output"},
 }
