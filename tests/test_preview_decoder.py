@@ -304,3 +304,45 @@ def test_outputs_on_device_restores_the_vae(fk_pack, tiny_vae):
 def test_unknown_choice_is_refused(fk_pack, oracle, tiny_vae):
     with pytest.raises(fk_pack.fk_core.FKError, match="FK Particle Sampler: preview_decoder 'tiny' is not a choice"):
         run_node(fk_pack, oracle, tiny_vae, RecordingReward(), "tiny")
+
+
+# --------------------------------------------------------------------------------------------------- agreement
+
+
+def load_agreement_script():
+    """bench/taesd_agreement.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "taesd_agreement.py"
+    spec = importlib.util.spec_from_file_location("taesd_agreement", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_agreement_statistics():
+    taesd_agreement = load_agreement_script()
+    same = taesd_agreement.agreement([1.0, 2.0, 4.0], [0.1, 0.2, 0.4])
+    assert same == {"pearson": pytest.approx(1.0), "spearman": pytest.approx(1.0), "same_best": 1.0, "regret": 0.0}
+    flipped = taesd_agreement.agreement([1.0, 2.0, 4.0], [4.0, 2.0, 1.0])
+    assert flipped["spearman"] == pytest.approx(-1.0) and flipped["same_best"] == 0.0
+    spread = (sum((v - 7 / 3) ** 2 for v in (1.0, 2.0, 4.0)) / 3) ** 0.5
+    assert flipped["regret"] == pytest.approx((4.0 - 1.0) / spread)
+    assert taesd_agreement.ranks([3.0, 1.0, 3.0]) == [1.5, 0.0, 1.5]
+
+
+@pytest.mark.slow
+def test_agreement_script_runs_on_a_checkpoint(fk_pack, vae_approx, tmp_path, capsys):
+    """bench/taesd_agreement.py end to end on a thin SD1.5 checkpoint, a random TAESD and a pixel reward."""
+    import torch
+
+    taesd_agreement = load_agreement_script()
+    torch.save(taesd_decoder_state_dict(constant=False), vae_approx / "taesd_decoder.pth")  # as published
+    ckpt = comfy_host.write_thin_sd15_checkpoint(tmp_path / "thin.safetensors")
+    rows = taesd_agreement.main(["--ckpt", str(ckpt), "--reward", "contrast", "--particles", "3", "--steps", "5",
+                                 "--seeds", "0", "--size", "64", "--cfg", "1.0", "--cpu"])
+    assert [row["step"] for row in rows] == list(fk_pack.fk_core.schedule.potential_steps(5, 1, 0.2, 1.0))
+    assert all(-1.0 <= row["pearson"] <= 1.0 for row in rows if row["pearson"] == row["pearson"])
+    out = capsys.readouterr().out
+    assert "TAESD (taesd_decoder.pth)" in out and "agreement: mean pearson=" in out
