@@ -125,10 +125,11 @@ def load_taesd(path: str, latent_channels: int, who: str) -> torch.nn.Module:
     if module is None:
         try:
             module = comfy.taesd.taesd.TAESD(None, path, latent_channels=latent_channels)
-        except (RuntimeError, KeyError, ValueError) as err:  # wrong keys or shapes in the state dict
+        except Exception as err:  # unreadable file, wrong keys or shapes: say which file, re-raised below
+            detail = (str(err).splitlines() or [""])[0][:200]
             raise FKError(f"{who}: preview_decoder could not load {path} as a TAESD decoder for "
-                          f"{latent_channels}-channel latents ({str(err).splitlines()[0]}); replace the file with "
-                          f"the matching decoder from github.com/madebyollin/taesd or choose full VAE") from err
+                          f"{latent_channels}-channel latents ({type(err).__name__}: {detail}); replace the file "
+                          f"with the matching decoder from github.com/madebyollin/taesd or choose full VAE") from err
         module.eval()
         _TAESD_CACHE.clear()  # keep one: decoders are small, but a stale one per edited file is pointless
         _TAESD_CACHE[key] = module

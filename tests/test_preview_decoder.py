@@ -278,7 +278,7 @@ def test_cost_per_check_and_totals_in_trace_and_text(fk_pack, oracle, tiny_vae, 
     assert cost["model_s"] >= sum(s["cost"]["model_s"] for s in steps)  # plus the last segment
     assert cost["model_s"] > 0.0 and cost["final_decode_s"] > 0.0
     assert out["text"].splitlines()[1].startswith("cost: model ")
-    assert f"{len(steps)} checks (TAESD (taesd_decoder.safetensors))" in out["text"]
+    assert f"{len(steps)} checks, TAESD (taesd_decoder.safetensors) previews: decode " in out["text"]
 
 
 def test_live_hook_sees_cost_and_check_images(fk_pack, oracle, tiny_vae, with_taesd, monkeypatch):
