@@ -120,10 +120,10 @@ def table_overhead(repeats: int) -> None:
         for _ in range(repeats):
             g = torch.Generator().manual_seed(2)
             t = time.perf_counter()
-            euler_ancestral(sigmas, 1.0, g)(counted, noise * sigmas[0], 0, steps)
+            euler_ancestral(1.0, g)(counted, noise * sigmas[0], sigmas)
             best_plain = min(best_plain, time.perf_counter() - t)
             g = torch.Generator().manual_seed(2)
-            seg = euler_ancestral(sigmas, 1.0, g)
+            seg = euler_ancestral(1.0, g)
             reward_time[0] = 0.0
             t = time.perf_counter()
             res = run_segments(noise * sigmas[0], sigmas, net, seg, reward, FKConfig(potential="max"), g)
@@ -145,11 +145,11 @@ def bookkeeping_seconds(noise: torch.Tensor, sigmas: torch.Tensor, steps: int, r
     for _ in range(repeats * 3):
         g = torch.Generator().manual_seed(2)
         t = time.perf_counter()
-        euler_ancestral(sigmas, 1.0, g)(free, noise * sigmas[0], 0, steps)
+        euler_ancestral(1.0, g)(free, noise * sigmas[0], sigmas)
         best_plain = min(best_plain, time.perf_counter() - t)
         g = torch.Generator().manual_seed(2)
         t = time.perf_counter()
-        run_segments(noise * sigmas[0], sigmas, free, euler_ancestral(sigmas, 1.0, g), reward,
+        run_segments(noise * sigmas[0], sigmas, free, euler_ancestral(1.0, g), reward,
                      FKConfig(potential="max"), g)
         best_fk = min(best_fk, time.perf_counter() - t)
     return max(0.0, best_fk - best_plain)

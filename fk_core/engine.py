@@ -20,7 +20,8 @@ from .particles import FKError, ParticleFilter
 from .potentials import POTENTIALS
 from .resampling import RESAMPLERS
 from .schedule import potential_steps
-from .steppers import euler_ancestral
+from .seeds import segment_seed
+from .steppers import SegmentSampler, euler_ancestral
 from .trace import PotentialStep, Trace
 
 STEP_RULES = ("euler_ancestral", "euler")
@@ -88,89 +89,137 @@ class FKResult:
 class ReuseFirstCall:
     """Wraps the model so the x0-prediction made at a potential step serves the next segment's first call.
 
-    :meth:`evaluate` calls the model and remembers (x, sigma, x0); :meth:`reorder` applies the resampling to
-    that memory. The next call with the same x and sigma returns the remembered x0 instead of calling the
-    model (the memory is used at most once). Attribute access goes to the wrapped model, so a host sampler
-    that inspects its model (ComfyUI's do) sees the real one.
+    :meth:`evaluate` calls the model and remembers (x, sigma, keyword arguments, x0); :meth:`reorder` applies
+    the resampling to that memory. The next call with the same x, sigma and keyword arguments returns the
+    remembered x0 instead of calling the model (the memory is used at most once). "Same keyword arguments"
+    means the very same objects (plain numbers and strings: equal values): a sampler that installs its own
+    hooks into the model options (ComfyUI's CFG++ samplers record the unconditional prediction in a post-CFG
+    function) passes new ones, and must see a real call, so it gets one (counted in :attr:`refused`).
+    Attribute access goes to the wrapped model, so a host sampler that inspects its model sees the real one.
     """
 
-    def __init__(self, model: Callable):
+    def __init__(self, model: Callable, enabled: bool = True):
         self.model = model
+        self.enabled = enabled
         self.evaluations = 0
-        self._memory: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+        self.refused = 0  # remembered x0 not reused because the call's arguments differed: one extra evaluation
+        self._memory: Optional[tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]] = None
 
     def __getattr__(self, name: str):
         return getattr(self.__dict__["model"], name)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs):
         memory, self._memory = self._memory, None
-        if memory is not None:
-            mx, msigma, x0 = memory
+        if memory is not None and self.enabled:
+            mx, msigma, mkwargs, x0 = memory
             if x.shape == mx.shape and torch.equal(torch.as_tensor(sigma, device=msigma.device), msigma) \
                     and torch.equal(x, mx):
-                return x0
+                if _same_arguments(kwargs, mkwargs):
+                    return x0
+                self.refused += 1
         self.evaluations += 1
         return self.model(x, sigma, **kwargs)
 
     def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs) -> torch.Tensor:
         self._memory = None
         x0 = self(x, sigma, **kwargs)
-        self._memory = (x, sigma, x0)
+        self._memory = (x, sigma, dict(kwargs), x0)
         return x0
 
     def reorder(self, x: torch.Tensor, ancestors: torch.Tensor) -> torch.Tensor:
         """Resample x and the remembered x0 together; returns the new x."""
-        mx, sigma, x0 = self._memory
+        mx, sigma, kwargs, x0 = self._memory
         idx = ancestors.to(x.device)
         x, x0 = x[idx], x0[idx]
-        self._memory = (x, sigma, x0)
+        self._memory = (x, sigma, kwargs, x0)
         return x
 
 
-def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_segment: Callable,
+def _same_arguments(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if value is other:
+            continue
+        if isinstance(value, (int, float, str, bool)) and type(value) is type(other) and value == other:
+            continue
+        return False
+    return True
+
+
+def _segment_args(extra_args: dict, segment: int) -> dict:
+    """The sampler's extra arguments for one segment: its own noise seed (see fk_core.seeds), the rest shared."""
+    args = dict(extra_args)
+    if "seed" in args:
+        args["seed"] = segment_seed(args["seed"], segment)
+    return args
+
+
+def _shifted(callback: Optional[Callable], start: int) -> Optional[Callable]:
+    """The sampler counts steps from its slice's start; the caller's callback gets indices of the whole run."""
+    if callback is None:
+        return None
+    return lambda info: callback({**info, "i": info["i"] + start})
+
+
+def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler: SegmentSampler,
                  reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig,
                  generator: Optional[torch.Generator] = None,
-                 on_potential_step: Optional[Callable[[PotentialStep], None]] = None,
-                 model_kwargs: Optional[dict] = None, notes: Optional[list[str]] = None) -> FKResult:
+                 on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
+                 extra_args: Optional[dict] = None, callback: Optional[Callable] = None,
+                 disable: Optional[bool] = None, notes: Optional[list[str]] = None,
+                 reuse_x0: bool = True) -> FKResult:
     """Run N particles (the batch of ``x``, already at sigmas[0]) through ``sigmas`` with FK steering.
 
-    ``model(x, sigma_batch, **model_kwargs)`` → x0-prediction; ``sample_segment(model, x, start, end)`` runs
-    the host sampler over sigmas[start:end+1] using the model it is given; ``reward(x0)`` → [N].
-    ``generator`` drives resampling only (CPU); the host owns its sampler's noise.
+    ``model(x, sigma_batch, **extra_args)`` → x0-prediction; ``sampler(model, x, sigmas_slice, extra_args=,
+    callback=, disable=)`` is any k-diffusion sampler (see fk_core.steppers): it runs one segment between
+    potential steps, with that segment's ``extra_args["seed"]`` (when there is one) from fk_core.seeds;
+    ``callback`` gets step indices of the whole run. ``reward(x0)`` → [N]. ``on_potential_step(event, x0)`` sees
+    each step's record and the x0 batch that was scored (before resampling). ``generator`` drives resampling
+    only (CPU); the sampler owns its noise. ``reuse_x0=False`` makes every segment's first call a real one
+    (for checking the reuse changes nothing).
     """
     n = x.shape[0]
     num_steps = len(sigmas) - 1
     if num_steps < 1:
         raise FKError("need at least one sampling step (sigmas must have two or more entries)")
-    model_kwargs = model_kwargs or {}
+    extra_args = dict(extra_args or {})
     pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold, generator)
     trace = pf.new_trace(num_steps, config.to_dict())
     trace.notes.extend(notes or [])
-    wrapped = ReuseFirstCall(model)
+    wrapped = ReuseFirstCall(model, enabled=reuse_x0)
     start = 0
+    segment = 0
     for k in potential_steps(num_steps, config.every, *config.window):
-        x = sample_segment(wrapped, x, start, k)
+        x = sampler(wrapped, x, sigmas[start:k + 1], extra_args=_segment_args(extra_args, segment),
+                    callback=_shifted(callback, start), disable=disable)
+        segment += 1
         sigma = sigmas[k]
-        x0 = wrapped.evaluate(x, sigma * x.new_ones(n), **model_kwargs)
+        # Evaluated with the next segment's arguments: the call its first step would make, so it can reuse x0.
+        x0 = wrapped.evaluate(x, sigma * x.new_ones(n), **_segment_args(extra_args, segment))
         event = pf.observe(k, float(sigma), reward(x0))
-        event.x0 = x0
         if event.resampled:
             x = wrapped.reorder(x, event.ancestors)
         if on_potential_step is not None:
-            on_potential_step(event)
-        event.x0 = None  # the trace keeps numbers, not image batches
+            on_potential_step(event, x0)
         trace.steps.append(event)
         start = k
-    x = sample_segment(wrapped, x, start, num_steps)
+    x = sampler(wrapped, x, sigmas[start:], extra_args=_segment_args(extra_args, segment),
+                callback=_shifted(callback, start), disable=disable)
     final_sigma = sigmas[num_steps]
     if float(final_sigma) > 0:
         # A schedule that stops above σ = 0 (the first pass of a split schedule) leaves noisy samples: score the
         # x0-prediction there instead. The one case that costs a model evaluation beyond plain sampling.
-        scored = wrapped.evaluate(x, final_sigma * x.new_ones(n), **model_kwargs)
+        scored = wrapped.evaluate(x, final_sigma * x.new_ones(n), **_segment_args(extra_args, segment))
         trace.notes.append(f"the schedule ends at sigma {float(final_sigma):.4g} > 0: final rewards score the "
                            "x0-prediction there (one extra model evaluation)")
     else:
         scored = x
+    if wrapped.refused:
+        trace.notes.append(f"the sampler changes the model options at each segment start (e.g. CFG++ post-CFG "
+                           f"hooks), so the x0 of a potential step could not be reused: {wrapped.refused} extra "
+                           "model evaluation(s), one per potential step")
     final = pf.finish(reward(scored))
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
@@ -184,7 +233,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sample_
 def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,
           noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
           generator: Optional[torch.Generator] = None,
-          on_potential_step: Optional[Callable[[PotentialStep], None]] = None) -> FKResult:
+          on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None) -> FKResult:
     """FK steering with fk_core's own step rule.
 
     ``denoiser(x, sigma)`` returns the x0-prediction of the batch x (sigma a 0-dim tensor); x_σ = x0 + σ·ε;
@@ -205,12 +254,11 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
                    "FK degenerates to picking among fewer distinct samples; use euler_ancestral with eta > 0")
         warnings.warn(message, stacklevel=2)
         notes.append(message)
-    segment = euler_ancestral(sigmas, eta, generator)
 
     def model(x: torch.Tensor, sigma_batch: torch.Tensor) -> torch.Tensor:
         return denoiser(x, sigma_batch.reshape(-1)[0])
 
-    return run_segments(noise * sigmas[0], sigmas, model, segment, reward,
+    return run_segments(noise * sigmas[0], sigmas, model, euler_ancestral(eta, generator), reward,
                         config, _cpu_generator(generator), on_potential_step, notes=notes)
 
 

@@ -1,8 +1,10 @@
 """fk_core's own step rules, in k-diffusion form (x_σ = x0 + σ·ε, sigmas decreasing to 0).
 
-A *segment sampler* runs the steps ``start .. end-1`` of a schedule: ``segment(model, x, sigmas, start, end)``.
-``model(x, sigma_batch)`` returns the x0-prediction. Hosts with their own samplers (ComfyUI) supply their own
-segment sampler instead; the particle loop does not care which.
+A *segment sampler* has the k-diffusion sampler signature ``sampler(model, x, sigmas, extra_args=None,
+callback=None, disable=None)`` and runs every step of the ``sigmas`` it is given (the engine hands it one
+segment's slice). ``model(x, sigma_batch, **extra_args)`` returns the x0-prediction; ``callback`` receives
+``{"x", "i", "sigma", "sigma_hat", "denoised"}`` after each step. So ComfyUI's sampler functions plug into the
+particle loop as they are, and fk_core's own sampler below is one more of them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
-SegmentSampler = Callable[[Callable, torch.Tensor, int, int], torch.Tensor]
+SegmentSampler = Callable[..., torch.Tensor]  # (model, x, sigmas, extra_args=None, callback=None, disable=None)
 
 
 def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,21 +25,25 @@ def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) ->
     return sigma_down, sigma_up
 
 
-def euler_ancestral(sigmas: torch.Tensor, eta: float, generator: torch.Generator) -> SegmentSampler:
-    """Euler-ancestral over a slice of ``sigmas``; eta=0 is plain (deterministic) Euler."""
+def euler_ancestral(eta: float = 1.0, generator: Optional[torch.Generator] = None) -> SegmentSampler:
+    """Euler-ancestral with its noise from ``generator`` (one stream across all segments); eta=0 is plain Euler."""
 
-    def segment(model: Callable, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    def sample(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Optional[dict] = None,
+               callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
+        extra_args = extra_args or {}
         ones = x.new_ones(x.shape[0])
-        for i in range(start, end):
+        for i in range(len(sigmas) - 1):
             sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = model(x, sigma * ones)
+            denoised = model(x, sigma * ones, **extra_args)
+            if callback is not None:
+                callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
             sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
             x = x + (x - denoised) / sigma * (sigma_down - sigma)
             if sigma_up > 0:
                 x = x + _randn_like(x, generator) * sigma_up
         return x
 
-    return segment
+    return sample
 
 
 def _randn_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:

@@ -15,7 +15,8 @@ def _floats(t: torch.Tensor) -> list[Optional[float]]:
 
 @dataclass
 class PotentialStep:
-    """One potential step. Tensors are on the CPU; ``x0`` is the batch that was scored (not kept in a Trace)."""
+    """One potential step (numbers only; the scored x0 batch goes to the ``on_potential_step`` hook). Tensors are
+    on the CPU."""
 
     step: int  # index into sigmas: the potential acted on the x0-prediction at sigmas[step]
     sigma: float
@@ -26,7 +27,6 @@ class PotentialStep:
     ancestors: torch.Tensor  # [N] long: new particle i is a copy of old particle ancestors[i]
     invalid: list[int] = field(default_factory=list)  # particles whose reward was NaN/inf (weight set to 0)
     cost: Optional[dict[str, float]] = None  # host-measured seconds: {"model_s", "decode_s", "reward_s"}
-    x0: Optional[torch.Tensor] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,11 +18,6 @@ def log_normalise(logw: torch.Tensor) -> torch.Tensor:
     return logw - total
 
 
-def normalised_weights(logw: torch.Tensor) -> torch.Tensor:
-    """W = exp(log W), summing to one."""
-    return log_normalise(logw).exp()
-
-
 def ess(logw: torch.Tensor) -> float:
     """Effective sample size 1 / sum(W²), computed from log-weights: exp(-logsumexp(2 log W))."""
     return float(torch.exp(-torch.logsumexp(2.0 * log_normalise(logw), dim=0)))

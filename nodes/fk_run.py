@@ -5,13 +5,14 @@ No maths here. Everything happens inside ONE call of ComfyUI's sampler machinery
 LoRAs, ControlNets, model patches, CFG and every model family (eps, v-prediction, flow) work unchanged:
 
 * ``model``            = the k-diffusion model ComfyUI hands the sampler function (KSamplerX0Inpaint);
-* the segment sampler  = the chosen ComfyUI sampler's own ``sampler_function`` over sigmas[start:end+1], with a
-                         per-segment noise seed and a callback whose step index is shifted to the full run;
+* the segment sampler  = the chosen ComfyUI sampler's own ``sampler_function``, as it is (the engine hands it
+                         each segment's sigmas, a per-segment noise seed and a step-shifted callback);
 * ``reward(x0)``       = :class:`~.reward_pipeline.RewardPipeline`: the checks decode with the preview decoder
                          (TAESD or the full VAE), the final particles with the full VAE; scored on the device.
 
 The engine's one-shot cache hands the x0 computed at a potential step to the next segment's first model call,
-so FK makes exactly as many model evaluations as plain sampling of the same N-particle batch.
+so FK makes exactly as many model evaluations as plain sampling of the same N-particle batch; samplers that
+install their own model hooks at each start (CFG++) get a real call instead, one extra per potential step.
 
 Multistep samplers (dpmpp_2m_sde, dpmpp_3m_sde, res_multistep_ancestral, sa_solver, uni_pc …) restart their
 history at every potential step (segment boundary): the first step after a boundary is first order.
@@ -19,6 +20,7 @@ history at every potential step (segment boundary): the first step after a bound
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -29,6 +31,8 @@ import comfy.samplers
 import torch
 
 from ..fk_core import FKConfig, FKError, FKResult, run_segments
+from ..fk_core.schedule import potential_steps
+from ..fk_core.seeds import derived_seed
 from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
@@ -37,10 +41,6 @@ from .reward_pipeline import RewardPipeline
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
-
-SEGMENT_SEED_STRIDE = 1000  # seed of segment j = seed + j * stride (j = 0 keeps the plain-sampling seed)
-RESAMPLING_SEED_OFFSET = 0x9E3779B97F4A7C15 % (2**63)  # resampling generator seed = seed + offset
-
 
 @dataclass
 class FKRunSpec:
@@ -54,6 +54,7 @@ class FKRunSpec:
     expand: bool  # True: the incoming batch is ONE latent to be expanded into N particles (SAMPLER path)
     returns: str = "all"  # "all": every particle in index order; "chosen": only the output particle; "sorted"
     chunk: int = 0  # UNet batch chunk (0 = automatic from free memory)
+    on_start: Optional[Callable] = None  # (num_steps, particles) -> None, when sampling starts
     on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
     on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
     preview_decoder: str = DEFAULT_PREVIEW_DECODER  # decoder of the checks: auto | full VAE | TAESD
@@ -82,12 +83,6 @@ class FKRunOutcome:
         return data
 
 
-def _segment_seed(seed: Optional[int], index: int) -> Optional[int]:
-    if seed is None:
-        return None
-    return (int(seed) + index * SEGMENT_SEED_STRIDE) % (2**63)
-
-
 class FKRun:
     """The function a ComfyUI KSAMPLER calls, as an object: :meth:`sample` runs FK steering and returns the
     samples ComfyUI expects; :attr:`result` then holds the :class:`FKRunOutcome` (None before the first run).
@@ -101,19 +96,22 @@ class FKRun:
         self.result: Optional[FKRunOutcome] = None
 
     def sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None, **_unused):
+        """Run FK steering on ``x`` (ComfyUI's noised latent batch); returns what the spec asks for."""
         spec = self.spec
+        self.result = None
         extra_args = dict(extra_args or {})
         guider = model.inner_model
         base_model = guider.inner_model
         model_patcher = getattr(guider, "model_patcher", None)
-        check_conditioning_batch(guider)
+        node = "FK Sampler" if spec.expand else "FK Particle Sampler"
+        check_conditioning_batch(guider, node)
 
         if spec.particles < 1:
-            raise FKError(f"need at least one particle, got {spec.particles}")
+            raise FKError(f"{node}: particles must be at least 1, got {spec.particles}; set particles to 1 or more")
         if spec.expand:
             if x.shape[0] != 1:
-                raise FKError(f"the FK SAMPLER expands ONE latent into {spec.particles} particles, but the latent "
-                              f"batch is {x.shape[0]}. Use a batch size of 1 (or FK Particle Sampler).")
+                raise FKError(f"FK Sampler: the latent batch is {x.shape[0]}, but FK Sampler expands ONE latent "
+                              f"into {spec.particles} particles. Use a batch size of 1 (or FK Particle Sampler).")
             x = _expand_particles(model, self.ksampler_object, x, sigmas, extra_args, spec.particles)
         n = x.shape[0]
 
@@ -138,37 +136,19 @@ class FKRun:
         meter = CostMeter(x.device, preview.label)
         pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, preview=preview,
                                   meter=meter)
+        checks = len(potential_steps(len(sigmas) - 1, spec.config.every, *spec.config.window))
+        pipeline.final = checks == 0  # no check at all: the first reward call scores the final particles
+        if spec.on_start is not None:
+            spec.on_start(len(sigmas) - 1, n)
         seed = extra_args.get("seed")
-        segment_index = [0]
-
-        def sample_segment(wrapped_model, x_seg, start, end):
-            args = dict(extra_args)
-            args["seed"] = _segment_seed(seed, segment_index[0])
-            segment_index[0] += 1
-
-            def shifted_callback(info):
-                comfy.model_management.throw_exception_if_processing_interrupted()
-                if callback is not None:
-                    callback({**info, "i": info["i"] + start})
-
-            out = inner.sampler_function(wrapped_model, x_seg, sigmas[start:end + 1], extra_args=args,
-                                         callback=shifted_callback, disable=disable, **inner.extra_options)
-            if end == len(sigmas) - 1:
-                pipeline.final = True  # the segment that ends the schedule: the next reward call is the final one
-            return out
-
-        def on_potential_step(event):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            event.cost = dict(pipeline.last_cost) if pipeline.last_cost is not None else None
-            if spec.on_potential_step is not None:
-                spec.on_potential_step(event, pipeline.last_images)
-            meter.restart()  # the model clock runs from here to the next check
-
-        # Resampling draws get their own stream: offset so they are not the same numbers as the particle noise.
-        generator = torch.Generator().manual_seed((int(seed if seed is not None else 0) + RESAMPLING_SEED_OFFSET)
-                                                  % (2**63))
-        result = run_segments(x, sigmas, model, sample_segment, pipeline, spec.config, generator=generator,
-                              on_potential_step=on_potential_step, model_kwargs=extra_args, notes=notes)
+        # Resampling draws get their own stream, distinct from every noise stream of the run.
+        generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
+        meter.restart()
+        result = run_segments(x, sigmas, model, functools.partial(inner.sampler_function, **inner.extra_options),
+                              pipeline, spec.config, generator=generator,
+                              on_potential_step=functools.partial(self._on_check, pipeline, checks),
+                              extra_args=extra_args, callback=_interruptible(callback), disable=disable,
+                              notes=notes)
         result.trace.cost = meter.totals()
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
@@ -182,6 +162,31 @@ class FKRun:
             return samples[reward_order(result.rewards)]
         return samples
 
+    def _on_check(self, pipeline: RewardPipeline, checks: int, event, _x0) -> None:
+        """After each check: its cost goes into the step record, the live view hears of it, and after the last
+        of the ``checks`` the pipeline switches to the full VAE (the engine's next reward call scores the final
+        particles)."""
+        event.cost = dict(pipeline.last_cost) if pipeline.last_cost is not None else None
+        self._report(event, pipeline.last_images)
+        pipeline.final = len(pipeline.meter.checks) >= checks
+        pipeline.meter.restart()  # the model clock runs from here to the next check
+
+    def _report(self, event, images) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if self.spec.on_potential_step is not None:
+            self.spec.on_potential_step(event, images)
+
+
+def _interruptible(callback: Optional[Callable]) -> Callable:
+    """The sampler's step callback, checking ComfyUI's Cancel button first."""
+
+    def step(info):
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if callback is not None:
+            callback(info)
+
+    return step
+
 
 def reward_order(rewards: torch.Tensor) -> torch.Tensor:
     """Particle indices by descending reward, NaN last (stable)."""
@@ -193,8 +198,9 @@ def reward_order(rewards: torch.Tensor) -> torch.Tensor:
 def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> torch.Tensor:
     """Turn the one noised latent ComfyUI prepared into N particles with independent noise (SAMPLER path).
 
-    Particle 0 keeps ComfyUI's own noise (so N = 1 equals plain sampling); the others draw noise from a
-    generator seeded with the sampling seed (none when ComfyUI's noise is all zero, i.e. add_noise off).
+    Particle 0 keeps ComfyUI's own noise (so N = 1 equals plain sampling); the others draw noise from a stream
+    derived from the sampling seed, distinct from the one ComfyUI drew particle 0's noise from (so particle 1
+    does not start from particle 0's noise); none when ComfyUI's noise is all zero, i.e. add_noise off.
     Inpainting state (noise, latent, mask) is expanded alongside.
     """
     if n == 1:
@@ -204,7 +210,7 @@ def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> 
     if base_noise is None or latent is None:
         raise FKError("this ComfyUI version does not expose the sampler's noise/latent; use FK Particle Sampler")
     seed = extra_args.get("seed")
-    gen = torch.Generator().manual_seed(int(seed if seed is not None else 0) % (2**63))
+    gen = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "particles"))
     extra = torch.randn((n - 1,) + tuple(base_noise.shape[1:]), generator=gen, dtype=torch.float32)
     if not bool(torch.any(base_noise != 0)):
         # add_noise disabled (e.g. the second pass of a split schedule): the latent already carries its noise,

@@ -3,6 +3,11 @@
 Checks decode with the preview decoder (TAESD or the full VAE, see preview_decoder.py) and score the images where
 they were decoded (see check_cost.py); once the host marks the run as finishing (:attr:`RewardPipeline.final`),
 the final particles are decoded with the full VAE, scored, and kept full size for the node's outputs.
+
+Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded.
+Reloading the UNet before scoring would let the reward's model evict it again right before the next segment
+(newer ComfyUI with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloading dynamic
+ones), so the UNet is put back last.
 """
 
 from __future__ import annotations
@@ -34,19 +39,21 @@ class RewardPipeline:
         self.last_images: Optional[torch.Tensor] = None
         self.last_cost: Optional[dict] = None
 
+    def reload_sampling_models(self) -> None:
+        """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room; sampling
+        continues right after, so put back everything the sampler had loaded (a no-op when nothing moved)."""
+        if self.sampling_models:
+            comfy.model_management.load_models_gpu(self.sampling_models)
+
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             self.last_images = None  # release the previous step's images before decoding the next ones
             decoder = self.full if self.final else self.preview
             scores, images, cost = decode_and_score(decoder, x0, self.reward, self.decode_batch, self.input_size,
                                                     self.meter, keep_full=self.final)
-            # Decoding may have moved the UNet (or a ControlNet) off the device to make room; sampling continues
-            # right after, so put back everything the sampler had loaded (a no-op when nothing moved). Counted
-            # as decode time: the decode caused it.
-            if self.sampling_models:
-                start = self.meter.now()
-                comfy.model_management.load_models_gpu(self.sampling_models)
-                cost["decode_s"] += self.meter.now() - start
+            start = self.meter.now()
+            self.reload_sampling_models()
+            cost["decode_s"] += self.meter.now() - start  # counted as decode time: the decode caused it
             if self.final:  # the node's IMAGE outputs live where ComfyUI keeps images (normally the CPU)
                 images = images.to(comfy.model_management.intermediate_device())
                 self.meter.final = cost

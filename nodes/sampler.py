@@ -27,6 +27,7 @@ from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
+from .latents import LATENT_RATIOS, fix_empty_latent
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_choice import choose_inner_sampler
@@ -35,19 +36,25 @@ log = logging.getLogger("fk_steering")
 
 MAX_PARTICLES = 256
 
-# The live view's hook (nodes/live.py sets it in nodes/__init__.py; tests swap it):
-# ``LIVE_HOOKS["factory"](node_id) -> (on_potential_step(event, images), on_finish(result))``.
+# The live view's hook (nodes/live.py's live_callbacks, set in nodes/__init__.py; tests swap it):
+# ``LIVE_HOOKS["factory"](node_id)`` -> an object with ``on_start(num_steps, particles)``,
+# ``on_potential_step(event, images)`` and ``on_finish(result)`` (or the older pair of the last two).
 #   event: fk_core PotentialStep; images: the decoded x0 images [N,H,W,C] the reward just scored (no second
-#   decode); result: fk_core FKResult after the final weighting. Both callbacks run on the sampling thread.
+#   decode); result: fk_core FKResult after the final weighting. All run on the sampling thread.
 LIVE_HOOKS: dict = {"factory": None}
 
 
-def _live_callbacks(cls):
+def _live_callbacks(cls) -> dict:
+    """The live hook's callbacks as FKRunSpec fields (on_start, on_potential_step, on_finish); missing ones None."""
     factory = LIVE_HOOKS.get("factory")
     if factory is None:
-        return None, None
+        return {}
     node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-    return factory(node_id)
+    hooks = factory(node_id)
+    if isinstance(hooks, tuple):  # the older interface: (on_potential_step, on_finish)
+        on_step, on_finish = hooks
+        return {"on_potential_step": on_step, "on_finish": on_finish}
+    return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
 
 
 def _check_reward(reward) -> None:
@@ -76,7 +83,8 @@ def _particle_inputs(default_particles: int = 4):
                               "high-scoring image, at the cost of time and memory (like batch size).")),
         io.Int.Input("particle_chunk", default=0, min=0, max=MAX_PARTICLES, optional=True,
                      tooltip=("Run the model on at most this many particles at once (0 = automatic from free "
-                              "memory). Lower it if you run out of VRAM; results are identical, only slower.")),
+                              "memory). Lower it if you run out of VRAM: slower, and the same images up to float "
+                              "rounding (README, Compatibility).")),
     ]
 
 
@@ -138,9 +146,9 @@ class FKParticleSampler(io.ComfyNode):
             raise FKError(f"particles must be at least 1, got {particles}")
         if denoise <= 0.0:
             raise FKError("denoise must be above 0 (at 0 nothing would be sampled)")
-        check_raw_conditioning(positive, "positive")
-        check_raw_conditioning(negative, "negative")
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        check_raw_conditioning(positive, "positive", "FK Particle Sampler")
+        check_raw_conditioning(negative, "negative", "FK Particle Sampler")
+        latent = fix_empty_latent(model, latent_image)
         if latent.shape[0] != 1:
             raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
                           f"from it; got batch {latent.shape[0]}. Set the latent's batch size to 1.")
@@ -158,9 +166,8 @@ class FKParticleSampler(io.ComfyNode):
             model = model.clone()
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))
-        on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=chunk, on_potential_step=on_step, on_finish=on_finish,
+                         expand=False, returns="all", chunk=chunk, **_live_callbacks(cls),
                          preview_decoder=preview_decoder or DEFAULT_PREVIEW_DECODER,
                          node_name="FK Particle Sampler")
         fk_sampler, run = make_fk_ksampler(spec)
@@ -176,7 +183,9 @@ class FKParticleSampler(io.ComfyNode):
             images = vae.decode(samples)
         order = reward_order(result.rewards)
 
-        best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index")}
+        # Like KSampler: the latent's own keys travel on, except those describing the input (ComfyUI 0.11+ drops
+        # the downscale ratios once the empty latent has been sized for the model).
+        best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", *LATENT_RATIOS)}
         best_latent["samples"] = samples[chosen:chosen + 1].clone()
         if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
             best_latent["noise_mask"] = best_latent["noise_mask"][:1]
@@ -239,10 +248,8 @@ class FKSampler(io.ComfyNode):
         if particles < 1:
             raise FKError(f"particles must be at least 1, got {particles}")
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
-        on_step, on_finish = _live_callbacks(cls)
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=True, returns=returns, chunk=int(particle_chunk or 0),
-                         on_potential_step=on_step, on_finish=on_finish,
+                         expand=True, returns=returns, chunk=int(particle_chunk or 0), **_live_callbacks(cls),
                          preview_decoder=kwargs.get("preview_decoder") or DEFAULT_PREVIEW_DECODER,
                          node_name="FK Sampler")
         fk_sampler, _run = make_fk_ksampler(spec)

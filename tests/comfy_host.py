@@ -153,6 +153,26 @@ def load_pack_in_process(pack_dir: Path = PACK_DIR, name: str = PACK_MODULE_NAME
     return module
 
 
+def host_sampler_names(comfy_dir: Path) -> list[str]:
+    """The host's built-in ``comfy.samplers.SAMPLER_NAMES``, read from its source without importing it (test
+    parametrisation happens at collection, before any fixture imports the host)."""
+    import ast
+
+    tree = ast.parse((Path(comfy_dir) / "comfy" / "samplers.py").read_text(encoding="utf-8"))
+    lists: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name == "KSAMPLER_NAMES":
+                lists[name] = ast.literal_eval(node.value)
+            elif name == "SAMPLER_NAMES" and isinstance(node.value, ast.BinOp):
+                lists[name] = lists["KSAMPLER_NAMES"] + ast.literal_eval(node.value.right)
+    if "SAMPLER_NAMES" not in lists:
+        raise RuntimeError(f"could not read SAMPLER_NAMES from {comfy_dir}/comfy/samplers.py; update "
+                           "tests/comfy_host.host_sampler_names for this host")
+    return lists["SAMPLER_NAMES"]
+
+
 # --------------------------------------------------------------------------------------------------- tiny models
 
 MODEL_TYPES = ("eps", "v", "flow")
@@ -200,8 +220,11 @@ def init_weights_(module, seed: int) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
 
 
-def build_tiny_model(model_type: str = "eps", seed: int = 0):
-    """A ModelPatcher around a tiny SD1.5-family BaseModel of the given type ("eps" | "v" | "flow")."""
+def build_tiny_model(model_type: str = "eps", seed: int = 0, inpaint: bool = False):
+    """A ModelPatcher around a tiny SD1.5-family BaseModel of the given type ("eps" | "v" | "flow").
+
+    ``inpaint``: an inpainting model like SD1.5-inpainting (9 input channels: latent, mask, masked image as
+    concat conditioning ``c_concat``)."""
     import comfy.model_base
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -210,7 +233,10 @@ def build_tiny_model(model_type: str = "eps", seed: int = 0):
 
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
-    config = comfy.supported_models.SD15(tiny_unet_config())
+    unet_config = tiny_unet_config()
+    if inpaint:
+        unet_config["in_channels"] = 9
+    config = comfy.supported_models.SD15(unet_config)
     if model_type == "flow":
         config.sampling_settings = {"shift": 3.0, "multiplier": 1.0}
     config.set_inference_dtype(torch.float32, None)
@@ -220,6 +246,8 @@ def build_tiny_model(model_type: str = "eps", seed: int = 0):
         "flow": comfy.model_base.ModelType.FLOW,
     }[model_type]
     model = comfy.model_base.BaseModel(config, model_type=kind, device=torch.device("cpu"))
+    if inpaint:
+        model.set_inpaint()
     init_weights_(model.diffusion_model, seed)
     model.eval()
     return comfy.model_patcher.ModelPatcher(

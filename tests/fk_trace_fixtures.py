@@ -22,6 +22,7 @@ def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, 
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(particles, 2, generator=gen)
     calls = {"n": 0}
+    step_hook = None if on_potential_step is None else (lambda event, _x0: on_potential_step(event))
 
     def reward(x0: torch.Tensor) -> torch.Tensor:
         r = x0[:, 0].double().clone()
@@ -32,7 +33,7 @@ def toy_run(particles: int = 8, steps: int = 12, every: int = 2, seed: int = 0, 
 
     config = FKConfig(potential="diff", lmbda=lmbda, every=every)
     return steer(model.denoise, sigmas, noise, reward, config, generator=gen,
-                 on_potential_step=on_potential_step)
+                 on_potential_step=step_hook)
 
 
 PACK_DIR = Path(__file__).resolve().parents[1]

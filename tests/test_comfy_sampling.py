@@ -225,15 +225,37 @@ def test_live_hook_gets_already_decoded_images(fk, oracle_model, vae, monkeypatc
     seen, finished = [], []
 
     def factory(node_id):
-        return (lambda event, images: seen.append((event.step, images.shape[0], event.x0 is not None)),
+        return (lambda event, images: seen.append((event.step, images.shape[0], images.ndim == 4)),
                 lambda result: finished.append(result.best_index))
 
     monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", factory)
     out = run_node(fk, model, vae, reward, particles=4)
     assert [s[0] for s in seen] == [step["step"] for step in out["trace"]["steps"]]
-    assert all(count == 4 and has_x0 for _, count, has_x0 in seen)
+    assert all(count == 4 and is_image_batch for _, count, is_image_batch in seen)
     assert finished == [out["trace"]["best_index"]]
     assert reward.calls == len(seen) + 1  # one decode+score per potential step, one for the final particles
+
+
+def test_live_hook_object_hears_the_start_with_step_count(fk, oracle_model, vae, monkeypatch):
+    """live_callbacks(node_id) returns an object: on_start(num_steps, particles) lets the view say "step k of N"."""
+    model, _ = oracle_model("eps")
+    calls = []
+
+    class Hooks:
+        def on_start(self, num_steps, particles):
+            calls.append(("start", num_steps, particles))
+
+        def on_potential_step(self, event, images):
+            calls.append(("step", event.step))
+
+        def on_finish(self, result):
+            calls.append(("finish", result.best_index))
+
+    monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", lambda node_id: Hooks())
+    out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), particles=4)
+    assert calls[0] == ("start", STEPS, 4)
+    assert [c[1] for c in calls if c[0] == "step"] == [step["step"] for step in out["trace"]["steps"]]
+    assert calls[-1] == ("finish", out["trace"]["best_index"])
 
 
 # --------------------------------------------------------------------------------------------------- cancel

@@ -38,8 +38,8 @@ def test_exactly_one_denoiser_call_per_step(every, window):
 
 
 def test_without_potential_steps_the_loop_is_plain_sampling_bit_for_bit():
-    plain = euler_ancestral(SIGMAS, 1.0, torch.Generator().manual_seed(5))(
-        lambda x, s: GM.denoise(x, s[0]), noise(3) * SIGMAS[0], 0, 10)
+    plain = euler_ancestral(1.0, torch.Generator().manual_seed(5))(
+        lambda x, s: GM.denoise(x, s[0]), noise(3) * SIGMAS[0], SIGMAS)
     res = steer(GM.denoise, SIGMAS, noise(3), lambda x: x @ A, FKConfig(window=(1.0, 1.0)),
                 generator=torch.Generator().manual_seed(5))
     assert res.trace.steps == [] and torch.equal(res.samples, plain)
@@ -84,7 +84,7 @@ def test_trace_records_every_potential_step_and_a_consistent_lineage():
         assert s.rewards.shape == (6,) and s.ancestors.shape == (6,)
         assert s.log_weights.exp().sum().item() == pytest.approx(1.0)
         assert 1.0 <= s.ess <= 6.0 and s.resampled
-        assert s.x0 is None  # image batches are not kept in the trace
+        assert not any(torch.is_tensor(v) and v.ndim > 1 for v in vars(s).values())  # no image batches kept
     paths = tr.lineage()
     assert [p[0] for p in paths] == tr.origin.tolist()
     assert [p[-1] for p in paths] == list(range(6))
@@ -165,11 +165,33 @@ def test_reuse_first_call_forwards_attributes_and_reuses_only_matching_input():
     s = torch.full((3,), 0.5)
     w.evaluate(x, s, shift=1.0)
     x2 = w.reorder(x * torch.arange(3.0)[:, None], torch.tensor([2, 2, 0]))
-    assert torch.equal(w(x2, s), torch.ones(3, 2)) and m.calls == 1  # reused, reordered memory
-    assert torch.equal(w(x2, s, shift=2.0), torch.full((3, 2), 2.0)) and m.calls == 2  # memory used once
+    assert torch.equal(w(x2, s, shift=1.0), torch.ones(3, 2)) and m.calls == 1  # reused, reordered memory
+    assert torch.equal(w(x2, s, shift=1.0), torch.ones(3, 2)) and m.calls == 2  # memory used once
     w.evaluate(x, s)
     w(x + 1, s)  # different input: a real call
-    assert m.calls == 4
+    assert m.calls == 4 and w.refused == 0
+
+
+def test_reuse_first_call_makes_a_real_call_when_the_arguments_are_new_objects():
+    """A sampler that installs its own hooks (new model options) must see what a real model call gives it."""
+    calls = []
+
+    def model(x, sigma, model_options=None):
+        calls.append(model_options)
+        for hook in (model_options or {}).get("post", []):
+            hook(x)
+        return x * 0.5
+
+    options = {"post": []}
+    w = ReuseFirstCall(model)
+    x, s = torch.ones(2, 2), torch.full((2,), 0.5)
+    w.evaluate(x, s, model_options=options)
+    w(x, s, model_options=options)  # the same object: reused
+    assert len(calls) == 1
+    seen = []
+    w.evaluate(x, s, model_options=options)
+    w(x, s, model_options={"post": [seen.append]})  # a sampler's own hooks: a real call, counted
+    assert len(calls) == 3 and len(seen) == 1 and w.refused == 1
 
 
 def test_run_segments_with_a_host_sampler_and_model_kwargs():
@@ -180,12 +202,11 @@ def test_run_segments_with_a_host_sampler_and_model_kwargs():
         seen.append(cond)
         return GM.denoise(x, sigma[0])
 
-    def host_segment(m, x, start, end):
-        return euler_ancestral(SIGMAS, 1.0, torch.Generator().manual_seed(start))(
-            lambda x, s: m(x, s, cond="c"), x, start, end)
+    def host_sampler(m, x, sigmas, extra_args=None, callback=None, disable=None):
+        return euler_ancestral(1.0, torch.Generator().manual_seed(len(sigmas)))(m, x, sigmas, extra_args)
 
-    res = run_segments(noise() * SIGMAS[0], SIGMAS, model, host_segment, lambda x: x @ A, FKConfig(every=2),
-                       model_kwargs={"cond": "c"})
+    res = run_segments(noise() * SIGMAS[0], SIGMAS, model, host_sampler, lambda x: x @ A, FKConfig(every=2),
+                       extra_args={"cond": "c"})
     assert res.model_evaluations == 10 and seen == ["c"] * 10
 
 
@@ -203,9 +224,35 @@ def test_schedule_ending_above_zero_scores_the_x0_prediction_there():
     sigmas = SIGMAS[:6]  # stops at sigmas[5] > 0
     seen = []
     den, calls = counting(GM.denoise)
-    seg = euler_ancestral(sigmas, 1.0, torch.Generator().manual_seed(0))
+    seg = euler_ancestral(1.0, torch.Generator().manual_seed(0))
     res = run_segments(noise() * sigmas[0], sigmas, lambda x, s: den(x, s[0]), seg,
                        lambda x: (seen.append(x.clone()), x @ A)[1], FKConfig(window=(1.0, 1.0)))
     assert len(calls) == 5 + 1 and res.model_evaluations == 6
     assert torch.allclose(seen[-1], GM.denoise(res.samples, sigmas[5]))
     assert any("ends at sigma" in n for n in res.trace.notes)
+
+
+def test_segment_seeds_do_not_collide_across_run_seeds():
+    """Segment j of a run seeded s used seed s + 1000·j, so runs whose seeds differ by 1000 shared noise."""
+    seen = {}
+
+    def recording_sampler(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        seen.setdefault(run_seed, []).append(extra_args["seed"])
+        return euler_ancestral(1.0, torch.Generator().manual_seed(extra_args["seed"] % 2**63))(model, x, sigmas)
+
+    for run_seed in (0, 1, 1000, 2000):
+        run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]), recording_sampler,
+                     lambda x: x @ A, FKConfig(every=1), extra_args={"seed": run_seed})
+    for run_seed, seeds in seen.items():
+        assert seeds[0] == run_seed  # segment 0 is plain sampling with the run's seed
+        assert len(seeds) == len(set(seeds)) >= 5  # one seed per segment, all different
+    all_seeds = [s for seeds in seen.values() for s in seeds]
+    assert len(all_seeds) == len(set(all_seeds))  # no stream shared between runs or segments
+
+
+def test_callback_gets_step_indices_of_the_whole_run():
+    steps = []
+    run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]),
+                 euler_ancestral(1.0, torch.Generator().manual_seed(0)), lambda x: x @ A, FKConfig(every=3),
+                 callback=lambda info: steps.append(info["i"]))
+    assert steps == list(range(len(SIGMAS) - 1))

@@ -50,8 +50,7 @@ def reference(dim: int, m: int = 40000):
     gm = two_modes(dim)
     g = torch.Generator().manual_seed(1234)
     x = torch.randn(m, dim, generator=g, dtype=torch.float64) * SIGMAS[0]
-    segment = euler_ancestral(SIGMAS, 1.0, g)
-    x = segment(lambda x, s: gm.denoise(x, s[0]), x, 0, STEPS)
+    x = euler_ancestral(1.0, g)(lambda x, s: gm.denoise(x, s[0]), x, SIGMAS[:STEPS + 1])
     logw = LAMBDA * (x @ a)
     return ratio_estimate(torch.exp(logw - logw.max()), statistics(x, a))
 
