@@ -346,3 +346,19 @@ def test_agreement_script_runs_on_a_checkpoint(fk_pack, vae_approx, tmp_path, ca
     assert all(-1.0 <= row["pearson"] <= 1.0 for row in rows if row["pearson"] == row["pearson"])
     out = capsys.readouterr().out
     assert "TAESD (taesd_decoder.pth)" in out and "agreement: mean pearson=" in out
+
+
+def test_formats_without_an_image_taesd(fk_pack, tiny_vae, with_taesd):
+    """SD x4 upscaler latents have no TAESD (ComfyUI names none): auto keeps the full VAE, TAESD says why."""
+    import types
+
+    import comfy.latent_formats
+    import torch
+
+    pd = fk_pack.nodes.preview_decoder
+    base_model = types.SimpleNamespace(latent_format=comfy.latent_formats.SD_X4())
+    decoder, note = pd.choose_preview_decoder("auto", tiny_vae, base_model, torch.device("cpu"), "FK Sampler")
+    assert decoder.label == "full VAE" and note is None
+    with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Sampler: preview_decoder TAESD has no decoder for this "
+                                                      r"model's latent format \(SD_X4\); choose auto or full VAE"):
+        pd.choose_preview_decoder("TAESD", tiny_vae, base_model, torch.device("cpu"), "FK Sampler")
