@@ -37,7 +37,7 @@ from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
-from .reward_pipeline import RewardPipeline
+from .reward_pipeline import ReloadBeforeCall, RewardPipeline
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
@@ -121,12 +121,7 @@ class FKRun:
             log.warning("FK steering: %s", choice.note)
         inner = comfy.samplers.sampler_object(choice.used)
 
-        chunk = spec.chunk if spec.chunk > 0 else automatic_chunk(model_patcher, x) if model_patcher else n
-        chunk = max(1, min(chunk, n))
-        if chunk < n:
-            model.inner_model = ChunkedModel(guider, chunk)
-            notes.append(f"particles evaluated in chunks of {chunk}")
-
+        chunk = self._install_chunking(model, model_patcher, x, notes)
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
         preview, preview_note = choose_preview_decoder(spec.preview_decoder, spec.vae, base_model, x.device,
@@ -143,16 +138,17 @@ class FKRun:
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
+        sampler = functools.partial(inner.sampler_function, **inner.extra_options)  # ComfyUI's, as it is
         meter.restart()
-        result = run_segments(x, sigmas, model, functools.partial(inner.sampler_function, **inner.extra_options),
-                              pipeline, spec.config, generator=generator,
+        result = run_segments(x, sigmas, ReloadBeforeCall(model, pipeline), sampler, pipeline, spec.config,
+                              generator=generator,
                               on_potential_step=functools.partial(self._on_check, pipeline, checks),
                               extra_args=extra_args, callback=_interruptible(callback), disable=disable,
                               notes=notes)
         result.trace.cost = meter.totals()
         chosen = result.pick(spec.config.output, generator)
         self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=pipeline.last_images,
-                                   sampler=choice, chunk=chunk, notes=notes)
+                                   sampler=choice, chunk=chunk, notes=list(result.trace.notes))
         if spec.on_finish is not None:
             spec.on_finish(result)
         samples = result.samples
@@ -161,6 +157,16 @@ class FKRun:
         if spec.returns == "sorted":
             return samples[reward_order(result.rewards)]
         return samples
+
+    def _install_chunking(self, model, model_patcher, x, notes: list) -> int:
+        """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped."""
+        n = x.shape[0]
+        chunk = self.spec.chunk if self.spec.chunk > 0 else automatic_chunk(model_patcher, x) if model_patcher else n
+        chunk = max(1, min(chunk, n))
+        if chunk < n:
+            model.inner_model = ChunkedModel(model.inner_model, chunk)
+            notes.append(f"particles evaluated in chunks of {chunk}")
+        return chunk
 
     def _on_check(self, pipeline: RewardPipeline, checks: int, event, _x0) -> None:
         """After each check: its cost goes into the step record, the live view hears of it, and after the last

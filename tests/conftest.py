@@ -6,6 +6,7 @@ engine (fk_core) never pay for, or depend on, the host.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,30 @@ if str(TESTS_DIR) not in sys.path:  # so test modules can `import comfy_host`
     sys.path.insert(0, str(TESTS_DIR))
 
 import comfy_host  # noqa: E402
+
+HOST_FIXTURE = "comfy_dir"  # every fixture that needs ComfyUI depends on this one
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that uses a ComfyUI fixture `host` (before `-m` selects), so scripts/test.sh can run exactly
+    those against each further host."""
+    for item in items:
+        if HOST_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.host)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """With FK_STRICT_SKIPS=1 (CI), a host or browser test that skips fails instead: the host matrix must really run."""
+    outcome = yield
+    report = outcome.get_result()
+    strict = os.environ.get("FK_STRICT_SKIPS") == "1"
+    if strict and report.skipped and not hasattr(report, "wasxfail") and (
+            item.get_closest_marker("host") or item.get_closest_marker("browser")):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"host/browser test skipped while FK_STRICT_SKIPS=1 (CI): {reason}"
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,9 @@ def run(fk, model, vae, sampler, chunk, cfg=3.0, seed=3):
             seed=seed, steps=STEPS, cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0,
             particles=N, particle_chunk=chunk, potential=fk.fk_core.FKConfig(lmbda=5.0, every=1))
     best_latent, _image, _sheet, _all, trace = out.result
-    return best_latent["samples"], json.loads(trace)
+    trace = json.loads(trace)
+    assert trace["notes"] == out.ui["text"][0].split("\n")[1:]  # every note of the run is shown on the node
+    return best_latent["samples"], trace
 
 
 @pytest.mark.parametrize("chunk", [0, CHUNK], ids=["whole-batch", "chunked"])

@@ -98,7 +98,8 @@ def test_automatic_chunk_asks_the_model_patcher_for_free_memory(fk_pack, monkeyp
 
 def test_reward_runs_before_the_unet_is_reloaded(fk_pack, oracle_model, tiny_vae, monkeypatch):
     """Order at a potential step: decode, score (a learned reward loads its model), then reload the sampling
-    models; reloading first let the reward's model evict the UNet right before the next segment."""
+    models; reloading first let the reward's model evict the UNet right before the next segment. After the
+    final scoring nothing is reloaded: sampling is over."""
     import comfy.model_management
 
     events = []
@@ -124,6 +125,7 @@ def test_reward_runs_before_the_unet_is_reloaded(fk_pack, oracle_model, tiny_vae
     assert len(scoring) == len(trace["steps"]) + 1
     for i in scoring[:-1]:  # every potential step: decoded -> reward -> load, nothing loaded in between
         assert events[i - 1] == "decoded" and events[i + 1] == "load", events
+    assert events[scoring[-1] - 1] == "decoded" and "load" not in events[scoring[-1]:], events
 
 
 # ------------------------------------------------------------------------- 6: FK Sampler particle noise
