@@ -390,7 +390,7 @@ def cost_table(args):
               f"{taesd_cost['checks']:>6}")
     print("seconds. plain = KSampler batch N + VAE decode of its N images; FK = FK Particle Sampler's sampling call\n"
           "(checks and the final full-VAE decode included); check s = decode + reward per check (wall, FK's trace).\n"
-          "CPU s = process CPU time, all threads: on a shared CPU machine it does not depend on the neighbours.\n"
+          "CPU s = process CPU time, all threads: on a shared CPU machine it depends far less on the neighbours.\n"
           f"The last line's ratios use {measure}.")
     print(f"cost N=8: full={ratios[8][0]:.2f} taesd={ratios[8][1]:.2f}")
 

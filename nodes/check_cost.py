@@ -5,8 +5,9 @@ reward looks at (when the reward declares one: ``input_size``), and scores it wi
 the scores (N numbers) go to the CPU.
 
 Cost: wall time of the model (the sampling since the previous check, including putting the sampling models back
-on the device after a check moved them), of the decode and of the reward, per check and in total. On a GPU the clock synchronises the device at each boundary so every part's kernels are counted in
-that part (a few syncs per check, microseconds each).
+on the device after a check moved them), of the decode and of the reward, per check and in total. On a GPU the
+clock synchronises the device at each boundary so every part's kernels are counted in that part (a few syncs per
+check, microseconds each).
 """
 
 from __future__ import annotations
