@@ -351,6 +351,11 @@ def fk_cost_run(pack, model, vae, n, steps, size, seed, sampler, cfg, preview_de
     return clock, captured["cost"]
 
 
+def in_run_ratio(wall: float, cost: dict) -> float:
+    checks = cost["decode_s"] + cost["reward_s"]
+    return wall / (wall - checks) if wall > checks else float("nan")
+
+
 def cost_table(args):
     import tempfile
 
@@ -368,7 +373,7 @@ def cost_table(args):
     measure = "process CPU time" if use_cpu_time else "wall time"
     header = (f"{'N':>3} | {'plain s':>7} | {'FK full s':>9} | {'FK taesd s':>10} | {'full/plain':>10} | "
               f"{'taesd/plain':>11} | {'CPU s plain/full/taesd':>22} | {'CPU full/plain':>14} | "
-              f"{'CPU taesd/plain':>15} | {'check s full/taesd':>18} | {'checks':>6}")
+              f"{'CPU taesd/plain':>15} | {'check s full/taesd':>18} | {'checks':>6} | {'in-run full/taesd':>17}")
     print(header)
     print("-" * len(header))
     ratios = {}
@@ -384,13 +389,16 @@ def cost_table(args):
         wall = (full.wall / plain.wall, taesd.wall / plain.wall)
         cpu = (full.cpu / plain.cpu, taesd.cpu / plain.cpu)
         ratios[n] = cpu if use_cpu_time else wall
+        in_run = (in_run_ratio(full.wall, full_cost), in_run_ratio(taesd.wall, taesd_cost))
         print(f"{n:>3} | {plain.wall:>7.2f} | {full.wall:>9.2f} | {taesd.wall:>10.2f} | {wall[0]:>10.2f} | "
               f"{wall[1]:>11.2f} | {plain.cpu:>7.1f}/{full.cpu:>6.1f}/{taesd.cpu:<7.1f} | {cpu[0]:>14.2f} | "
               f"{cpu[1]:>15.2f} | {full_cost['per_check_s']:>8.3f}/{taesd_cost['per_check_s']:<9.3f} | "
-              f"{taesd_cost['checks']:>6}")
+              f"{taesd_cost['checks']:>6} | {in_run[0]:>8.2f}/{in_run[1]:<8.2f}")
     print("seconds. plain = KSampler batch N + VAE decode of its N images; FK = FK Particle Sampler's sampling call\n"
           "(checks and the final full-VAE decode included); check s = decode + reward per check (wall, FK's trace).\n"
           "CPU s = process CPU time, all threads: on a shared CPU machine it depends far less on the neighbours.\n"
+          "in-run = FK wall / (FK wall - its checks' decode + reward): the checks' share inside one run, immune to\n"
+          "the neighbours changing between runs (FK makes exactly the model calls of plain sampling).\n"
           f"The last line's ratios use {measure}.")
     print(f"cost N=8: full={ratios[8][0]:.2f} taesd={ratios[8][1]:.2f}")
 
