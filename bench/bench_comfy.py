@@ -325,7 +325,8 @@ def plain_with_decode(nodes, model, vae, n, steps, size, seed, sampler, cfg):
 
 
 def fk_cost_run(pack, model, vae, n, steps, size, seed, sampler, cfg, preview_decoder):
-    """Wall time of FK Particle Sampler's sampling call (checks and final decode included) and its trace cost."""
+    """Wall time of FK Particle Sampler's sampling call (checks and final decode included) and its trace cost.
+    All N particles in one UNet batch (particle_chunk = N), exactly the batch of the plain run it is compared with."""
     import comfy.sample
     import torch
 
@@ -343,7 +344,7 @@ def fk_cost_run(pack, model, vae, n, steps, size, seed, sampler, cfg, preview_de
                 model=model, positive=comfy_host.tiny_conditioning(context_dim=768),
                 negative=comfy_host.tiny_conditioning(seed=1, context_dim=768),
                 latent_image=comfy_host.empty_latent(1, size), vae=vae, reward=Contrast(), seed=seed, steps=steps,
-                cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=0,
+                cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=n,
                 potential=pack.fk_core.FKConfig(lmbda=10.0, every=1), preview_decoder=preview_decoder)
         captured["cost"] = json.loads(out.result[4])["cost"]
     finally:
