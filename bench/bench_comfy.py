@@ -7,10 +7,19 @@ For N in {4, 8, 16}, on a tiny real-architecture SD1.5-family UNet (random weigh
 * FK wall time split into reward time (VAE decode + reward) and the rest; the target is
   rest <= 1.10 x plain batch N, and rows of FK(N) == rows of plain batch N exactly.
 
+Cost of a check (--cost): a real-architecture SD1.5 UNet (860 M parameters) and SD1.5 VAE (AutoencoderKL, 84 M)
+with random weights, plus a TAESD decoder (ComfyUI's class, random weights) in a temporary models/vae_approx; for
+N = 4 and 8, 20 steps, a pixel reward, a check at every step of the default window, side by side in one run:
+plain KSampler batch N followed by the VAE decode of its N images (a plain workflow needs that decode to get
+images; FK's final full-VAE decode does the same work inside the sampler), FK with preview_decoder "full VAE" and
+FK with "TAESD", their ratios to plain, and the per-check decode + reward cost from FK's own trace. The last line
+is ``cost N=8: full=X.XX taesd=Y.YY`` (the two ratios; process CPU time on a CPU device, where the machine may be
+shared, wall time on a GPU). Target: taesd <= 1.35.
+
 Memory (--memory): peak process memory growth while sampling N=64 vs N=8 at the same particle chunk (8), each
 in a fresh subprocess (peak RSS on CPU, or torch.cuda.max_memory_allocated on a GPU). Target: within 1.2x.
 
-Usage:  python bench/bench_comfy.py [--steps 20] [--size 16] [--repeats 3] [--memory]
+Usage:  python bench/bench_comfy.py [--steps 20] [--size 16] [--repeats 3] [--memory] [--cost [--cost-size 16]]
 """
 
 from __future__ import annotations
@@ -236,6 +245,165 @@ def memory_table(args):
         print(f"  N={row['n']:>3} chunk={row['chunk']:>3}: {mib:9.1f} MiB  ({ratio:.2f}x N=8)")
 
 
+# --------------------------------------------------------------------------------------------------- --cost
+
+SD15_UNET = {  # SD1.5's own UNet (what ComfyUI's model detection finds in v1-5-pruned-emaonly)
+    "model_channels": 320, "in_channels": 4, "out_channels": 4, "channel_mult": [1, 2, 4, 4],
+    "num_res_blocks": [2, 2, 2, 2], "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
+    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0], "transformer_depth_middle": 1,
+    "context_dim": 768, "num_heads": 8, "num_head_channels": -1, "image_size": 32, "use_spatial_transformer": True,
+    "use_linear_in_transformer": False, "legacy": False, "adm_in_channels": None, "use_temporal_attention": False,
+    "use_temporal_resblock": False, "use_checkpoint": False,
+}
+SD15_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+            "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+
+
+def build_sd15_model(seed: int = 0):
+    """ModelPatcher around SD1.5's full UNet with random weights."""
+    import comfy.model_base
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import torch
+
+    config = comfy.supported_models.SD15(dict(SD15_UNET))
+    config.set_inference_dtype(torch.float32, None)
+    model = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.EPS, device=torch.device("cpu"))
+    comfy_host.init_weights_(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def build_sd15_vae(seed: int = 0):
+    """comfy.sd.VAE around SD1.5's AutoencoderKL with random weights (loaded from its state dict, as from a file)."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    net = AutoencoderKL(ddconfig=dict(SD15_VAE), embed_dim=4)
+    comfy_host.init_weights_(net, seed)
+    return comfy.sd.VAE(sd={k: v.detach().clone() for k, v in net.state_dict().items()})
+
+
+def install_random_taesd(folder: Path, seed: int = 0) -> Path:
+    """taesd_decoder.safetensors (ComfyUI's TAESD decoder, random weights) in ``folder``, registered as the only
+    models/vae_approx folder so the pack finds it exactly as ComfyUI's live previews would."""
+    import folder_paths
+    import safetensors.torch
+
+    prefix = "taesd_decoder."
+    decoder = {k[len(prefix):]: v.contiguous() for k, v in comfy_host.taesd_state_dict(seed).items()
+               if k.startswith(prefix)}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "taesd_decoder.safetensors"
+    safetensors.torch.save_file(decoder, str(path))
+    extensions = folder_paths.folder_names_and_paths["vae_approx"][1]
+    folder_paths.folder_names_and_paths["vae_approx"] = ([str(folder)], extensions)
+    folder_paths.filename_list_cache.clear()
+    return path
+
+
+class Contrast:
+    """Pixel reward (standard deviation of the pixels): cheap, uses every pixel (no input_size)."""
+
+    name = "contrast"
+
+    def __call__(self, images):
+        return images.float().std(dim=(1, 2, 3))
+
+
+def plain_with_decode(nodes, model, vae, n, steps, size, seed, sampler, cfg):
+    import torch
+
+    clock = Clock()
+    with torch.inference_mode(), clock:
+        out = nodes.KSampler().sample(model, seed, steps, cfg, sampler, "normal", comfy_host.tiny_conditioning(
+            context_dim=768), comfy_host.tiny_conditioning(seed=1, context_dim=768), comfy_host.empty_latent(n, size))
+        vae.decode(out[0]["samples"])
+    return clock
+
+
+def fk_cost_run(pack, model, vae, n, steps, size, seed, sampler, cfg, preview_decoder):
+    """Wall time of FK Particle Sampler's sampling call (checks and final decode included) and its trace cost.
+    All N particles in one UNet batch (particle_chunk = N), exactly the batch of the plain run it is compared with."""
+    import comfy.sample
+    import torch
+
+    clock, captured = Clock(), {}
+    real_sample_custom = comfy.sample.sample_custom
+
+    def timed_sample_custom(*a, **k):
+        with clock:
+            return real_sample_custom(*a, **k)
+
+    comfy.sample.sample_custom = timed_sample_custom
+    try:
+        with torch.inference_mode():
+            out = pack.nodes.sampler.FKParticleSampler.execute(
+                model=model, positive=comfy_host.tiny_conditioning(context_dim=768),
+                negative=comfy_host.tiny_conditioning(seed=1, context_dim=768),
+                latent_image=comfy_host.empty_latent(1, size), vae=vae, reward=Contrast(), seed=seed, steps=steps,
+                cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=n,
+                potential=pack.fk_core.FKConfig(lmbda=10.0, every=1), preview_decoder=preview_decoder)
+        captured["cost"] = json.loads(out.result[4])["cost"]
+    finally:
+        comfy.sample.sample_custom = real_sample_custom
+    return clock, captured["cost"]
+
+
+def in_run_ratio(wall: float, cost: dict) -> float:
+    checks = cost["decode_s"] + cost["reward_s"]
+    return wall / (wall - checks) if wall > checks else float("nan")
+
+
+def cost_table(args):
+    import tempfile
+
+    nodes, pack = setup()
+    model = build_sd15_model()
+    vae = build_sd15_vae()
+    install_random_taesd(Path(tempfile.mkdtemp(prefix="fk-bench-vae-approx-")))
+    size, steps = args.cost_size, args.steps
+    fk_cost_run(pack, model, vae, 2, 2, size, 0, args.sampler, args.cfg, "TAESD")  # warm-up (loads, allocs)
+    fk_cost_run(pack, model, vae, 2, 2, size, 0, args.sampler, args.cfg, "full VAE")
+    print(f"device: {comfy_host_device()}  SD1.5 UNet 860M + SD1.5 VAE 84M + TAESD 2.4M (random weights)  "
+          f"steps={steps}  latent={size}x{size} ({size * 8} px)  sampler={args.sampler}  cfg={args.cfg}  "
+          f"a check every step of the default window  best of {args.cost_repeats}")
+    use_cpu_time = comfy_host_device() == "cpu"
+    measure = "process CPU time" if use_cpu_time else "wall time"
+    header = (f"{'N':>3} | {'plain s':>7} | {'FK full s':>9} | {'FK taesd s':>10} | {'full/plain':>10} | "
+              f"{'taesd/plain':>11} | {'CPU s plain/full/taesd':>22} | {'CPU full/plain':>14} | "
+              f"{'CPU taesd/plain':>15} | {'check s full/taesd':>18} | {'checks':>6} | {'in-run full/taesd':>17}")
+    print(header)
+    print("-" * len(header))
+    ratios = {}
+    for n in (4, 8):
+        plain_runs, full_runs, taesd_runs = [], [], []
+        for _ in range(args.cost_repeats):  # interleaved, so a busy spell on a shared machine hits all three
+            plain_runs.append(plain_with_decode(nodes, model, vae, n, steps, size, 1, args.sampler, args.cfg))
+            full_runs.append(fk_cost_run(pack, model, vae, n, steps, size, 1, args.sampler, args.cfg, "full VAE"))
+            taesd_runs.append(fk_cost_run(pack, model, vae, n, steps, size, 1, args.sampler, args.cfg, "TAESD"))
+        plain = min(plain_runs, key=lambda c: c.cpu)
+        full, full_cost = min(full_runs, key=lambda r: r[0].cpu)
+        taesd, taesd_cost = min(taesd_runs, key=lambda r: r[0].cpu)
+        wall = (full.wall / plain.wall, taesd.wall / plain.wall)
+        cpu = (full.cpu / plain.cpu, taesd.cpu / plain.cpu)
+        ratios[n] = cpu if use_cpu_time else wall
+        in_run = (in_run_ratio(full.wall, full_cost), in_run_ratio(taesd.wall, taesd_cost))
+        print(f"{n:>3} | {plain.wall:>7.2f} | {full.wall:>9.2f} | {taesd.wall:>10.2f} | {wall[0]:>10.2f} | "
+              f"{wall[1]:>11.2f} | {plain.cpu:>7.1f}/{full.cpu:>6.1f}/{taesd.cpu:<7.1f} | {cpu[0]:>14.2f} | "
+              f"{cpu[1]:>15.2f} | {full_cost['per_check_s']:>8.3f}/{taesd_cost['per_check_s']:<9.3f} | "
+              f"{taesd_cost['checks']:>6} | {in_run[0]:>8.2f}/{in_run[1]:<8.2f}")
+    print("seconds. plain = KSampler batch N + VAE decode of its N images; FK = FK Particle Sampler's sampling call\n"
+          "(checks and the final full-VAE decode included); check s = decode + reward per check (wall, FK's trace).\n"
+          "CPU s = process CPU time, all threads: on a shared CPU machine it depends far less on the neighbours.\n"
+          "in-run = FK wall / (FK wall - its checks' decode + reward): the checks' share inside one run, immune to\n"
+          "the neighbours changing between runs (FK makes exactly the model calls of plain sampling).\n"
+          f"The last line's ratios use {measure}.")
+    print(f"cost N=8: full={ratios[8][0]:.2f} taesd={ratios[8][1]:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20)
@@ -248,9 +416,16 @@ def main():
     parser.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     parser.add_argument("--memory-size", type=int, default=16)
     parser.add_argument("--memory-child", type=int, nargs=2, metavar=("N", "CHUNK"), help=argparse.SUPPRESS)
+    parser.add_argument("--cost", action="store_true",
+                        help="only the cost of a check: SD1.5 UNet + VAE vs TAESD, N = 4 and 8")
+    parser.add_argument("--cost-size", type=int, default=16, help="latent side for --cost (pixels / 8)")
+    parser.add_argument("--cost-repeats", type=int, default=1)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child, args.size, args.steps)
+        return
+    if args.cost:
+        cost_table(args)
         return
     if not args.memory_only:
         speed_table(args)

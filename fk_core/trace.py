@@ -28,6 +28,7 @@ class PotentialStep:
     invalid: list[int] = field(default_factory=list)  # particles whose reward was NaN/inf (weight set to 0)
     lmbda: float = float("nan")  # λ_t: the tilt this step applied (rises step by step in adaptive modes)
     survivors: int = 0  # distinct particles the resampling kept (all usable ones when it did not resample)
+    cost: Optional[dict[str, float]] = None  # host-measured seconds: {"model_s", "decode_s", "reward_s"}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class PotentialStep:
             "invalid": list(self.invalid),
             "lmbda": self.lmbda if torch.isfinite(torch.tensor(self.lmbda)) else None,
             "survivors": int(self.survivors),
+            "cost": dict(self.cost) if self.cost is not None else None,
         }
 
 
@@ -59,6 +61,7 @@ class Trace:
     log_normalizer: float = float("nan")
     final_lmbda: float = float("nan")  # the λ of the final weighting: the output targets p·exp(final_lmbda·r)
     notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
+    cost: Optional[dict[str, Any]] = None  # host-measured totals (model / check decode / check reward seconds …)
 
     def lineage(self) -> list[list[int]]:
         """For each final particle, its index at every potential step (oldest first), ending at itself."""
@@ -85,4 +88,5 @@ class Trace:
             "log_normalizer": self.log_normalizer if torch.isfinite(torch.tensor(self.log_normalizer)) else None,
             "final_lmbda": self.final_lmbda if torch.isfinite(torch.tensor(self.final_lmbda)) else None,
             "notes": list(self.notes),
+            "cost": dict(self.cost) if self.cost is not None else None,
         }

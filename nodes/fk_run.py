@@ -7,7 +7,8 @@ LoRAs, ControlNets, model patches, CFG and every model family (eps, v-prediction
 * ``model``            = the k-diffusion model ComfyUI hands the sampler function (KSamplerX0Inpaint);
 * the segment sampler  = the chosen ComfyUI sampler's own ``sampler_function``, as it is (the engine hands it
                          each segment's sigmas, a per-segment noise seed and a step-shifted callback);
-* ``reward(x0)``       = :class:`~.reward_pipeline.RewardPipeline` (process_latent_out -> VAE decode -> FK_REWARD).
+* ``reward(x0)``       = :class:`~.reward_pipeline.RewardPipeline`: the checks decode with the preview decoder
+                         (TAESD or the full VAE), the final particles with the full VAE; scored on the device.
 
 The engine's one-shot cache hands the x0 computed at a potential step to the next segment's first model call,
 so FK makes exactly as many model evaluations as plain sampling of the same N-particle batch; samplers that
@@ -31,9 +32,12 @@ import torch
 
 from ..fk_core import FKConfig, FKError, FKResult, run_segments
 from ..fk_core.input_notes import config_notes, run_notes
+from ..fk_core.schedule import potential_steps
 from ..fk_core.seeds import derived_seed
+from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
+from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
 from .reward_pipeline import ReloadBeforeCall, RewardPipeline
 from .sampler_checks import (
     PARTICLE_SAMPLER,
@@ -65,6 +69,7 @@ class FKRunSpec:
     on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
     on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
     final_reward: Optional[Callable] = None  # optional FK_REWARD that alone weights and chooses the final particles
+    preview_decoder: str = DEFAULT_PREVIEW_DECODER  # decoder of the checks: auto | full VAE | TAESD
 
 
 @dataclass
@@ -137,26 +142,38 @@ class FKRun:
         chunk = self._install_chunking(model, model_patcher, x, notes)
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
-        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, node=node)
-        # A final judge scores only the finished particles (one decode + one judge call per run).
-        final_pipeline = (RewardPipeline(spec.vae, spec.final_reward, base_model, sampling_models, chunk, node=node)
-                          if spec.final_reward is not None else None)
+        preview, preview_note = choose_preview_decoder(spec.preview_decoder, spec.vae, base_model, x.device, node)
+        if preview_note:
+            notes.append(preview_note)
+        meter = CostMeter(x.device, preview.label)
+        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, preview=preview,
+                                  meter=meter, node=node)
+        checks = len(potential_steps(len(sigmas) - 1, spec.config.every, *spec.config.window))
+        pipeline.final = checks == 0  # no check at all: the first reward call scores the final particles
+        # A final judge scores only the finished particles, through the full VAE (one decode + one judge call).
+        final_pipeline = None
+        if spec.final_reward is not None:
+            final_pipeline = RewardPipeline(spec.vae, spec.final_reward, base_model, sampling_models, chunk,
+                                            meter=meter, node=node)
+            final_pipeline.final = True
         if spec.on_start is not None:
             spec.on_start(len(sigmas) - 1, n)
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
         sampler = functools.partial(inner.sampler_function, **inner.extra_options)  # ComfyUI's, as it is
+        meter.restart()
         try:
             result = run_segments(x, sigmas, ReloadBeforeCall(model, pipeline), sampler, pipeline, spec.config,
                                   generator=generator,
-                                  on_potential_step=lambda event, _x0: self._report(event, pipeline.last_images),
+                                  on_potential_step=functools.partial(self._on_check, pipeline, checks),
                                   extra_args=extra_args, callback=_interruptible(callback), disable=disable,
                                   notes=notes, final_reward=final_pipeline)
         except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
             if is_out_of_memory(error):
                 raise out_of_memory_error(node, n, chunk, error) from None
             raise
+        result.trace.cost = meter.totals()
         result.trace.notes.extend(run_notes(result.trace))
         for note in result.trace.notes[1 if choice.note else 0:]:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)
@@ -182,6 +199,15 @@ class FKRun:
             model.inner_model = ChunkedModel(model.inner_model, chunk)
             notes.append(f"particles evaluated in chunks of {chunk}")
         return chunk
+
+    def _on_check(self, pipeline: RewardPipeline, checks: int, event, _x0) -> None:
+        """After each check: its cost goes into the step record, the live view hears of it, and after the last
+        of the ``checks`` the pipeline switches to the full VAE (the engine's next reward call scores the final
+        particles)."""
+        event.cost = dict(pipeline.last_cost) if pipeline.last_cost is not None else None
+        self._report(event, pipeline.last_images)
+        pipeline.final = len(pipeline.meter.checks) >= checks
+        pipeline.meter.restart()  # the model clock runs from here to the next check
 
     def _report(self, event, images) -> None:
         comfy.model_management.throw_exception_if_processing_interrupted()

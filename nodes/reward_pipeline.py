@@ -1,4 +1,8 @@
-"""The reward of a particle batch inside sampling: x0 -> external latent -> VAE decode in sub-batches -> FK_REWARD.
+"""The reward of a particle batch inside sampling: x0 -> images on the device -> FK_REWARD, one check at a time.
+
+Checks decode with the preview decoder (TAESD or the full VAE, see preview_decoder.py) and score the images where
+they were decoded (see check_cost.py); once the host marks the run as finishing (:attr:`RewardPipeline.final`),
+the final particles are decoded with the full VAE, scored, and kept full size for the node's outputs.
 
 Memory order: decode, then score (a learned reward loads its model here), then reload what sampling had loaded,
 just before the next model call needs it (:class:`ReloadBeforeCall`; never after the final scoring). Reloading the
@@ -14,15 +18,17 @@ import comfy.model_management
 import torch
 
 from ..fk_core import FKError
-from .sampler_checks import check_scores, check_x0, is_out_of_memory, reward_name
+from .check_cost import CostMeter, decode_and_score, reward_input_size
+from .preview_decoder import FullVAEDecoder
+from .sampler_checks import check_scores, check_x0, is_out_of_memory, reward_name, score_tensor
 from .validation import message
 
 
 class RewardPipeline:
-    """x0 (the model's internal latent space) -> external latent -> VAE decode in sub-batches -> FK_REWARD."""
+    """x0 (the model's internal latent space) -> preview or full-VAE images in sub-batches -> FK_REWARD."""
 
-    def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int,
-                 node: str = "FK Particle Sampler"):
+    def __init__(self, vae, reward, base_model, sampling_models: list, decode_batch: int, preview=None,
+                 meter: Optional[CostMeter] = None, node: str = "FK Particle Sampler"):
         self.node = node  # named in messages about the reward
         self.vae = vae  # comfy.sd.VAE (anything with .decode(latent) -> images)
         self.reward = reward  # FK_REWARD: images [B,H,W,C] in [0,1] -> [B]
@@ -30,25 +36,14 @@ class RewardPipeline:
         self.base_model = base_model
         self.sampling_models = sampling_models  # what ComfyUI loaded for sampling (UNet, ControlNets …)
         self.decode_batch = max(1, decode_batch)
+        self.full = FullVAEDecoder(vae, base_model)
+        self.preview = preview if preview is not None else self.full  # decoder of the intermediate checks
+        self.meter = meter if meter is not None else CostMeter(None, self.preview.label)
+        self.input_size = reward_input_size(reward)
+        self.final = False  # set by the host once the last segment has run: the next call scores the final x0
         self.last_images: Optional[torch.Tensor] = None
+        self.last_cost: Optional[dict] = None
         self.models_may_have_moved = False  # set by scoring; cleared when the sampling models are put back
-
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        latents = self.base_model.process_latent_out(x0.float())
-        n = latents.shape[0]
-        out = None  # filled chunk by chunk: no list + cat, so only one N-image batch is alive at a time
-        for start in range(0, n, self.decode_batch):
-            comfy.model_management.throw_exception_if_processing_interrupted()
-            images = self.vae.decode(latents[start:start + self.decode_batch])
-            if images.ndim == 5:  # video VAEs return [B, T, H, W, C]: score the frames as one strip per particle
-                b, t, h, w, c = images.shape
-                images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
-            if out is None:
-                out = torch.empty((n,) + tuple(images.shape[1:]), dtype=torch.float32,
-                                  device=comfy.model_management.intermediate_device())
-            out[start:start + images.shape[0]] = images
-            del images
-        return out
 
     def reload_sampling_models(self) -> None:
         """Decoding and scoring may have moved the UNet (or a ControlNet) off the device to make room: put back
@@ -61,15 +56,23 @@ class RewardPipeline:
         bad_x0 = check_x0(self.node, x0)  # a model that diverged is told before the reward is blamed
         with torch.no_grad():
             self.last_images = None  # release the previous step's images before decoding the next ones
-            images = self.decode(x0)
+            decoder = self.full if self.final else self.preview
+            scores, images, cost = decode_and_score(decoder, x0, self._score, self.decode_batch, self.input_size,
+                                                    self.meter, keep_full=self.final)
+            if self.final:  # the node's IMAGE outputs live where ComfyUI keeps images (normally the CPU)
+                images = images.to(comfy.model_management.intermediate_device())
+                self.meter.final = cost
+            else:
+                self.meter.checks.append(cost)
             self.last_images = images
-            scores = self._score(images)
+            self.last_cost = cost
         self.models_may_have_moved = True
         return check_scores(self.node, scores, reward_name(self.reward), bad_x0)
 
-    def _score(self, images: torch.Tensor):
+    def _score(self, images: torch.Tensor) -> torch.Tensor:
+        """One reward call on one sub-batch; whatever goes wrong there is named as the reward's problem."""
         try:
-            return self.reward(images)
+            values = self.reward(images)
         except comfy.model_management.InterruptProcessingException:
             raise
         except Exception as error:  # noqa: BLE001 - a failing reward is named as the reward's problem
@@ -79,6 +82,7 @@ class RewardPipeline:
             raise FKError(message(self.node, "reward", f"{reward_name(self.reward)} failed while scoring the "
                                   f"previews ({first or 'no message'})",
                                   "check the reward node and its weights, or pick another reward")) from None
+        return score_tensor(self.node, values, reward_name(self.reward), images.shape[0])
 
 
 class ReloadBeforeCall:

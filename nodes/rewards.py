@@ -72,6 +72,7 @@ class ManagedReward:
         self.differentiable = bound.differentiable
         # remarks the sampler copies into its trace: what the reward understood, that it runs on the CPU …
         self.notes: list[str] = list(getattr(bound, "notes", None) or [])
+        self.input_size = bound.input_size
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.patcher is not None:

@@ -23,12 +23,14 @@ from comfy_api.latest import io, ui
 from ..fk_core import FKConfig, FKError
 from ..fk_core.collapse import summary_lines
 from ..fk_core.contact_sheet import contact_sheet
+from .check_cost import cost_summary
 from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .latents import LATENT_RATIOS, fix_empty_latent
 from .potential import FKPotential, default_potential
+from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_checks import (
     PARTICLE_SAMPLER,
     SAMPLER,
@@ -85,6 +87,11 @@ def _check_potential(potential, node: str) -> FKConfig:
     return potential
 
 
+def _preview_decoder_input():
+    return io.Combo.Input("preview_decoder", options=list(PREVIEW_DECODERS), default=DEFAULT_PREVIEW_DECODER,
+                          optional=True, tooltip=PREVIEW_DECODER_TOOLTIP)
+
+
 def _particle_inputs(default_particles: int = 4):
     return [
         io.Int.Input("particles", default=default_particles, min=1, max=MAX_PARTICLES,
@@ -138,6 +145,7 @@ class FKParticleSampler(io.ComfyNode):
                                          "finished particles and alone decides their final weights and which one "
                                          "is output; 'reward' then only steers along the way. Costs one judge call "
                                          "per particle per run.")),
+                _preview_decoder_input(),
             ],
             outputs=[
                 io.Latent.Output(display_name="best_latent"),
@@ -157,10 +165,11 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None,
-                final_reward=None) -> io.NodeOutput:
+                final_reward=None, preview_decoder=DEFAULT_PREVIEW_DECODER) -> io.NodeOutput:
         problem = check_widgets(cls, PARTICLE_SAMPLER, {
             "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
-            "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk}) or _denoise_problem(denoise)
+            "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk,
+            "preview_decoder": preview_decoder}) or _denoise_problem(denoise)
         if problem:  # widgets linked from other nodes were not checked when the prompt was queued
             raise FKError(problem)
         config = _check_potential(potential, PARTICLE_SAMPLER)
@@ -193,7 +202,7 @@ class FKParticleSampler(io.ComfyNode):
                                        chunked_memory_estimate(chunk))
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=False, returns="all", chunk=chunk, final_reward=final_reward,
-                         **_live_callbacks(cls))
+                         **_live_callbacks(cls), preview_decoder=preview_decoder or DEFAULT_PREVIEW_DECODER)
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         try:
@@ -232,6 +241,8 @@ def _summary(outcome) -> str:
     result = outcome.result
     r = result.rewards[outcome.chosen_index]
     lines = [f"particle {outcome.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
+    if result.trace.cost is not None:
+        lines.append(cost_summary(result.trace.cost))
     lines += summary_lines(outcome.trace_dict())  # λ, ESS, survivors, lineages, then every note (sampler's too)
     return "\n".join(lines)
 
@@ -266,6 +277,7 @@ class FKSampler(io.ComfyNode):
                                          "finished particles and alone decides their final weights and which one "
                                          "is output; 'reward' then only steers along the way. Costs one judge call "
                                          "per particle per run.")),
+                _preview_decoder_input(),
             ],
             outputs=[io.Sampler.Output(display_name="sampler")],
             hidden=[io.Hidden.unique_id],
@@ -289,7 +301,8 @@ class FKSampler(io.ComfyNode):
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,
-                         **_live_callbacks(cls))
+                         **_live_callbacks(cls),
+                         preview_decoder=kwargs.get("preview_decoder") or DEFAULT_PREVIEW_DECODER)
         fk_sampler, _run = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 

@@ -204,9 +204,8 @@ def check_x0(node: str, x0: torch.Tensor) -> torch.Tensor:
     return bad.cpu()
 
 
-def check_scores(node: str, scores: Any, name: str, bad_x0: torch.Tensor) -> torch.Tensor:
-    """Scores as a float [N] tensor; a wrong shape or an all-NaN result from fine images is the reward's problem."""
-    n = bad_x0.shape[0]
+def score_tensor(node: str, scores: Any, name: str, n: int) -> torch.Tensor:
+    """A reward's answer for ``n`` images as a float [n] CPU tensor; anything else is the reward's problem."""
     try:
         scores = torch.as_tensor(scores).detach().float().reshape(-1).cpu()
     except (TypeError, ValueError, RuntimeError):
@@ -215,6 +214,12 @@ def check_scores(node: str, scores: Any, name: str, bad_x0: torch.Tensor) -> tor
     if scores.numel() != n:
         raise FKError(message(node, "reward", f"{name} returned {scores.numel()} scores for {n} images",
                               "the reward must give one number per image; check the reward node"))
+    return scores
+
+
+def check_scores(node: str, scores: Any, name: str, bad_x0: torch.Tensor) -> torch.Tensor:
+    """Scores as a float [N] tensor; a wrong shape or an all-NaN result from fine images is the reward's problem."""
+    scores = score_tensor(node, scores, name, bad_x0.shape[0])
     if not bool(torch.isfinite(scores[~bad_x0]).any()):
         raise FKError(message(node, "reward", f"{name} returned NaN/inf for every particle although the "
                               "images were fine", "check the reward model and its weights, or pick another reward"))

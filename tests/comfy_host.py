@@ -126,8 +126,9 @@ def _forget_shadowing_modules(comfy_dir: Path) -> None:
             del sys.modules[name]
 
 
-def import_host(comfy_dir: Path, scratch_dir: Path | None = None):
-    """Import ComfyUI in this process on CPU; returns the ``nodes`` module. Idempotent.
+def import_host(comfy_dir: Path, scratch_dir: Path | None = None, cpu: bool = True):
+    """Import ComfyUI in this process on CPU (``cpu=False``: on the GPU when there is one, for scripts such as
+    bench/taesd_agreement.py); returns the ``nodes`` module. Idempotent.
 
     ``args.cpu`` must be set before ``comfy.model_management`` is imported: without it a CPU-only torch would
     ask CUDA for the current device. ``utils`` (ComfyUI's top-level package) is imported first because some
@@ -141,7 +142,7 @@ def import_host(comfy_dir: Path, scratch_dir: Path | None = None):
         sys.path.insert(0, str(comfy_dir))
     from comfy.cli_args import args
 
-    args.cpu = True
+    args.cpu = cpu
     importlib.import_module("utils.install_util")  # before anything else from the host (see docstring)
     import folder_paths
 

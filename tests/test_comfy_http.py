@@ -13,9 +13,9 @@ pytestmark = [pytest.mark.host, pytest.mark.slow]
 FK_NODES = {
     "FKParticleSampler": {"model", "positive", "negative", "latent_image", "vae", "reward", "seed", "steps", "cfg",
                           "sampler_name", "scheduler", "denoise", "particles", "particle_chunk", "potential",
-                          "final_reward"},
+                          "final_reward", "preview_decoder"},
     "FKSampler": {"vae", "reward", "particles", "particle_chunk", "sampler_name", "return", "potential",
-                  "final_reward"},
+                  "final_reward", "preview_decoder"},
     "FKPotentialSelector": {"potential", "lambda_mode", "strength", "lambda", "every_n_steps", "window_start",
                             "window_end", "ess_threshold", "resampling", "output"},
 }

@@ -60,6 +60,9 @@ class Reward(nn.Module):
     name: str = "reward"
     needs_prompt: bool = False
     differentiable: bool = True
+    # Shorter image side the reward resizes to (preprocess.resize_shorter_side) before it looks at an image;
+    # None = it uses every pixel. A host may shrink images to this size first: the score stays the same.
+    input_size: int | None = None
 
     def _score(self, images: torch.Tensor, prompt: str | None) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -128,6 +131,7 @@ class BoundReward:
         self.prompt = prompt
         self.name = name or getattr(reward, "name", "reward")
         self.differentiable = bool(getattr(reward, "differentiable", False))
+        self.input_size = getattr(reward, "input_size", None)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if isinstance(self.reward, Reward):

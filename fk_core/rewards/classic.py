@@ -187,6 +187,9 @@ class WeightedSum(Reward):
         self.needs_prompt = any(isinstance(r, Reward) and r.needs_prompt for r, _ in self._callables)
         self.differentiable = all(bool(getattr(r, "differentiable", False)) for r, _ in self._callables)
         self.name = _describe_sum(self._callables)
+        sizes = [getattr(r, "input_size", None) for r, _ in self._callables]
+        # Smaller images leave the sum unchanged only when every term resizes to the same size.
+        self.input_size = sizes[0] if len(set(sizes)) == 1 else None
 
     def score(self, images, prompt=None):
         if self.needs_prompt and (prompt is None or not isinstance(prompt, str)):

@@ -36,6 +36,7 @@ class _OpenClipImageEncoder(Reward):
         super().__init__()
         self.clip = clip_model
         self.image_size, self.mean, self.std = _preprocess_settings(clip_model)
+        self.input_size = self.image_size  # clip_preprocess resizes the shorter side to it first
 
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         pixels = clip_preprocess(images, self.image_size, self.mean, self.std)

@@ -57,6 +57,7 @@ class ImageRewardScore(Reward):
         self.net = net
         self.tokenizer = tokenizer
         self.image_size = net.blip.visual_encoder.config.image_size
+        self.input_size = self.image_size  # clip_preprocess resizes the shorter side to it first
         self._token_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.freeze()
 

@@ -46,6 +46,7 @@ class PickScore(Reward):
         self.model = model
         self.tokenizer = processor.tokenizer
         self.resize_to, self.crop_size, self.mean, self.std = _image_settings(processor.image_processor)
+        self.input_size = self.resize_to  # clip_preprocess resizes the shorter side to it first
         self._text_cache: dict[str, torch.Tensor] = {}
         self.freeze()
 

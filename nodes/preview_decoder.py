@@ -1,0 +1,165 @@
+"""Which decoder turns the particles' x0-predictions into images for the reward at FK's intermediate checks.
+
+* ``full VAE``: the workflow's VAE, the same decode as the final images.
+* ``TAESD``: the TAESD-family decoder ComfyUI's own live previews use for the model's latent format
+  (``models/vae_approx/taesd_decoder…`` for SD1.5, ``taesdxl_decoder…`` for SDXL, ``taesd3_decoder…`` for SD3,
+  ``taef1_decoder…`` for Flux …), found and built exactly as ``latent_preview.get_previewer`` does: the first file
+  in the ``vae_approx`` folders whose name starts with ``latent_format.taesd_decoder_name``, loaded into
+  ``comfy.taesd.taesd.TAESD``. About 1/30 of the full VAE's parameters and roughly 10x cheaper per image.
+* ``auto``: TAESD when that file is there, else the full VAE.
+
+The final particles are always decoded with the full VAE (that is what the user gets and what the final
+weights score). Every decoder returns images [B, H, W, C] in [0, 1] on the decoding device: no CPU round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Optional
+
+import comfy.taesd.taesd
+import folder_paths
+import latent_preview
+import torch
+
+from ..fk_core import FKError
+
+PREVIEW_DECODERS = ("auto", "full VAE", "TAESD")
+DEFAULT_PREVIEW_DECODER = "auto"
+VAE_APPROX = "vae_approx"  # ComfyUI's folder for preview decoders (models/vae_approx)
+PREVIEW_DECODER_TOOLTIP = (
+    "How each check turns the particles' previews into images for the reward. 'auto': the small TAESD decoder "
+    "ComfyUI's live previews use (models/vae_approx: taesd_decoder for SD1.5, taesdxl_decoder for SDXL, "
+    "taesd3_decoder for SD3, taef1_decoder for Flux) when it is there, else the full VAE. 'TAESD': always that "
+    "decoder (error if the file is missing). 'full VAE': the workflow's VAE at every check (slowest, exact). "
+    "The final images are always decoded with the full VAE.")
+
+
+@contextlib.contextmanager
+def outputs_on_device(vae):
+    """Let ComfyUI's VAE.decode leave its images on the VAE's device instead of copying them to the CPU
+    (``output_device`` is the intermediate device, normally the CPU). Restored afterwards."""
+    if not (hasattr(vae, "output_device") and hasattr(vae, "device")):
+        yield
+        return
+    saved = vae.output_device
+    vae.output_device = vae.device
+    try:
+        yield
+    finally:
+        vae.output_device = saved
+
+
+def flatten_frames(images: torch.Tensor) -> torch.Tensor:
+    """Video VAEs return [B, T, H, W, C]: score the frames of a particle as one strip [B, H, T*W, C]."""
+    if images.ndim == 5:
+        b, t, h, w, c = images.shape
+        images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
+    return images
+
+
+class FullVAEDecoder:
+    """x0 (model latent space) -> process_latent_out -> the workflow's VAE -> images on the VAE's device."""
+
+    label = "full VAE"
+
+    def __init__(self, vae, base_model):
+        self.vae = vae
+        self.base_model = base_model
+
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        latents = self.base_model.process_latent_out(x0.float())
+        with outputs_on_device(self.vae):
+            images = self.vae.decode(latents)
+        return flatten_frames(images).float()
+
+
+class TAESDDecoder:
+    """x0 (model latent space, what ComfyUI's previewer feeds TAESD too) -> TAESD -> images on ``device``."""
+
+    def __init__(self, module: torch.nn.Module, path: str, device: torch.device):
+        self.module = module.to(device)
+        self.path = path
+        self.device = device
+        self.label = f"TAESD ({os.path.basename(path)})"
+
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            images = self.module.decode(x0.to(self.device, torch.float32))  # [-1, 1], [B, 3, H, W]
+        return ((images + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)
+
+
+def taesd_decoder_name(latent_format) -> Optional[str]:
+    return getattr(latent_format, "taesd_decoder_name", None)
+
+
+def is_video_decoder(name: str) -> bool:
+    """ComfyUI 0.33+ previews video formats with TAEHV-style decoders through comfy.sd.VAE: not supported here."""
+    return name in getattr(latent_preview, "VIDEO_TAES", ())
+
+
+def find_taesd_decoder(latent_format) -> Optional[str]:
+    """Full path of the decoder file ComfyUI's live previews would load for this latent format, or None.
+
+    The same rule as ``latent_preview.get_previewer``: the first file in ``vae_approx`` whose name starts with
+    the format's ``taesd_decoder_name``."""
+    name = taesd_decoder_name(latent_format)
+    if not name:
+        return None
+    filename = next((fn for fn in folder_paths.get_filename_list(VAE_APPROX) if fn.startswith(name)), None)
+    return folder_paths.get_full_path(VAE_APPROX, filename) if filename else None
+
+
+def vae_approx_folders() -> str:
+    return ", ".join(folder_paths.get_folder_paths(VAE_APPROX)) or "models/vae_approx"
+
+
+# Built decoders by (path, file modification time, latent channels): a check run reuses the one it loaded.
+_TAESD_CACHE: dict[tuple, torch.nn.Module] = {}
+
+
+def load_taesd(path: str, latent_channels: int, who: str) -> torch.nn.Module:
+    key = (path, os.path.getmtime(path), int(latent_channels))
+    module = _TAESD_CACHE.get(key)
+    if module is None:
+        try:
+            module = comfy.taesd.taesd.TAESD(None, path, latent_channels=latent_channels)
+        except Exception as err:  # unreadable file, wrong keys or shapes: say which file, re-raised below
+            detail = (str(err).splitlines() or [""])[0][:200]
+            raise FKError(f"{who}: preview_decoder could not load {path} as a TAESD decoder for "
+                          f"{latent_channels}-channel latents ({type(err).__name__}: {detail}); replace the file "
+                          f"with the matching decoder from github.com/madebyollin/taesd or choose full VAE") from err
+        module.eval()
+        _TAESD_CACHE.clear()  # keep one: decoders are small, but a stale one per edited file is pointless
+        _TAESD_CACHE[key] = module
+    return module
+
+
+def choose_preview_decoder(choice: str, vae, base_model, device: torch.device,
+                           who: str = "FK sampler") -> tuple[object, Optional[str]]:
+    """(decoder for the checks, note for the trace or None). ``who`` names the node in messages."""
+    full = FullVAEDecoder(vae, base_model)
+    if choice == "full VAE":
+        return full, None
+    if choice not in PREVIEW_DECODERS:
+        raise FKError(f"{who}: preview_decoder {choice!r} is not a choice; use one of {', '.join(PREVIEW_DECODERS)}")
+    latent_format = base_model.latent_format
+    format_name = type(latent_format).__name__
+    name = taesd_decoder_name(latent_format)
+    supported = bool(name) and not is_video_decoder(name)
+    path = find_taesd_decoder(latent_format) if supported else None
+    if path is not None:
+        return TAESDDecoder(load_taesd(path, latent_format.latent_channels, who), path, device), None
+    if choice == "auto":
+        if not supported:
+            return full, None  # nothing cheaper exists for this model: the full VAE is the only choice
+        return full, (f"checks decode with the full VAE: put {name}.pth (or .safetensors) in {vae_approx_folders()} "
+                      f"for cheaper checks with TAESD (the file ComfyUI's live previews use)")
+    if not supported:
+        raise FKError(f"{who}: preview_decoder TAESD has no decoder for this model's latent format ({format_name}); "
+                      f"choose auto or full VAE")
+    raise FKError(f"{who}: preview_decoder TAESD needs {name}.pth (or .safetensors) in {vae_approx_folders()} for "
+                  f"this model's latent format ({format_name}), and none is there; put the file from "
+                  f"github.com/madebyollin/taesd there (ComfyUI's TAESD live previews use the same file) or choose "
+                  f"auto or full VAE")
