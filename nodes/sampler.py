@@ -87,6 +87,14 @@ def _check_potential(potential, node: str) -> FKConfig:
     return potential
 
 
+def _final_reward_input():
+    return FK_REWARD.Input("final_reward", optional=True,
+                           tooltip=("Optional final judge (e.g. the VLM judge or HPSv3): scores only the finished "
+                                    "particles and alone decides their final weights and which one is output; "
+                                    "'reward' then only steers along the way. Costs one judge call per particle "
+                                    "per run."))
+
+
 def _preview_decoder_input():
     return io.Combo.Input("preview_decoder", options=list(PREVIEW_DECODERS), default=DEFAULT_PREVIEW_DECODER,
                           optional=True, tooltip=PREVIEW_DECODER_TOOLTIP)
@@ -140,11 +148,7 @@ class FKParticleSampler(io.ComfyNode):
                 *_particle_inputs(),
                 FKPotential.Input("potential", optional=True,
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
-                FK_REWARD.Input("final_reward", optional=True,
-                                tooltip=("Optional final judge (e.g. the VLM judge or HPSv3): scores only the "
-                                         "finished particles and alone decides their final weights and which one "
-                                         "is output; 'reward' then only steers along the way. Costs one judge call "
-                                         "per particle per run.")),
+                _final_reward_input(),
                 _preview_decoder_input(),
             ],
             outputs=[
@@ -272,11 +276,7 @@ class FKSampler(io.ComfyNode):
                                         "particle as a batch, best first.")),
                 FKPotential.Input("potential", optional=True,
                                   tooltip="Steering settings (FK Potential Selector). Defaults if unconnected."),
-                FK_REWARD.Input("final_reward", optional=True,
-                                tooltip=("Optional final judge (e.g. the VLM judge or HPSv3): scores only the "
-                                         "finished particles and alone decides their final weights and which one "
-                                         "is output; 'reward' then only steers along the way. Costs one judge call "
-                                         "per particle per run.")),
+                _final_reward_input(),
                 _preview_decoder_input(),
             ],
             outputs=[io.Sampler.Output(display_name="sampler")],
