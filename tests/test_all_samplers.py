@@ -39,7 +39,8 @@ def run(fk, model, vae, sampler, chunk, cfg=3.0, seed=3):
             particles=N, particle_chunk=chunk, potential=fk.fk_core.FKConfig(lmbda=5.0, every=1))
     best_latent, _image, _sheet, _all, trace = out.result
     trace = json.loads(trace)
-    assert trace["notes"] == out.ui["text"][0].split("\n")[1:]  # every note of the run is shown on the node
+    lines = out.ui["text"][0].split("\n")  # chosen particle, the checks' cost, then the notes
+    assert lines[1].startswith("cost: ") and trace["notes"] == lines[2:]  # every note is shown
     return best_latent["samples"], trace
 
 
