@@ -40,7 +40,8 @@ def run(fk, model, vae, sampler, chunk, cfg=3.0, seed=3):
                                                                           window=(0.0, 1.0)))
     best_latent, _image, _sheet, _all, trace = out.result
     trace = json.loads(trace)
-    lines, notes = out.ui["text"][0].split("\n"), trace["notes"]
+    lines, notes = out.ui["text"][0].split("\n"), trace["notes"]  # chosen particle, cost, summary, then notes
+    assert lines[1].startswith("cost: ")
     assert not notes or lines[-len(notes):] == notes  # every note of the run is shown on the node, last
     return best_latent["samples"], trace
 
