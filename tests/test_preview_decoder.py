@@ -11,6 +11,7 @@ colour: images the reward receives at a check are then recognisably TAESD's, and
 from __future__ import annotations
 
 import json
+import types
 
 import comfy_host
 import pytest
@@ -283,8 +284,8 @@ def test_cost_per_check_and_totals_in_trace_and_text(fk_pack, oracle, tiny_vae, 
 
 def test_live_hook_sees_cost_and_check_images(fk_pack, oracle, tiny_vae, with_taesd, monkeypatch):
     seen = []
-    monkeypatch.setitem(fk_pack.nodes.sampler.LIVE_HOOKS, "factory",
-                        lambda node_id: (lambda event, images: seen.append((dict(event.cost), images)), None))
+    hooks = types.SimpleNamespace(on_potential_step=lambda event, images: seen.append((dict(event.cost), images)))
+    monkeypatch.setitem(fk_pack.nodes.sampler.LIVE_HOOKS, "factory", lambda node_id: hooks)
     run_node(fk_pack, oracle, tiny_vae, RecordingReward(), "TAESD")
     assert len(seen) == number_of_checks(fk_pack)
     assert all(set(cost) == {"model_s", "decode_s", "reward_s"} and is_taesd_image(images) for cost, images in seen)
