@@ -132,7 +132,8 @@ def measure(nodes, pack, args) -> list[dict]:
     positive = nodes.CLIPTextEncode().encode(clip, args.prompt)[0]
     negative = nodes.CLIPTextEncode().encode(clip, args.negative)[0]
     reward = pack.nodes.rewards.FKRewardLoader.execute(
-        reward=args.reward, weights=args.weights, prompt=args.prompt, device=args.reward_device).result[0]
+        reward=args.reward, weights=pack.nodes.rewards.AUTO_WEIGHTS if args.weights == "auto" else args.weights,
+        prompt=args.prompt, device=args.reward_device).result[0]
     base_model = model.model
     device = mm.get_torch_device()
     taesd, _ = preview.choose_preview_decoder("TAESD", vae, base_model, device, "taesd_agreement")
@@ -174,7 +175,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", required=True, help="checkpoint name in models/checkpoints, or a file path")
     parser.add_argument("--reward", default="ImageReward", help="a reward name of FK Reward Loader")
-    parser.add_argument("--weights", default="auto", help="the reward's weights file in models/fk_rewards")
+    parser.add_argument("--weights", default="auto", help="the reward's weights file in models/fk_rewards "
+                        "(auto: the default file, downloaded if missing)")
     parser.add_argument("--reward-device", default="auto", choices=["auto", "cpu"])
     parser.add_argument("--prompt", default="a photo of an astronaut riding a horse on the moon")
     parser.add_argument("--negative", default="")

@@ -303,7 +303,8 @@ def test_outputs_on_device_restores_the_vae(fk_pack, tiny_vae):
 
 
 def test_unknown_choice_is_refused(fk_pack, oracle, tiny_vae):
-    with pytest.raises(fk_pack.fk_core.FKError, match="FK Particle Sampler: preview_decoder 'tiny' is not a choice"):
+    with pytest.raises(fk_pack.fk_core.FKError,
+                       match="FK Particle Sampler: preview_decoder has an unknown value 'tiny'"):
         run_node(fk_pack, oracle, tiny_vae, RecordingReward(), "tiny")
 
 

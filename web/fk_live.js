@@ -20,7 +20,7 @@ import { api } from "../../scripts/api.js";
 const NODE_TYPES = new Set(["FKParticleSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done" };
 const WIDGET_NAME = "fk_live_view";
-const MIN_HEIGHT = 560; // gallery + chart + lineage
+const MIN_HEIGHT = 590; // gallery + two status lines (a third when they wrap) + chart + lineage
 const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
 const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
 const MAX_TILE_PX = 64; // = the largest thumbnail nodes/live.py sends (MAX_THUMB_PX)
