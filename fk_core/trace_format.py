@@ -52,24 +52,25 @@ def _int_field(value: Any, field: str, low: int, high: int | None = None) -> int
     return value
 
 
-def _rewards(values: Any, field: str, n: int) -> None:
-    """n numbers (null = a failed reward)."""
+def _per_particle(values: Any, field: str, n: int) -> None:
+    """A list with one entry per particle."""
     if not isinstance(values, list):
         _fail(field, f"is {_kind(values)}, not a list")
     if len(values) != n:
         key = field.rsplit(".", 1)[-1]
         raise TraceFormatError(f"field '{field}': '{key}' has {len(values)} entries for {n} particles")
+
+
+def _rewards(values: Any, field: str, n: int) -> None:
+    """n numbers (null = a failed reward)."""
+    _per_particle(values, field, n)
     for i, v in enumerate(values):
         if v is not None and not _is_number(v):
             _fail(f"{field}[{i}]", f"is {_kind(v)}, not a number (or null)")
 
 
 def _ancestors(values: Any, field: str, n: int) -> None:
-    if not isinstance(values, list):
-        _fail(field, f"is {_kind(values)}, not a list")
-    if len(values) != n:
-        key = field.rsplit(".", 1)[-1]
-        raise TraceFormatError(f"field '{field}': '{key}' has {len(values)} entries for {n} particles")
+    _per_particle(values, field, n)
     for i, a in enumerate(values):
         if not _is_int(a):
             _fail(f"{field}[{i}]", f"is {_kind(a)}, not a whole-number particle index")
