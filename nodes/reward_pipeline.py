@@ -32,7 +32,7 @@ class RewardPipeline:
         self.node = node  # named in messages about the reward
         self.vae = vae  # comfy.sd.VAE (anything with .decode(latent) -> images)
         self.reward = reward  # FK_REWARD: images [B,H,W,C] in [0,1] -> [B]
-        self.name = getattr(reward, "name", "reward")  # shown in the trace notes
+        self.name = reward_name(reward)  # in messages and in the trace notes (the engine reads it)
         self.base_model = base_model
         self.sampling_models = sampling_models  # what ComfyUI loaded for sampling (UNet, ControlNets …)
         self.decode_batch = max(1, decode_batch)
@@ -67,7 +67,7 @@ class RewardPipeline:
             self.last_images = images
             self.last_cost = cost
         self.models_may_have_moved = True
-        return check_scores(self.node, scores, reward_name(self.reward), bad_x0)
+        return check_scores(self.node, scores, self.name, bad_x0)
 
     def _score(self, images: torch.Tensor) -> torch.Tensor:
         """One reward call on one sub-batch; whatever goes wrong there is named as the reward's problem."""
@@ -79,10 +79,10 @@ class RewardPipeline:
             if isinstance(error, FKError) or is_out_of_memory(error):
                 raise
             first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise FKError(message(self.node, "reward", f"{reward_name(self.reward)} failed while scoring the "
+            raise FKError(message(self.node, "reward", f"{self.name} failed while scoring the "
                                   f"previews ({first or 'no message'})",
                                   "check the reward node and its weights, or pick another reward")) from None
-        return score_tensor(self.node, values, reward_name(self.reward), images.shape[0])
+        return score_tensor(self.node, values, self.name, images.shape[0])
 
 
 class ReloadBeforeCall:
