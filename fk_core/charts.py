@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .trace import lineage_paths as trace_lineage
 from .trace_format import TRACE_FORMAT, validate_trace  # noqa: F401 (TRACE_FORMAT: importers read it here)
 from .trace_format import TraceFormatError as TraceError  # one error class: charts add no checks of their own
 
@@ -56,21 +57,9 @@ def _num(v: Optional[float]) -> float:
 
 
 def lineage_paths(trace: TraceLike) -> list[list[int]]:
-    """For each final particle, its slot at every potential step (before resampling), then its final slot.
-
-    Same rule as ``Trace.lineage``: walking back, final particle i came from ``ancestors[i]`` of the last
-    step, and so on. ``paths[i][0]`` is the initial particle (``origin[i]``); ``paths[i][-1] == i``.
-    """
+    """For each final particle, its slot at every potential step, then its final slot (fk_core.trace's rule)."""
     t = load_trace(trace)
-    n = t["num_particles"]
-    current = list(range(n))
-    columns = [current]
-    for step in reversed(t["steps"]):
-        anc = step["ancestors"]
-        current = [anc[c] for c in current]
-        columns.append(current)
-    columns.reverse()
-    return [[col[i] for col in columns] for i in range(n)]
+    return trace_lineage([step["ancestors"] for step in t["steps"]], t["num_particles"])
 
 
 def reward_history(trace: TraceLike, particle: int) -> list[Optional[float]]:
