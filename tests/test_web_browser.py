@@ -552,3 +552,26 @@ def test_example_workflow_has_no_overlapping_nodes(browser, page, server, mode):
     fit_view(page)
     shot(page, "09-example-after-run")
     assert_no_overlap(node_boxes(page))
+
+
+def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
+    """Output "draw from final weights": the particle the node outputs (a draw, not the best) is the one the live
+    view frames in its lineage and names in its status line once the run is done."""
+    for seed in range(40, 46):  # λ = 0: the draw is uniform, so most seeds draw another particle than the best
+        node = load_example(page, server, particles=8, seed=seed + {CLASSIC: 0, VUE: 100}[mode], lmbda=0.0)
+        page.evaluate("""() => { const pot = window.app.graph.findNodesByType("FKPotentialSelector")[0];
+                          pot.widgets.find((w) => w.name === "output").value = "draw from final weights"; }""")
+        queue(page)
+        view = wb.wait_for_state(page, node, ("done",), timeout=300)
+        chosen = int(re.match(r"particle (\d+) of", page.evaluate(
+            """async (id) => { const h = await (await fetch('/history?max_items=1')).json();
+                               return Object.values(h)[0].outputs[id].text[0]; }""", node)).group(1))
+        best = int(page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace.final_rewards"
+                                 ".reduce((b, r, i, a) => (r ?? -Infinity) > (a[b] ?? -Infinity) ? i : b, 0)", node))
+        if chosen != best:
+            break
+    else:
+        pytest.fail("every seed drew the best particle: the test cannot tell the two apart")
+    shot(page, "drawn-output")
+    assert view["selected"] == str(chosen), f"the node outputs particle {chosen}, the view frames {view['selected']}"
+    assert f"chosen #{chosen}" in view["status"], view["status"]
