@@ -1,8 +1,10 @@
 """Server side of the live particle view: small JSON events sent over ComfyUI's websocket.
 
-The sampler adapter gets a :class:`LiveCallbacks` from :func:`live_callbacks` and calls ``on_start(num_steps,
-particles)`` when a run begins, ``on_potential_step(event, images)`` after every potential step (with the x0
-images it already decoded for the reward) and ``on_finish(result)`` at the end. Each run gets one
+The sampler nodes make a :class:`LiveCallbacks` with :func:`live_callbacks` and hand it to the engine as the
+run's observer (``fk_core.run_segments(observer=…)``), which calls ``on_start(num_steps, particles)`` when a run
+begins, ``on_potential_step(event, images)`` after every potential step (with the x0 images the reward already
+scored) and ``on_finish(result)`` with the ``FKResult`` (whose ``chosen_index`` is the particle the node
+outputs: the view frames that one). Each run gets one
 :class:`LiveReporter`. The front end (``web/fk_live.js``) listens for the two event types below; a cancelled
 or failed run needs no event of its own: the browser already gets ComfyUI's ``execution_interrupted`` /
 ``execution_error``.
@@ -19,8 +21,6 @@ Without a running ComfyUI server (tests, scripts, another host) every method is 
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import math
 import time
@@ -28,8 +28,8 @@ import uuid
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
+
+from ..fk_core import COST_KEYS, downscale, encode_sprite
 
 EVENT_STEP = "fk_steering.step"
 EVENT_DONE = "fk_steering.done"
@@ -82,52 +82,8 @@ def _round_list(values: Any, digits: int = 4) -> list[Optional[float]]:
     return [_round(v, digits) for v in values]
 
 
-def downscale(images: torch.Tensor, edge: int) -> torch.Tensor:
-    """[N,H,W,C] float in [0,1] → [N,h,w,3] uint8 on the CPU with max(h, w) ≤ edge (aspect kept)."""
-    if images.ndim != 4:
-        raise ValueError(f"images must be [N,H,W,C], got shape {tuple(images.shape)}")
-    x = images.detach()[..., :3].float()
-    if x.shape[-1] == 1:
-        x = x.expand(-1, -1, -1, 3)
-    h, w = x.shape[1:3]
-    scale = min(1.0, edge / max(h, w))
-    x = x.movedim(-1, 1)
-    if scale < 1.0:  # downscale on the images' device first: only small tensors cross to the CPU
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    x = torch.nan_to_num(x, nan=0.0).clamp(0, 1)
-    return (x.movedim(1, -1) * 255).round().to(torch.uint8).cpu()
-
-
-def encode_sprite(images: torch.Tensor, edge: int, max_bytes: int, quality: int = 75) -> dict:
-    """All thumbnails in ONE JPEG grid (one header instead of N):
-    ``{"sprite": data URL, "cols", "rows", "w", "h"}``, thumbnail i at column i % cols, row i // cols.
-    If the data URL would exceed ``max_bytes``, lower the quality,
-    then the size, until it fits."""
-    n = images.shape[0]
-    cols = max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
-    while True:
-        small = downscale(images, edge)
-        h, w = small.shape[1:3]
-        sheet = torch.zeros(rows * h, cols * w, 3, dtype=torch.uint8)
-        for i in range(n):
-            r, c = divmod(i, cols)
-            sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = small[i]
-        buf = io.BytesIO()
-        Image.fromarray(sheet.numpy()).save(buf, format="JPEG", quality=quality)
-        url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-        if len(url) <= max_bytes or edge <= 8:
-            return {"sprite": url, "cols": cols, "rows": rows, "w": int(w), "h": int(h)}
-        if quality > 40:
-            quality -= 15
-        else:
-            edge = max(8, edge * 3 // 4)
-
-
 # Optional numbers a step may carry (other parts of the engine add them; the view shows what is there):
 # "lmbda" the λ used at the check, "survivors" the distinct particles the resampling kept, "cost" seconds spent.
-COST_KEYS = ("model_s", "decode_s", "reward_s")
 
 
 def _optional_fields(source: Any) -> dict:
@@ -218,7 +174,6 @@ class LiveReporter:
         self._seq = 0
         self.closed = False
         self.events_sent = 0
-        self.steps_dropped = 0
 
     @property
     def active(self) -> bool:
@@ -252,7 +207,6 @@ class LiveReporter:
         self._queue.append(step_record(event))
         if len(self._queue) > self._max_queued:  # the final trace still has every step
             del self._queue[0]
-            self.steps_dropped += 1
         if images is not None:
             if images.shape[0] != self.particles:
                 raise ValueError(f"live view: got {images.shape[0]} images for {self.particles} particles")
@@ -278,19 +232,16 @@ class LiveReporter:
         self._emit(EVENT_STEP, payload)
 
     def finished(self, result: Any) -> None:
-        """Send what is still queued, then the whole trace (rounded) and the final rewards.
-
-        ``result``: an ``FKResult``, or the sampler adapter's outcome holding one in ``.result`` (then its
-        ``chosen_index``, the particle the node outputs, is sent too)."""
+        """Send what is still queued, then the whole trace (rounded), the best particle and the chosen one (the
+        particle the node outputs, which the view frames). ``result``: an ``FKResult``."""
         if not self.active:
             return
-        outcome, result = result, getattr(result, "result", result)
         self._flush(self._clock(), final=True)
         trace = result.trace.to_dict() if hasattr(result.trace, "to_dict") else dict(result.trace)
-        payload = {"best_index": int(result.best_index), "trace": compact_trace(trace)}
-        if getattr(outcome, "chosen_index", None) is not None:
-            payload["chosen_index"] = int(outcome.chosen_index)
-        self._emit(EVENT_DONE, payload)
+        chosen = getattr(result, "chosen_index", -1)
+        self._emit(EVENT_DONE, {"best_index": int(result.best_index),
+                                "chosen_index": int(chosen if chosen >= 0 else result.best_index),
+                                "trace": compact_trace(trace)})
         self.closed = True
 
 
@@ -328,16 +279,13 @@ class LiveCallbacks:
         current.potential_step(event, images)
 
     def on_finish(self, result: Any) -> None:
-        """``result``: an FKResult, or the adapter's outcome holding one in ``.result``."""
-        fk_result = getattr(result, "result", result)
-        if fk_result is None:
-            return
+        """``result``: the run's FKResult."""
         current = self._reporter
         if current is None or current.closed:
-            current = self._new_reporter(int(fk_result.trace.num_particles))
+            current = self._new_reporter(int(result.trace.num_particles))
         current.finished(result)
 
 
 def live_callbacks(node_id: Any, **reporter_options) -> LiveCallbacks:
-    """The live-view hook the sampler nodes call (``nodes.sampler.LIVE_HOOKS["factory"]``)."""
+    """The live view of sampler node ``node_id``: the observer its runs report to."""
     return LiveCallbacks(node_id, **reporter_options)

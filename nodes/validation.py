@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..fk_core import FKError
@@ -158,8 +158,10 @@ def widget_problem(node: str, name: str, value: Any, kind: Any, extra: Mapping) 
     return None
 
 
-def check_widgets(node_cls, node: str, values: Mapping[str, Any]) -> str | None:
-    """First problem among ``values`` (widget values ComfyUI hands validate_inputs), or None.
+def check_widgets(node_cls, node: str, values: Mapping[str, Any],
+                  *more: Callable[[Mapping[str, Any]], str | None]) -> str | None:
+    """First problem among ``values`` (widget values ComfyUI hands validate_inputs), or None; then the node's
+    own rules ``more`` (each ``values -> message or None``, e.g. window_start after window_end).
 
     Linked inputs never reach validate_inputs (ComfyUI leaves them out), so every value here is a constant
     typed into a widget or sent through the API.
@@ -172,12 +174,18 @@ def check_widgets(node_cls, node: str, values: Mapping[str, Any]) -> str | None:
         problem = widget_problem(node, name, value, kind, extra)
         if problem:
             return problem
-    return None
+    return next((problem for check in more if (problem := check(values))), None)
 
 
-def require_widgets(node_cls, node: str, values: Mapping[str, Any]) -> None:
+def require_widgets(node_cls, node: str, values: Mapping[str, Any],
+                    *more: Callable[[Mapping[str, Any]], str | None]) -> None:
     """:func:`check_widgets` at run time: a widget turned into an input and linked (e.g. from a primitive node)
     is not checked when the prompt is queued, so ``execute`` checks again and raises the same message."""
-    problem = check_widgets(node_cls, node, values)
+    problem = check_widgets(node_cls, node, values, *more)
     if problem:
         raise FKError(problem)
+
+
+def finite(t) -> bool:
+    """No NaN/inf in tensor ``t`` (integer tensors always pass)."""
+    return bool(t.isfinite().all()) if t.is_floating_point() or t.is_complex() else True

@@ -12,7 +12,7 @@ import torch
 from fk_trace_fixtures import load_pack_file, toy_run
 from PIL import Image
 
-# nodes/ holds ComfyUI adapters imported relative to the pack; live.py stands alone: load it by path.
+# nodes/ holds ComfyUI adapters imported relative to the pack; live.py needs no ComfyUI: load it by path.
 live = load_pack_file("nodes/live.py")
 EVENT_DONE, EVENT_STEP = live.EVENT_DONE, live.EVENT_STEP
 LiveReporter, comfy_sender, encode_sprite = live.LiveReporter, live.comfy_sender, live.encode_sprite
@@ -252,14 +252,9 @@ def test_step_record_counts_copies():
     assert rec["rewards"][1] is None and rec["log_weights"][1] is None
 
 
-class Outcome:  # what the sampler adapter passes to on_finish
-    def __init__(self, result, chosen_index=2):
-        self.result, self.chosen_index = result, chosen_index
-
-
 def test_live_callbacks_match_the_sampler_hook():
     """The adapter's hook: factory(node_id) -> on_start(num_steps, particles), on_potential_step(event, images),
-    on_finish(outcome). on_start opens the run at once with the step count the status line shows as "of N"."""
+    on_finish(result). on_start opens the run at once with the step count the status line shows as "of N"."""
     rec = Recorder()
     hook = live.live_callbacks("9", send=rec, clock=FakeClock())
     hook.on_start(8, 4)
@@ -267,7 +262,8 @@ def test_live_callbacks_match_the_sampler_hook():
     assert start == (EVENT_STEP, {**start[1], "steps": [], "num_steps": 8, "particles": 4, "node": "9"})
     result = toy_run(particles=4, steps=8, every=2,
                      on_potential_step=lambda e: hook.on_potential_step(e, torch.rand(4, 16, 16, 3)))
-    hook.on_finish(Outcome(result))
+    result.chosen_index = 2  # e.g. drawn from the final weights: the particle the node outputs
+    hook.on_finish(result)
     first_step = rec.events[1][1]
     assert first_step["steps"] and "thumbs" in first_step  # the start event did not hold the first check back
     assert {d["run"] for _, d in rec.events} == {start[1]["run"]}

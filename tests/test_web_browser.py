@@ -18,8 +18,8 @@ import pytest
 import torch
 import web_browser as wb
 from comfy_host import ComfyServer
-from fk_trace_fixtures import load_pack_file
 
+from fk_core import encode_sprite
 from fk_core.charts import lineage_paths, reward_history
 from fk_core.schedule import potential_steps
 
@@ -404,7 +404,7 @@ def test_bad_or_foreign_events_are_ignored_quietly(browser, page, server):
     assert (state["tiles"], state["dropped"], state["copied"], state["chartPoints"]) == (2, 1, 1, 1)
 
     # a new run on the same node starts from scratch; its thumbnails come from the sprite
-    sprite = load_pack_file("nodes/live.py").encode_sprite(torch.rand(3, 16, 16, 3), 16, 64_000)
+    sprite = encode_sprite(torch.rand(3, 16, 16, 3), 16, 64_000)
     step = {**good["steps"][0], "rewards": [0.1, 0.2, 0.3], "log_weights": [-1.1, -1.1, -1.1],
             "ancestors": [0, 1, 2], "copies": [1, 1, 1], "dropped": [], "resampled": False, "invalid": []}
     new_run = {"node": node, "run": "r3", "particles": 3, "num_steps": 4, "steps": [step], "thumbs": sprite,
