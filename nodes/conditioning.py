@@ -16,8 +16,7 @@ from typing import Any, Optional
 import comfy.conds
 import torch
 
-from ..fk_core import FKError
-from .validation import finite, message
+from ..fk_core import FKError, finite, message
 
 MAIN = "cross-attention"  # an entry's first tensor
 NAN_ADVICE = ("re-encode the prompt; check the text encoder and any conditioning node before it (the reward is not "

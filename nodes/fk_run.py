@@ -33,7 +33,7 @@ import comfy.model_management
 import comfy.samplers
 import torch
 
-from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, reward_order, run_segments
+from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, message, reward_order, run_segments
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_guider_conditioning
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
@@ -48,7 +48,6 @@ from .sampler_checks import (
     out_of_memory_error,
 )
 from .sampler_choice import SamplerChoice, choose_inner_sampler
-from .validation import message
 
 log = logging.getLogger("fk_steering")
 

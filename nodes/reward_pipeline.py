@@ -18,10 +18,9 @@ from typing import Optional
 import comfy.model_management
 import torch
 
-from ..fk_core import CostClock, FKError, Scored, decode_and_score, name_of, notes_of
+from ..fk_core import CostClock, FKError, Scored, decode_and_score, message, name_of, notes_of
 from .preview_decoder import FullVAEDecoder
 from .sampler_checks import check_scores, check_x0, is_out_of_memory, score_tensor
-from .validation import message
 
 
 class ComfyScorer:

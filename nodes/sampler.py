@@ -19,7 +19,7 @@ import latent_preview
 import torch
 from comfy_api.latest import io, ui
 
-from ..fk_core import FKConfig, FKError, contact_sheet, cost_summary, reward_order, summary_lines
+from ..fk_core import FKConfig, FKError, contact_sheet, cost_summary, message, reward_order, summary_lines
 from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_conditioning
@@ -36,7 +36,7 @@ from .sampler_checks import (
     is_out_of_memory,
     out_of_memory_error,
 )
-from .validation import check_widgets, message, require_widgets
+from .validation import check_widgets, require_widgets
 
 log = logging.getLogger("fk_steering")
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from ..fk_core import FKError
-from .validation import finite, message
+from ..fk_core import FKError, finite, message
 
 PARTICLE_SAMPLER = "FK Particle Sampler"
 SAMPLER = "FK Sampler"

@@ -20,8 +20,7 @@ import comfy.model_sampling
 import comfy.samplers
 import torch
 
-from ..fk_core import FKError
-from .validation import message, options_text
+from ..fk_core import FKError, message, options_text
 
 SUGGESTED = "euler_ancestral, dpmpp_2m_sde, dpmpp_sde or er_sde"
 

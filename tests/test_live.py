@@ -1,4 +1,5 @@
-"""nodes/live.py: the websocket payloads of the live view — shape, throttling, bounded sizes, quiet no-op."""
+"""fk_core/live_view.py and nodes/live.py: the live view's payloads — shape, throttling, bounded sizes — and their
+way over ComfyUI's websocket, a quiet no-op without a server."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import torch
 from fk_trace_fixtures import load_pack_file, toy_run
 from PIL import Image
 
+import fk_core.live_view as view
+from fk_core import encode_sprite
+
 # nodes/ holds ComfyUI adapters imported relative to the pack; live.py needs no ComfyUI: load it by path.
 live = load_pack_file("nodes/live.py")
-EVENT_DONE, EVENT_STEP = live.EVENT_DONE, live.EVENT_STEP
-LiveReporter, comfy_sender, encode_sprite = live.LiveReporter, live.comfy_sender, live.encode_sprite
-step_record, thumb_size_for = live.step_record, live.thumb_size_for
+comfy_sender = live.comfy_sender
+EVENT_DONE, EVENT_STEP = view.EVENT_DONE, view.EVENT_STEP
+LiveReporter, step_record, thumb_size_for = view.LiveReporter, view.step_record, view.thumb_size_for
 
 
 class FakeClock:
@@ -176,7 +180,7 @@ def test_only_the_events_the_view_listens_to():
 def test_gallery_tiles_are_no_wider_than_the_thumbnails():
     """web/fk_live.js caps a tile at the largest thumbnail sent: wider tiles would blur and take the chart's room."""
     js = (Path(__file__).resolve().parents[1] / "web" / "fk_live.js").read_text()
-    assert f"const MAX_TILE_PX = {live.MAX_THUMB_PX};" in js
+    assert f"const MAX_TILE_PX = {view.MAX_THUMB_PX};" in js
 
 
 def test_wrong_image_count_is_a_clear_error():
@@ -318,6 +322,6 @@ def test_optional_step_numbers_are_sent_when_present():
     # the final trace keeps them too (rounded the same way)
     trace = {"steps": [{**result.trace.steps[0].to_dict(), "lmbda": 3.14159, "survivors": 3,
                         "cost": {"model_s": 1.23456}}], "final_rewards": None}
-    (step,) = live.compact_trace(trace)["steps"]
+    (step,) = view.compact_trace(trace)["steps"]
     assert (step["lmbda"], step["survivors"], step["cost"]) == (3.142, 3, {"model_s": 1.23})
     assert step["ancestors"] == trace["steps"][0]["ancestors"]

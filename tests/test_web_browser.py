@@ -561,8 +561,13 @@ def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
         node = load_example(page, server, particles=8, seed=seed + {CLASSIC: 0, VUE: 100}[mode], lmbda=0.0)
         page.evaluate("""() => { const pot = window.app.graph.findNodesByType("FKPotentialSelector")[0];
                           pot.widgets.find((w) => w.name === "output").value = "draw from final weights"; }""")
+        page.evaluate("(id) => { const v = window.app.graph.getNodeById(Number(id)).fkLiveView; v.fkOld = v.trace; }",
+                      node)
         queue(page)
-        view = wb.wait_for_state(page, node, ("done",), timeout=300)
+        page.wait_for_function("""(id) => { const v = window.app.graph.getNodeById(Number(id)).fkLiveView;
+                                  return v.state === "done" && v.trace && v.trace !== v.fkOld; }""", arg=node,
+                               timeout=300_000)
+        view = wb.view_state(page, node)
         chosen = int(re.match(r"particle (\d+) of", page.evaluate(
             """async (id) => { const h = await (await fetch('/history?max_items=1')).json();
                                return Object.values(h)[0].outputs[id].text[0]; }""", node)).group(1))
