@@ -18,7 +18,17 @@ from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segmen
 from .errors import FKError
 from .images import downscale, encode_sprite, fit_to_reward
 from .live_view import LiveCallbacks, LiveReporter
-from .messages import choice_problem, file_name_problem, finite, is_tag, message, number_problem, options_text, shown
+from .messages import (
+    choice_problem,
+    file_name_problem,
+    finite,
+    is_tag,
+    message,
+    model_source_problem,
+    number_problem,
+    options_text,
+    shown,
+)
 from .particles import ParticleFilter
 from .potentials import POTENTIALS
 from .ranking import reward_order
@@ -39,7 +49,8 @@ __all__ = [
     "ParticleFilter", "PotentialStep", "RESAMPLERS", "ReuseFirstCall", "RewardInputError", "SPECS", "Scored", "Trace",
     "TraceError", "VLM_JUDGE", "WeightedSum", "build_reward", "choice_problem", "contact_sheet", "cost_summary",
     "decode_and_score", "derived_seed", "describe", "downscale", "encode_sprite", "file_name_problem", "finite",
-    "fit_to_reward", "is_tag", "lineage_chart", "load_trace", "message", "name_of", "notes_of", "number_problem",
+    "fit_to_reward", "is_tag", "lineage_chart", "load_trace", "message", "model_source_problem", "name_of",
+    "notes_of", "number_problem",
     "options_text", "parse_objects", "reward_ess_chart", "reward_names", "reward_order", "run_segments", "shown",
     "steer", "summary_lines",
 ]

@@ -112,6 +112,59 @@ def file_name_problem(node: str, name: str, value: str, what: str = "a file name
     return None
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".gguf", ".onnx")
+
+
+def model_source_problem(node: str, name: str, value: Any, roots: Iterable[str], places: str,
+                         example: str) -> str | None:
+    """Message when ``value`` is neither empty, a Hugging Face id (``owner/name``) nor an existing model folder
+    inside one of ``roots`` (the host's model folders), else None.
+
+    Checked before any path is looked at: '..', '~', files, folders elsewhere and relative paths never reach the
+    loader (a relative path would be resolved against the server's working directory). ``places`` names the
+    allowed folders in words, ``example`` is a hub id to show.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        return message(node, name, f"must be text, got {shown(value)}", f"type a Hugging Face id such as {example}")
+    value = value.strip()
+    allowed = f"type a Hugging Face id such as {example}, or the full path of a model folder in {places}"
+    if "\x00" in value or value.startswith("~"):
+        return message(node, name, f"{shown(value)} is a path outside {places}", allowed)
+    if os.path.isabs(value) or value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
+        return _folder_problem(node, name, value, roots, places, allowed)
+    if ".." in value:
+        return message(node, name, f"{shown(value)} leaves the model folders ('..')", allowed)
+    if not _HUB_ID.match(value):
+        return message(node, name, f"{shown(value)} is neither a Hugging Face id (owner/name) nor the full path "
+                       f"of a model folder", allowed)
+    if value.lower().endswith(WEIGHT_FILE_SUFFIXES):
+        return message(node, name, f"{shown(value)} names a file, not a model", allowed)
+    return None
+
+
+def _folder_problem(node: str, name: str, value: str, roots: Iterable[str], places: str, allowed: str) -> str | None:
+    """An absolute path: accepted only as an existing folder inside one of ``roots`` (links resolved first)."""
+    real = os.path.realpath(value)
+    inside = False
+    for root in roots:
+        root_real = os.path.realpath(root)
+        try:
+            inside = inside or (os.path.commonpath([real, root_real]) == root_real and real != root_real)
+        except ValueError:  # another drive
+            continue
+    if not inside:
+        return message(node, name, f"{shown(value)} is a path outside {places}", allowed)
+    if os.path.isfile(real):
+        return message(node, name, f"{shown(value)} is a file, not a model folder",
+                       "give the folder that holds the model's config.json (or a Hugging Face id)")
+    if not os.path.isdir(real):
+        return message(node, name, f"{shown(value)} is not an existing folder", allowed)
+    return None
+
+
 def is_tag(value: str) -> bool:
     """A plain published-weights tag such as 'openai' or 'laion2b_s32b_b82k' (no folder, no extension path)."""
     return bool(_TAG.match(value or ""))

@@ -13,12 +13,25 @@ from typing import Any
 import folder_paths
 import torch
 
-from ..fk_core import FKError, file_name_problem, is_tag, message, shown
+from ..fk_core import (
+    DETECTOR,
+    VLM_JUDGE,
+    FKError,
+    RewardInputError,
+    file_name_problem,
+    is_tag,
+    message,
+    model_source_problem,
+    parse_objects,
+    shown,
+)
 from .validation import check_widgets
 
 LOADER = "FK Reward Loader"
 COMBINE = "FK Reward Combine"
 CLIP_REWARDS = ("CLIP score", "LAION aesthetic")
+JUDGE_REWARDS = (VLM_JUDGE, DETECTOR)  # the rewards that read judge_model (and, for the detector, objects)
+MODEL_PLACES = "ComfyUI's model folders (models/… or extra_model_paths.yaml)"
 CONTRAST_MAX_TARGET = 0.5  # RMS contrast of a 0/1 checkerboard: nothing can be more contrasted
 
 
@@ -40,6 +53,9 @@ def loader_problem(node_cls, values: Mapping[str, Any], reward_folder: str, auto
     if problem:
         return problem
     reward, target = values.get("reward"), values.get("target")
+    problem = judge_problem(reward, values.get("judge_model"), values.get("objects"))
+    if problem:
+        return problem
     if reward == "contrast" and target is not None and target > CONTRAST_MAX_TARGET:
         return message(LOADER, "target", f"is {shown(float(target))}, above the highest contrast "
                        f"({CONTRAST_MAX_TARGET:g}, a black-and-white checkerboard)",
@@ -47,6 +63,32 @@ def loader_problem(node_cls, values: Mapping[str, Any], reward_folder: str, auto
     if reward in CLIP_REWARDS:
         return clip_problem(values.get("clip_architecture"), values.get("clip_pretrained"), reward_folder,
                             weights_chosen=weights not in (None, "", auto_weights) and reward == "CLIP score")
+    return None
+
+
+def model_roots() -> list[str]:
+    """Every folder ComfyUI keeps models in (each model type's folders, extra_model_paths.yaml included)."""
+    roots = [folder_paths.models_dir]
+    for paths, _extensions in folder_paths.folder_names_and_paths.values():
+        roots += [path for path in paths if path not in roots]
+    return roots
+
+
+def judge_problem(reward: str | None, judge_model: Any, objects: Any) -> str | None:
+    """judge_model: a hub id or a model folder inside ComfyUI's model folders (checked for the rewards that read
+    it, or when the reward is not known yet); objects: a list the detector can read, counts whole and >= 0."""
+    if reward is None or reward in JUDGE_REWARDS:
+        example = "google/owlv2-base-patch16-ensemble" if reward == DETECTOR else "Qwen/Qwen2.5-VL-3B-Instruct"
+        problem = model_source_problem(LOADER, "judge_model", judge_model, model_roots(), MODEL_PLACES, example)
+        if problem:
+            return problem
+    if reward == DETECTOR and isinstance(objects, str) and objects.strip():
+        try:
+            parse_objects(objects)
+        except RewardInputError as error:
+            return message(LOADER, "objects", f"{shown(objects)} cannot be read: {str(error).split('; ')[0]}",
+                           "list what must be in the picture with whole counts of 0 or more, e.g. '2 dog, 1 red "
+                           "ball'")
     return None
 
 

@@ -242,9 +242,9 @@ def _setting_inputs() -> list:
                         tooltip="Only for the VLM judge and 'object counts': the Hugging Face model to "
                                 "use, e.g. Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct "
                                 "(empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
-                                "google/owlv2-base-patch16-ensemble), or the path of a model folder. "
-                                "Looked up in models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded "
-                                "there if missing."),
+                                "google/owlv2-base-patch16-ensemble), or the full path of a model folder "
+                                "inside ComfyUI's model folders. Looked up in models/fk_rewards/vlm/<name> "
+                                "(owlv2/<name>), downloaded there if missing."),
     ]
 
 

@@ -30,6 +30,7 @@ class Case:
     expect: str  # rejected | error | success | interrupted
     says: list[str] = field(default_factory=list)
     node: str | None = None  # node id the error must come from
+    never: list[str] = field(default_factory=list)  # substrings the message must not contain
 
 
 def base_graph(ckpt: str, seed: int = 0, steps: int = 3, particles: int = 2) -> dict:
@@ -111,7 +112,28 @@ def _number_cases(prefix: str, graph: dict, node: str, display: str, name: str, 
             for v in values]
 
 
-def rejected_cases(ckpt: str) -> list[Case]:
+def judge_model_cases(ckpt: str, models_dir: str | None = None) -> list[Case]:
+    """judge_model confined to hub ids and folders inside ComfyUI's model folders (issue 19): traversal, folders
+    elsewhere, files, '~' and relative paths are refused by name, never blamed on weights, never sent to the hub."""
+    values = ["../../../../../../../../etc", "/etc", "/nonexistent/model", "~/models/qwen", "Qwen/../../etc",
+              "C:\\models\\qwen", "models/vlm/qwen/extra", "/etc/passwd", "Qwen/Qwen2.5-VL-3B.safetensors"]
+    if models_dir is not None:  # a checkpoint file inside the model folders: a file, not a model folder
+        values.append(f"{models_dir}/checkpoints/{ckpt}")
+    cases = []
+    for reward in ("VLM judge (Qwen-VL)", "object counts (OWLv2)"):
+        for value in values:
+            graph = _with_loader(ckpt, reward=reward, judge_model=value, objects="1 cat")
+            cases.append(Case(f"loader-{reward.split()[0]}-judge_model={value!r}", graph, "rejected",
+                              [f"{LOAD}: judge_model", "model folder"], LOADER,
+                              never=["weights", "huggingface.co/"]))
+    for value in ("-1 cat", "1.5 cat", "+2 dog", "2 dog, -3 cat"):
+        graph = _with_loader(ckpt, reward="object counts (OWLv2)", objects=value)
+        cases.append(Case(f"loader-objects={value!r}", graph, "rejected",
+                          [f"{LOAD}: objects", "whole number", "e.g. '2 dog"], LOADER))
+    return cases
+
+
+def rejected_cases(ckpt: str, models_dir: str | None = None) -> list[Case]:
     """Refused when the prompt is queued (HTTP 400), before any node runs."""
     g = base_graph(ckpt)
     s = sampler_path_graph(ckpt)
@@ -184,6 +206,7 @@ def rejected_cases(ckpt: str) -> list[Case]:
                           "rejected", [f"{LOAD}: target"], LOADER))
     cases.append(Case("loader-contrast-target-0.8", _with_loader(ckpt, reward="contrast", target=0.8), "rejected",
                       [f"{LOAD}: target", "0 … 0.5 for contrast"], LOADER))
+    cases += judge_model_cases(ckpt, models_dir)
     # FK Reward Combine weights.
     for name, value in (("weight_a", NAN), ("weight_b", INF), ("weight_c", -INF), ("weight_d", 1e6)):
         cases.append(Case(f"combine-{name}={value}", _with_combine(ckpt, **{name: value}), "rejected",

@@ -145,9 +145,29 @@ def test_rejected_when_queued(server, traces):
         text = json.dumps(errors["errors"], ensure_ascii=False)
         return _check_said(text, case, needs_advice=not case.id.startswith("socket-"))
 
-    case_list = cases.rejected_cases(CKPT)
+    case_list = cases.rejected_cases(CKPT, str(server.base / "models"))
     _run_all(server, case_list, check)
     assert _good_prompt_runs(server, True, traces) is None
+
+
+def test_model_paths_confined_when_queued(server):
+    """Issue 19: judge_model and objects refused by name at queue time (the rejected cases run them too; this
+    test runs only them, so the check is quick to repeat)."""
+    failures = []
+    for case in cases.judge_model_cases(CKPT, str(server.base / "models")):
+        status, body = server.post_json("/prompt", {"prompt": case.graph, "client_id": server.client_id})
+        errors = (body.get("node_errors") or {}).get(case.node) if status == 400 else None
+        if not errors:
+            failures.append(f"{case.id}: expected HTTP 400 naming node {case.node}, got {status}: {str(body)[:300]}")
+            continue
+        problems = _check_said(json.dumps(errors["errors"], ensure_ascii=False), case)
+        # ComfyUI files a custom validation failure under every input ("weights - <message>"): the message
+        # itself must not blame weights.
+        said = [str(e.get("details", "")).split(" - ", 1)[-1] for e in errors["errors"]]
+        problems += [f"message blames {bad!r}: {text[:300]}" for text in said for bad in case.never if bad in text]
+        failures += [f"{case.id}: {problem}" for problem in problems]
+    assert server.alive()
+    assert not failures, "\n".join(failures)
 
 
 def test_refused_when_run(server, traces):

@@ -45,3 +45,46 @@ def test_choice_problem_lists_options():
     text = v.choice_problem("N", "mode", "x", ["a", "b"])
     assert text == "N: mode has an unknown value 'x'; choose one of 'a', 'b'"
     assert v.choice_problem("N", "mode", "a", ["a", "b"]) is None
+
+
+def _roots(tmp_path):
+    models = tmp_path / "models"
+    (models / "fk_rewards" / "vlm" / "Qwen2.5-VL-3B-Instruct").mkdir(parents=True)
+    (models / "checkpoints").mkdir()
+    (models / "checkpoints" / "x.safetensors").write_bytes(b"0")
+    (tmp_path / "elsewhere").mkdir()
+    return models, [str(models), str(models / "fk_rewards")]
+
+
+@pytest.mark.parametrize("value", ["", None, "  ", "Qwen/Qwen2.5-VL-3B-Instruct", "google/owlv2-base-patch16-ensemble",
+                                   "{models}/fk_rewards/vlm/Qwen2.5-VL-3B-Instruct"])
+def test_model_source_accepts_hub_ids_and_folders_inside_the_model_folders(tmp_path, value):
+    models, roots = _roots(tmp_path)
+    value = value.format(models=models) if isinstance(value, str) else value
+    assert v.model_source_problem("N", "judge_model", value, roots, "the model folders", "a/b") is None
+
+
+@pytest.mark.parametrize("value, says", [
+    ("../../../../../../../../etc", "leaves the model folders"), ("/etc", "outside the model folders"),
+    ("/nonexistent/model", "outside the model folders"), ("~/models/x", "outside the model folders"),
+    ("{models}/checkpoints/x.safetensors", "is a file"), ("{models}/fk_rewards/vlm/missing", "not an existing folder"),
+    ("{models}/../elsewhere", "outside the model folders"), ("{tmp}/elsewhere", "outside the model folders"),
+    ("{models}", "outside the model folders"), ("Qwen/../../etc", "leaves"), ("a/b/c", "neither a Hugging Face id"),
+    ("Qwen", "neither a Hugging Face id"), ("Qwen/model.safetensors", "names a file"), ("C:\\x", "outside"),
+    ("a\x00b/c", "outside"), (3, "must be text"),
+])
+def test_model_source_refuses_everything_else_by_name(tmp_path, value, says):
+    models, roots = _roots(tmp_path)
+    value = value.format(models=models, tmp=tmp_path) if isinstance(value, str) else value
+    text = v.model_source_problem("N", "judge_model", value, roots, "the model folders", "Qwen/Qwen2.5-VL-3B-Instruct")
+    assert text is not None and text.startswith("N: judge_model ") and says in text and "; " in text
+    assert "weights file from" not in text and "huggingface.co" not in text
+    assert "Qwen/Qwen2.5-VL-3B-Instruct" in text or "config.json" in text or "must be text" in text
+
+
+def test_model_source_follows_links_out_of_the_model_folders(tmp_path):
+    models, roots = _roots(tmp_path)
+    (models / "fk_rewards" / "vlm" / "escape").symlink_to(tmp_path / "elsewhere")
+    text = v.model_source_problem("N", "judge_model", str(models / "fk_rewards" / "vlm" / "escape"), roots,
+                                  "the model folders", "a/b")
+    assert text is not None and "outside the model folders" in text

@@ -30,7 +30,9 @@ def test_parse_objects_reads_counts_words_and_defaults():
     assert parse_objects("0 people, 1 bench") == [WantedObject(0, "people"), WantedObject(1, "bench")]
     assert describe(parse_objects("2 dog, 1 red ball")) == "2 x 'dog', 1 x 'red ball'"
     for bad, message in (("", "objects to look for"), (" , ;", "objects to look for"), ("2 3", "cannot read"),
-                         ("2 dog, 1 dog", "listed twice"), ("99 ants", "at most 50")):
+                         ("2 dog, 1 dog", "listed twice"), ("99 ants", "at most 50"),
+                         ("-1 cat", "whole number of 0 or more"), ("1.5 cat", "whole number"),
+                         ("+2 dog", "whole number"), ("2 dog, - 3 cat", "whole number")):
         with pytest.raises(RewardInputError, match=message):
             parse_objects(bad)
 

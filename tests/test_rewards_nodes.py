@@ -208,3 +208,19 @@ def test_detector_reads_the_object_list_before_loading(reward_nodes, reward_fold
     assert out.notes == ["object counts looks for 2 x 'dog', 1 x 'red ball' (detection score above 0.3)"]
     assert "2 x 'dog', 1 x 'red ball'" in caplog.text, "the node says what it understood"
     assert out(distinct_images(2, 64)).shape == (2,)
+
+
+@pytest.mark.parametrize("value", ["../../../../../../../../etc", "/etc", "/nonexistent/model", "~/x"])
+def test_judge_model_confined_when_run(reward_nodes, value):
+    """Issue 19: a linked judge_model is checked again when the loader runs (same message as at queue time)."""
+    with pytest.raises(ValueError) as error:
+        reward_nodes.FKRewardLoader.execute(reward="VLM judge (Qwen-VL)", prompt="a cat", device="cpu",
+                                            judge_model=value)
+    text = str(error.value)
+    assert text.startswith("FK Reward Loader: judge_model ") and "model folder" in text
+    assert "weights" not in text and "huggingface.co" not in text
+
+
+def test_object_counts_must_be_whole_and_not_negative(reward_nodes):
+    with pytest.raises(ValueError, match=r"FK Reward Loader: objects '-1 cat' .*whole number.*; list what"):
+        reward_nodes.FKRewardLoader.execute(reward="object counts (OWLv2)", device="cpu", objects="-1 cat")

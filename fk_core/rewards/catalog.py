@@ -205,11 +205,12 @@ def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_d
 
 def _chosen_folder(chosen: Path | None, judge_model: str | None) -> Path | None:
     """A weights file picked in the node (e.g. one safetensors shard) stands for the model folder holding it;
-    a ``judge_model`` that is an existing folder is used as it is (otherwise it names a hub repository)."""
+    a ``judge_model`` that is the absolute path of an existing folder is used as it is (otherwise it names a hub
+    repository; hosts confine it first, e.g. with :func:`fk_core.messages.model_source_problem`)."""
     if chosen is not None:
         return chosen if chosen.is_dir() else chosen.parent
-    if judge_model and Path(judge_model).expanduser().is_dir():
-        return Path(judge_model).expanduser()
+    if judge_model and Path(judge_model).is_absolute() and Path(judge_model).is_dir():
+        return Path(judge_model)  # a relative name is a hub id, never a folder under the working directory
     return None
 
 

@@ -50,6 +50,9 @@ def parse_objects(text: str) -> list[WantedObject]:
     for entry in (part.strip() for part in re.split(r"[,;\n]+", text)):
         if not entry:
             continue
+        if re.match(r"^[-+]\s*\d|^\d*\.\d|^\d+[.eE]", entry):  # '-1 cat', '+2 dog', '1.5 cat', '.5 cat'
+            raise RewardInputError(f"the count in {entry!r} must be a whole number of 0 or more, e.g. '2 dog' "
+                                   "(0 = must be absent)")
         match = re.fullmatch(r"(\d+|[A-Za-z]+)\s+(.+)", entry)
         if match and (match.group(1).isdigit() or match.group(1).lower() in NUMBER_WORDS):
             count_text, name = match.groups()
