@@ -46,14 +46,31 @@ def _draw_labels(sheet: torch.Tensor, boxes: Sequence[tuple[int, int, str]]) -> 
     return torch.from_numpy(np.asarray(image).copy()).float() / 255.0
 
 
+def wrap_pieces(pieces: Sequence[str], width: int) -> list[str]:
+    """``pieces`` (e.g. ``["r=0.82 =", "0.9 aes", "+ 0.3 clip"]``) joined with spaces into lines no wider than
+    ``width`` pixels in the sheet's font; a piece is never split (a single too-long piece is cut at the edge)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default()
+    lines: list[str] = []
+    for piece in pieces:
+        if lines and font.getlength(f"{lines[-1]} {piece}") <= width:
+            lines[-1] = f"{lines[-1]} {piece}"
+        else:
+            lines.append(str(piece))
+    return lines
+
+
 def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
                   columns: Optional[int] = None, labels: bool = True,
-                  caption: Sequence[str] = ()) -> torch.Tensor:
+                  caption: Sequence[str] = (), notes: Optional[Sequence[Sequence[str]]] = None) -> torch.Tensor:
     """Grid of ``images`` [N, H, W, C] (C = 1, 3 or 4) in index order; returns [1, H', W', 3] float in [0, 1].
 
     Each tile gets a label strip "#rank r=reward" (rank 1 = highest reward; "*" marks ``best_index``) and the
     ``best_index`` tile an amber frame. ``columns`` defaults to a near-square grid. ``caption`` lines (e.g.
     :func:`fk_core.collapse.summary_lines`) go in a strip under the grid; long lines are cut at its edge.
+    ``notes[i]``: pieces of text under tile i's label (e.g. a combined reward's components), wrapped to the
+    tile's width (:func:`wrap_pieces`).
     """
     if images.ndim != 4:
         raise ValueError(f"contact_sheet expects images [N, H, W, C], got shape {tuple(images.shape)}")
@@ -76,7 +93,10 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
     else:
         raise ValueError(f"contact_sheet supports 1, 3 or 4 channels, got {c}")
 
-    label_h = LABEL_HEIGHT if labels else 0
+    tile_notes = [wrap_pieces(pieces, w) for pieces in notes] if notes is not None and labels else [[]] * n
+    if len(tile_notes) != n:
+        raise ValueError(f"contact_sheet got {n} images but notes for {len(tile_notes)}")
+    label_h = LABEL_HEIGHT + max(len(lines) for lines in tile_notes) * CAPTION_LINE if labels else 0
     cell_w, cell_h = w + 2 * BORDER, h + 2 * BORDER + label_h
     sheet_w = PAD + columns * (cell_w + PAD)
     grid_h = PAD + rows * (cell_h + PAD)
@@ -91,6 +111,8 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
             sheet[y0:y0 + h + 2 * BORDER, x0:x0 + cell_w] = torch.tensor(BEST_COLOUR)
         sheet[y0 + BORDER:y0 + BORDER + h, x0 + BORDER:x0 + BORDER + w] = tiles[i]
         texts.append((x0 + BORDER, y0 + h + 2 * BORDER + 1, _label(ranks[i], float(rewards[i]), i == best_index)))
+        texts += [(x0 + BORDER, y0 + h + 2 * BORDER + LABEL_HEIGHT + k * CAPTION_LINE, line)
+                  for k, line in enumerate(tile_notes[i])]
     texts = texts if labels else []
     texts += [(PAD, grid_h + i * CAPTION_LINE, str(line)) for i, line in enumerate(caption)]
     if texts:

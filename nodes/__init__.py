@@ -4,7 +4,8 @@ from .charts import NODES as CHART_NODES
 from .potential import NODES as POTENTIAL_NODES
 from .rewards import NODES as REWARD_NODES
 from .sampler import NODES as SAMPLER_NODES
+from .score import NODES as SCORE_NODES
 
-NODES = [*SAMPLER_NODES, *POTENTIAL_NODES, *REWARD_NODES, *CHART_NODES]
+NODES = [*SAMPLER_NODES, *POTENTIAL_NODES, *REWARD_NODES, *SCORE_NODES, *CHART_NODES]
 
 __all__ = ["NODES"]

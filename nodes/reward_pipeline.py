@@ -69,20 +69,23 @@ class ComfyScorer:
         return scored
 
     def _call(self, reward, name: str, images: torch.Tensor) -> torch.Tensor:
-        """One reward call on one sub-batch, as a float [b] CPU tensor; whatever goes wrong there is named as
-        the reward's problem."""
-        try:
-            values = reward(images)
-        except comfy.model_management.InterruptProcessingException:
+        return call_reward(self.node, reward, name, images)
+
+
+def call_reward(node: str, reward, name: str, images: torch.Tensor, what: str = "the previews") -> torch.Tensor:
+    """One reward call on one sub-batch, as a float [b] CPU tensor; whatever goes wrong there is named as the
+    reward's problem (``what``: what was being scored, for the message)."""
+    try:
+        values = reward(images)
+    except comfy.model_management.InterruptProcessingException:
+        raise
+    except Exception as error:  # noqa: BLE001 - a failing reward is named as the reward's problem
+        if isinstance(error, FKError) or is_out_of_memory(error):
             raise
-        except Exception as error:  # noqa: BLE001 - a failing reward is named as the reward's problem
-            if isinstance(error, FKError) or is_out_of_memory(error):
-                raise
-            first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise FKError(message(self.node, "reward", f"{name} failed while scoring the previews "
-                                  f"({first or 'no message'})",
-                                  "check the reward node and its weights, or pick another reward")) from None
-        return score_tensor(self.node, values, name, images.shape[0])
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise FKError(message(node, "reward", f"{name} failed while scoring {what} ({first or 'no message'})",
+                              "check the reward node and its weights, or pick another reward")) from None
+    return score_tensor(node, values, name, images.shape[0])
 
 
 def reward_input_size(reward) -> Optional[int]:

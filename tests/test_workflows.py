@@ -25,7 +25,7 @@ from workflow_api import (
 PATHS = workflow_paths()
 IDS = [path.name for path in PATHS]
 REQUIRED_FILES = {"fk_sd15.json", "fk_sdxl.json", "fk_flux.json", "fk_best_of_n.json", "fk_live_view.json",
-                  "fk_final_judge.json"}
+                  "fk_final_judge.json", "fk_score_images.json"}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +158,9 @@ def tiny_run(prompt: dict, ckpt_name: str, seed: int) -> dict:
         if kind == "CheckpointLoaderSimple":
             inputs["ckpt_name"] = ckpt_name
         elif kind == "EmptyLatentImage":
-            inputs.update(width=64, height=64)
+            inputs.update(width=64, height=64, batch_size=min(inputs["batch_size"], 4))
+        elif kind == "KSampler":
+            inputs.update(steps=3, seed=seed)
         elif kind == "FKParticleSampler":
             inputs.update(steps=3, seed=seed, particles=min(inputs["particles"], 4))
         elif kind == "FKRewardLoader":
@@ -170,7 +172,7 @@ def tiny_run(prompt: dict, ckpt_name: str, seed: int) -> dict:
 
 @pytest.mark.host
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fk_sd15.json", "fk_best_of_n.json"])
+@pytest.mark.parametrize("name", ["fk_sd15.json", "fk_best_of_n.json", "fk_score_images.json"])
 def test_workflow_runs_end_to_end_on_a_thin_checkpoint(name, object_info, comfy_server):
     prompt = tiny_run(to_api(load_workflow(next(p for p in PATHS if p.name == name)), object_info),
                       comfy_server.ckpt_name, seed=len(name))
@@ -185,6 +187,12 @@ def test_workflow_runs_end_to_end_on_a_thin_checkpoint(name, object_info, comfy_
     if name == "fk_best_of_n.json":  # the saved pair: best-of-N's best next to FK's best
         save = next(nid for nid, node in prompt.items() if node["class_type"] == "SaveImage")
         assert len(result.outputs(save)["images"]) == 2
+    if name == "fk_score_images.json":  # the batch saved best first, the sheet previewed, the scores listed
+        save = next(nid for nid, node in prompt.items() if node["class_type"] == "SaveImage")
+        assert len(result.outputs(save)["images"]) == 4
+        score = next(nid for nid, node in prompt.items() if node["class_type"] == "FKScoreImages")
+        text = "\n".join(result.outputs(score).get("text", []))
+        assert "#4 (image" in text and " - " in text and " color" in text, text  # components under each image
 
 
 # ---- in ComfyUI's own front end (headless Chromium; the `browser` fixture is in conftest.py) ----

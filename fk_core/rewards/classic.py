@@ -192,17 +192,26 @@ class WeightedSum(Reward):
         self.input_size = sizes[0] if len(set(sizes)) == 1 else None
 
     def score(self, images, prompt=None):
+        return weighted_total(self.parts(images, prompt))
+
+    def parts(self, images, prompt=None) -> list[tuple[str, float, torch.Tensor]]:
+        """Each term's (name, weight, values [B]) before weighting; :func:`weighted_total` of them is the score."""
         if self.needs_prompt and (prompt is None or not isinstance(prompt, str)):
             raise RewardInputError(f"{self.name} contains a reward that needs a prompt; give it one")
-        total = None
+        found = []
         for reward, weight in self._callables:
-            if isinstance(reward, Reward):
-                value = reward.score(images, prompt)
-            else:
-                value = reward(images)
-            value = value.to(device=images.device, dtype=torch.float32)
-            total = weight * value if total is None else total + weight * value
-        return total
+            value = reward.score(images, prompt) if isinstance(reward, Reward) else reward(images)
+            found.append((getattr(reward, "name", "reward"), weight,
+                          value.to(device=images.device, dtype=torch.float32)))
+        return found
+
+
+def weighted_total(parts) -> torch.Tensor:
+    """sum_i weight_i * values_i, in term order (the one summation: a score and its breakdown agree exactly)."""
+    total = None
+    for _name, weight, value in parts:
+        total = weight * value if total is None else total + weight * value
+    return total
 
 
 def _describe_sum(terms) -> str:
