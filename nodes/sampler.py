@@ -21,7 +21,7 @@ from comfy_api.latest import io, ui
 
 from ..fk_core import FKConfig, FKError, contact_sheet, cost_summary, message, reward_order, summary_lines
 from .chunking import automatic_chunk, chunked_memory_estimate
-from .common import CATEGORY, FK_REWARD
+from .common import CATEGORY, FK_REWARD, resend_ui_from_cache
 from .conditioning import check_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler
 from .latents import LATENT_RATIOS, fix_empty_latent
@@ -143,6 +143,7 @@ class FKParticleSampler(io.ComfyNode):
                 io.String.Output(display_name="trace_json"),
             ],
             hidden=[io.Hidden.unique_id, io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            **resend_ui_from_cache(),
         )
 
     @classmethod
