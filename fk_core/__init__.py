@@ -38,7 +38,15 @@ from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_na
 from .rewards.detector import describe, parse_objects
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
-from .score_sheet import ImageScores, breakdown, score_images, score_sheet, scores_record
+from .score_sheet import (
+    ImageScores,
+    PartsRecorder,
+    breakdown,
+    component_notes,
+    score_images,
+    score_sheet,
+    scores_record,
+)
 from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_score, name_of, notes_of
 from .seeds import derived_seed
 from .tempering import LAMBDA_MODES
@@ -47,11 +55,11 @@ from .trace import PotentialStep, Trace
 __all__ = [
     "BadWeightsError", "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
     "FKResult", "ImageScores", "LAMBDA_MODES", "LiveCallbacks", "LiveReporter", "MissingWeightsError", "OUTPUT_MODES",
-    "POTENTIALS", "ParticleFilter", "PotentialStep", "RESAMPLERS", "ReuseFirstCall", "RewardInputError", "SPECS",
-    "Scored", "Trace", "TraceError", "VLM_JUDGE", "WeightedSum", "breakdown", "build_reward", "choice_problem",
-    "contact_sheet", "cost_summary", "decode_and_score", "derived_seed", "describe", "downscale", "encode_sprite",
-    "file_name_problem", "finite", "fit_to_reward", "is_tag", "lineage_chart", "load_trace", "message",
-    "model_source_problem", "name_of", "notes_of", "number_problem", "options_text", "parse_objects",
-    "reward_ess_chart", "reward_names", "reward_order", "run_segments", "score_images", "score_sheet",
-    "scores_record", "shown", "steer", "summary_lines",
+    "POTENTIALS", "ParticleFilter", "PartsRecorder", "PotentialStep", "RESAMPLERS", "ReuseFirstCall",
+    "RewardInputError", "SPECS", "Scored", "Trace", "TraceError", "VLM_JUDGE", "WeightedSum", "breakdown",
+    "build_reward", "choice_problem", "component_notes", "contact_sheet", "cost_summary", "decode_and_score",
+    "derived_seed", "describe", "downscale", "encode_sprite", "file_name_problem", "finite", "fit_to_reward",
+    "is_tag", "lineage_chart", "load_trace", "message", "model_source_problem", "name_of", "notes_of",
+    "number_problem", "options_text", "parse_objects", "reward_ess_chart", "reward_names", "reward_order",
+    "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer", "summary_lines",
 ]

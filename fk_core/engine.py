@@ -23,6 +23,7 @@ from .particles import ParticleFilter
 from .potentials import POTENTIALS
 from .resampling import RESAMPLERS
 from .schedule import potential_steps
+from .score_sheet import components_record
 from .scoring import CostClock, as_scorer, cost_totals, scored
 from .seeds import segment_seed
 from .steppers import SegmentSampler, euler_ancestral
@@ -205,6 +206,7 @@ class _Loop:
         model_s = self.clock.lap() if self.clock is not None else None
         result = scored(self.scorer.check(x0, k))
         event = self.pf.observe(k, float(sigma), result.rewards)
+        event.components = components_record(result.parts)
         if model_s is not None:
             event.cost = {"model_s": model_s, "decode_s": 0.0, "reward_s": 0.0, **result.cost}
             self.check_costs.append(event.cost)
@@ -240,6 +242,7 @@ class _Loop:
         model_s = self.clock.lap() if self.clock is not None else None
         result = scored(self.scorer.final(target))
         final = self.pf.finish(result.rewards)
+        self.trace.final_components = components_record(result.parts)
         if model_s is not None:
             self.final_cost = {"model_s": model_s, "decode_s": 0.0, "reward_s": 0.0, **result.cost}
         return self._result(x, final, result.images)

@@ -48,32 +48,69 @@ def summed_terms(reward: Any) -> Optional[tuple[WeightedSum, Optional[str]]]:
     return None
 
 
+class PartsRecorder:
+    """A reward that also keeps what a combined reward's terms said: ``recorder(images)`` scores exactly as the
+    reward does (for a combined one: the weighted total of its terms, the very sum it returns) and, for a
+    combined reward, keeps each term's values; :meth:`take` hands them over for all images scored since."""
+
+    def __init__(self, reward: Callable):
+        self.reward = reward
+        self.summed = summed_terms(reward)
+        self.name = getattr(reward, "name", None)
+        self.input_size = getattr(reward, "input_size", None)
+        self._batches: list[list[tuple[str, float, torch.Tensor]]] = []
+
+    def __call__(self, images: torch.Tensor):
+        if self.summed is None:
+            return self.reward(images)
+        terms, prompt = self.summed
+        parts = terms.parts(images, prompt)
+        self._batches.append([(name, weight, value.detach().to("cpu", torch.float32)) for name, weight, value in parts])
+        return weighted_total(parts)
+
+    def take(self) -> list[tuple[str, float, torch.Tensor]]:
+        """(name, weight, values [N]) per term, over every sub-batch since the last take; [] for a single reward."""
+        batches, self._batches = self._batches, []
+        if not batches:
+            return []
+        return [(name, weight, torch.cat([batch[k][2] for batch in batches]))
+                for k, (name, weight, _) in enumerate(batches[0])]
+
+
 def score_images(images: torch.Tensor, reward: Callable, batch: int, input_size: Optional[int],
                  call: Callable[[Callable, torch.Tensor], torch.Tensor] = lambda score, seen: score(seen),
                  ) -> ImageScores:
     """Score ``images`` [N, H, W, C] in [0, 1] with ``reward`` as a run does. ``call(score, seen)`` makes one
-    reward call on one sub-batch and returns a float [b] CPU tensor (the host's conversion and messages). A
-    combined reward is asked for its terms once per sub-batch; the score is their weighted total, the very sum
-    the combined reward returns."""
-    summed = summed_terms(reward)
-    collected: list[list[tuple[str, float, torch.Tensor]]] = []
-
-    def score(seen: torch.Tensor):
-        if summed is None:
-            return reward(seen)
-        terms, prompt = summed
-        parts = terms.parts(seen, prompt)
-        collected.append([(name, weight, value.detach().to("cpu", torch.float32)) for name, weight, value in parts])
-        return weighted_total(parts)
+    reward call on one sub-batch and returns a float [b] CPU tensor (the host's conversion and messages)."""
+    recorder = PartsRecorder(reward)
 
     def one_batch(seen: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(call(score, seen)).detach().to("cpu", torch.float32).reshape(-1)
+        return torch.as_tensor(call(recorder, seen)).detach().to("cpu", torch.float32).reshape(-1)
 
     with torch.no_grad():
         scored = decode_and_score(lambda x: x, images, one_batch, batch, input_size, CostClock(), keep_full=False)
-    parts = [(name, weight, torch.cat([batch_parts[k][2] for batch_parts in collected]))
-             for k, (name, weight, _) in enumerate(collected[0])] if collected else []
-    return ImageScores(scored.rewards, reward_order(scored.rewards), parts)
+    return ImageScores(scored.rewards, reward_order(scored.rewards), recorder.take())
+
+
+def components_record(parts: list[tuple[str, float, torch.Tensor]]) -> Optional[dict]:
+    """A combined reward's terms for a trace: ``{"names", "weights", "values": [[N] per term]}`` (NaN = None);
+    None for a single reward."""
+    if not parts:
+        return None
+    return {"names": [name for name, _, _ in parts], "weights": [weight for _, weight, _ in parts],
+            "values": [[_finite(float(v)) for v in values] for _, _, values in parts]}
+
+
+def component_notes(record: Optional[dict], totals) -> Optional[list[list[str]]]:
+    """Per particle, the breakdown pieces of a trace's components record (for a contact sheet's tiles)."""
+    if not record:
+        return None
+    notes = []
+    for i, total in enumerate(totals):
+        parts = [(name, weight, math.nan if values[i] is None else values[i])
+                 for name, weight, values in zip(record["names"], record["weights"], record["values"], strict=True)]
+        notes.append(breakdown_pieces(math.nan if total is None else float(total), parts))
+    return notes
 
 
 def short_name(name: str) -> str:

@@ -94,6 +94,7 @@ class Scored:
     rewards: torch.Tensor
     images: Optional[torch.Tensor] = None
     cost: dict = field(default_factory=dict)  # decode_s / reward_s, when the scorer measured them
+    parts: list = field(default_factory=list)  # a combined reward's (name, weight, values [N]) per term
 
 
 def scored(value: Any) -> Scored:
@@ -124,11 +125,19 @@ class RewardScorer:
         self.final_name = getattr(final_reward, "name", "the final reward") if final_reward is not None else None
         self.notes = notes_of(reward, final_reward)
 
-    def check(self, x0: torch.Tensor, step: int) -> torch.Tensor:
-        return self.reward(x0)
+    def check(self, x0: torch.Tensor, step: int) -> Scored:
+        return scored_with_parts(self.reward, x0)
 
-    def final(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.final_reward or self.reward)(x)
+    def final(self, x: torch.Tensor) -> Scored:
+        return scored_with_parts(self.final_reward or self.reward, x)
+
+
+def scored_with_parts(reward: Callable, images: torch.Tensor) -> Scored:
+    """``reward(images)`` as a :class:`Scored`, with a combined reward's terms in ``parts``."""
+    from .score_sheet import PartsRecorder  # score_sheet builds on this module
+
+    recorder = PartsRecorder(reward)
+    return Scored(recorder(images), parts=recorder.take())
 
 
 def is_scorer(reward: Any) -> bool:

@@ -29,9 +29,10 @@ class PotentialStep:
     lmbda: float = float("nan")  # λ_t: the tilt this step applied (rises step by step in adaptive modes)
     survivors: int = 0  # distinct particles the resampling kept (all usable ones when it did not resample)
     cost: Optional[dict[str, float]] = None  # host-measured seconds: {"model_s", "decode_s", "reward_s"}
+    components: Optional[dict[str, Any]] = None  # a combined reward's terms: {"names", "weights", "values"}
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return _with_components(self.components, {
             "step": self.step,
             "sigma": self.sigma,
             "rewards": _floats(self.rewards),
@@ -43,7 +44,12 @@ class PotentialStep:
             "lmbda": self.lmbda if torch.isfinite(torch.tensor(self.lmbda)) else None,
             "survivors": int(self.survivors),
             "cost": dict(self.cost) if self.cost is not None else None,
-        }
+        })
+
+
+def _with_components(components: Optional[dict], record: dict) -> dict:
+    """A combined reward's components join the record (absent for a single reward: old traces read the same)."""
+    return record if components is None else {**record, "components": components}
 
 
 @dataclass
@@ -62,13 +68,14 @@ class Trace:
     final_lmbda: float = float("nan")  # the λ of the final weighting: the output targets p·exp(final_lmbda·r)
     notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
     cost: Optional[dict[str, Any]] = None  # host-measured totals (model / check decode / check reward seconds …)
+    final_components: Optional[dict[str, Any]] = None  # a combined reward's terms for the final particles
 
     def lineage(self) -> list[list[int]]:
         """For each final particle, its index at every potential step (oldest first), ending at itself."""
         return lineage_paths([[int(a) for a in event.ancestors] for event in self.steps], self.num_particles)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record = {
             "format": "fk-steering-trace/1",
             "num_particles": self.num_particles,
             "num_steps": self.num_steps,
@@ -83,6 +90,7 @@ class Trace:
             "notes": list(self.notes),
             "cost": dict(self.cost) if self.cost is not None else None,
         }
+        return record if self.final_components is None else {**record, "final_components": self.final_components}
 
 
 def lineage_paths(ancestors: list[list[int]], n: int) -> list[list[int]]:

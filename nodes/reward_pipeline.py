@@ -18,7 +18,7 @@ from typing import Optional
 import comfy.model_management
 import torch
 
-from ..fk_core import CostClock, FKError, Scored, decode_and_score, message, name_of, notes_of
+from ..fk_core import CostClock, FKError, PartsRecorder, Scored, decode_and_score, message, name_of, notes_of
 from .preview_decoder import FullVAEDecoder
 from .sampler_checks import check_scores, check_x0, is_out_of_memory, score_tensor
 
@@ -60,10 +60,12 @@ class ComfyScorer:
     def _score(self, reward, decoder, x0: torch.Tensor, keep_full: bool) -> Scored:
         bad_x0 = check_x0(self.node, x0)  # a model that diverged is told before the reward is blamed
         name = name_of(reward)
+        recorder = PartsRecorder(reward)  # a combined reward's terms, for the trace and the contact sheet
         with torch.no_grad():
-            scored = decode_and_score(decoder.decode, x0, lambda images: self._call(reward, name, images),
+            scored = decode_and_score(decoder.decode, x0, lambda images: self._call(recorder, name, images),
                                       self.decode_batch, reward_input_size(reward), self.clock, keep_full,
                                       before_batch=comfy.model_management.throw_exception_if_processing_interrupted)
+        scored.parts = recorder.take()
         self.models_may_have_moved = True
         scored.rewards = check_scores(self.node, scored.rewards, name, bad_x0)
         return scored

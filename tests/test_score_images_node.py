@@ -50,7 +50,12 @@ def test_score_of_an_image_equals_its_score_in_the_run(fk, oracle_model, tiny_va
     assert sheet.shape[0] == 1 and sheet.shape[-1] == 3
     assert result.ui["images"] and result.ui["images"][0]["type"] == "temp"
     text = result.ui["text"][0]
-    if which == "combined":
+    if which == "combined":  # the run's trace keeps the components too (per check and for the final particles)
+        final = out["trace"]["final_components"]
+        assert final["weights"] == [1.0, -0.5] and all("components" in s for s in out["trace"]["steps"])
+        for i, total in enumerate(out["trace"]["final_rewards"]):
+            assert sum(w * v[i] for w, v in zip(final["weights"], final["values"], strict=True)) == \
+                pytest.approx(total, abs=1e-6)
         names = [c["reward"] for c in record["images"][0]["components"]]
         assert names[0].startswith("brightness") and names[1] == "sharpness"
         assert " bright - " in text and " sharp" in text

@@ -86,3 +86,55 @@ def test_sheet_is_best_first_and_grows_for_the_breakdown():
     pad, border = 4, 3  # the first tile (top left) is the best image, framed
     tile = sheet[0, pad + border:pad + border + 64, pad + border:pad + border + 64]
     torch.testing.assert_close(tile, images[best], atol=1 / 255, rtol=0)
+
+
+# ---- components everywhere (issue 19 item 2): the trace keeps a combined reward's terms
+
+
+def _two_mode_run(reward, seed: int):
+    from fk_trace_fixtures import karras_sigmas, two_modes
+
+    from fk_core import FKConfig, steer
+
+    model = two_modes(2, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(6, 2, generator=gen)
+    config = FKConfig(potential="diff", lmbda=4.0, lambda_mode="fixed", every=2)
+    return steer(model.denoise, karras_sigmas(8).float(), noise, reward, config, generator=gen)
+
+
+class _Coordinate:
+    def __init__(self, k: int):
+        self.name = f"x{k}"
+        self.k = k
+
+    def __call__(self, x):
+        return x[:, self.k].float()
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_trace_keeps_components_per_check_and_for_the_final_particles(seed):
+    combined = WeightedSum([(_Coordinate(0), 1.0), (_Coordinate(1), -0.5)])
+    trace = _two_mode_run(combined, seed).trace.to_dict()
+    assert trace["steps"], "the run made no potential step"
+    for record, rewards in [(s["components"], s["rewards"]) for s in trace["steps"]] + \
+            [(trace["final_components"], trace["final_rewards"])]:
+        assert record["names"] == ["x0", "x1"] and record["weights"] == [1.0, -0.5]
+        for i, total in enumerate(rewards):
+            share = sum(w * values[i] for w, values in zip(record["weights"], record["values"], strict=True))
+            assert share == pytest.approx(total, abs=1e-6)
+
+
+def test_a_single_reward_leaves_the_trace_as_it_was():
+    trace = _two_mode_run(_Coordinate(0), 0).trace.to_dict()
+    assert "final_components" not in trace and all("components" not in s for s in trace["steps"])
+
+
+def test_contact_sheet_notes_come_from_the_trace_components():
+    from fk_core import component_notes
+
+    record = {"names": ["LAION aesthetic", "sharpness"], "weights": [1.0, -0.5], "values": [[5.0, 4.0], [0.2, None]]}
+    notes = component_notes(record, [4.9, None])
+    assert notes[0] == ["r=4.9 =", "5 aes", "- 0.1 sharp"]
+    assert notes[1] == ["r=nan =", "4 aes", "+ nan sharp"]
+    assert component_notes(None, [1.0]) is None
