@@ -116,3 +116,39 @@ def test_apg_state_follows_the_particles_through_resampling(fk_pack, tiny_models
         assert (start - expected).abs().max() == 0.0, f"call {t} (sigma {sigma:.4g}) starts from other rows"
     assert checked >= 1, "the test needs a resampling that moves particles"
     assert any("reordered the per-particle state" in note and "nodes_apg" in note for note in trace["notes"])
+
+
+def test_which_patches_count_as_stateful_and_what_resampling_can_reorder(fk_pack):
+    """Core patches without state keep chunking (TCFG, FreSca); closure state that is a per-particle tensor is
+    reordered; state of another kind is named as not reorderable."""
+    import torch
+    from comfy_extras.nodes_fresca import FreSca
+    from comfy_extras.nodes_tcfg import TCFG
+
+    patch_state = fk_pack.nodes.patch_state
+    base = comfy_host.build_tiny_model("eps")
+    for node, kwargs in ((TCFG, {}), (FreSca, dict(scale_low=1.0, scale_high=1.25, freq_cutoff=20))):
+        assert patch_state.stateful_patches(node.execute(base, **kwargs)[0].model_options) == []
+    assert len(patch_state.stateful_patches(apg(base).model_options)) == 1
+
+    rows = torch.arange(4.0)[:, None]
+    history = None
+
+    def per_row(args):
+        nonlocal rows
+        rows = rows + 1
+        return args["conds_out"]
+
+    def kept_in_a_list(args):
+        nonlocal history
+        history = [args]
+        return args["conds_out"]
+
+    options = {"sampler_pre_cfg_function": [per_row, kept_in_a_list]}
+    keeper = patch_state.ParticleStateKeeper(options, 4)
+    kept_in_a_list({"conds_out": None})
+    keeper.resampled(torch.tensor([3, 3, 0, 1]))
+    assert rows[:, 0].tolist() == [3.0, 3.0, 0.0, 1.0]
+    notes = " ".join(keeper.notes())
+    assert "reordered" in notes and "per_row (rows)" in notes
+    assert "could not reorder" in notes and "kept_in_a_list (history)" in notes
