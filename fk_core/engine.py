@@ -241,7 +241,8 @@ class _Loop:
                                f"{getattr(self.scorer, 'name', 'the reward')} only steered the checks")
         model_s = self.clock.lap() if self.clock is not None else None
         result = scored(self.scorer.final(target))
-        final = self.pf.finish(result.rewards)
+        # a final judge's λ is a new target on its own scale (fk_core.particles.ParticleFilter.finish)
+        final = self.pf.finish(result.rewards, new_reward=getattr(self.scorer, "final_name", None) is not None)
         self.trace.final_components = components_record(result.parts)
         if model_s is not None:
             self.final_cost = {"model_s": model_s, "decode_s": 0.0, "reward_s": 0.0, **result.cost}
@@ -267,9 +268,11 @@ class _Loop:
 
 
 def _tell(observer, hook: str, *args) -> None:
-    method = getattr(observer, hook, None) if observer is not None else None
-    if method is not None:
-        method(*args)
+    """Call ``hook`` on the observer, or on each of a list of observers, that has it."""
+    for one in observer if isinstance(observer, (list, tuple)) else [observer]:
+        method = getattr(one, hook, None) if one is not None else None
+        if method is not None:
+            method(*args)
 
 
 def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler: SegmentSampler,
@@ -290,12 +293,12 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     ``final_reward`` (optional with a plain reward, e.g. a slow judge) then scores only the finished samples:
     the final weights and the output choice come from it, so the weighted output targets p·exp(λ·r_final)
     while ``reward`` only steers. ``on_potential_step(event, x0)`` sees each step's record and the x0 batch
-    that was scored (before resampling). ``observer`` (e.g. a host's live view) may have ``on_start(num_steps,
-    particles)``, ``on_potential_step(event, images)`` (the images the scorer looked at, or None) and
-    ``on_finish(result)``. ``clock`` (a :class:`~fk_core.scoring.CostClock`) asks for the cost record in
-    ``trace.cost`` and each step's ``cost``. ``generator`` drives resampling and the output draw only (CPU);
-    the sampler owns its noise. ``reuse_x0=False`` makes every segment's first call a real one (for checking
-    the reuse changes nothing). ``notes`` (the host's remarks) open the trace's notes.
+    that was scored (before resampling). ``observer`` (e.g. a host's live view; or a list of them, told in order)
+    may have ``on_start(num_steps, particles)``, ``on_potential_step(event, images)`` (the images the scorer
+    looked at, or None) and ``on_finish(result)``. ``clock`` (a :class:`~fk_core.scoring.CostClock`) asks for
+    the cost record in ``trace.cost`` and each step's ``cost``. ``generator`` drives resampling and the output
+    draw only (CPU); the sampler owns its noise. ``reuse_x0=False`` makes every segment's first call a real one
+    (for checking the reuse changes nothing). ``notes`` (the host's remarks) open the trace's notes.
     """
     n, num_steps = x.shape[0], len(sigmas) - 1
     if num_steps < 1:

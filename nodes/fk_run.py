@@ -36,6 +36,7 @@ import torch
 from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, message, reward_order, run_segments
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_guider_conditioning
+from .patch_state import ParticleStateKeeper, stateful_patches
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
 from .reward_pipeline import ComfyScorer, ReloadBeforeCall
 from .sampler_checks import (
@@ -111,8 +112,11 @@ class FKRun:
         extra_args = dict(extra_args or {})
         x = self._particles(model, x, sigmas, extra_args)
         notes = [self.choice.note] if self.choice.note else []
-        chunk = self._install_chunking(model, x, notes)
+        patch_options = extra_args.get("model_options") or {}
+        chunk = self._install_chunking(model, x, notes, patch_options)
         scorer = self._scorer(model, x, chunk, notes)
+        # model patches' per-particle state follows the resampling; the live view hears of the run
+        observers = [ParticleStateKeeper(patch_options, x.shape[0]), spec.live]
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
@@ -121,7 +125,7 @@ class FKRun:
         try:
             result = run_segments(x, sigmas, ReloadBeforeCall(model, scorer), sampler, scorer, spec.config,
                                   generator=generator, extra_args=extra_args, callback=_interruptible(callback),
-                                  disable=disable, notes=notes, clock=scorer.clock, observer=spec.live)
+                                  disable=disable, notes=notes, clock=scorer.clock, observer=observers)
         except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
             if is_out_of_memory(error):
                 raise out_of_memory_error(node, x.shape[0], chunk, error) from None
@@ -148,12 +152,20 @@ class FKRun:
                                   f"{spec.particles} particles", "use a batch size of 1 (or FK Particle Sampler)"))
         return _expand_particles(model, self.ksampler_object, x, sigmas, extra_args, spec.particles)
 
-    def _install_chunking(self, model, x, notes: list) -> int:
-        """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped."""
+    def _install_chunking(self, model, x, notes: list, model_options: dict) -> int:
+        """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped.
+        Model patches that keep state between calls (APG's momentum, SAG's recorded attention) would see one
+        chunk's particles and then another's: with them the model runs all particles at once (the chunk still
+        sizes the VAE decodes), and a note says so."""
         n, patcher = x.shape[0], getattr(model.inner_model, "model_patcher", None)
         chunk = self.spec.chunk if self.spec.chunk > 0 else automatic_chunk(patcher, x) if patcher else n
         chunk = max(1, min(chunk, n))
-        if chunk < n:
+        stateful = stateful_patches(model_options) if chunk < n else []
+        if stateful:
+            notes.append(f"the model evaluates all particles at once, not in chunks of {chunk}: the model patch(es) "
+                         f"{', '.join(stateful)} keep state between model calls (e.g. APG's momentum), which "
+                         "chunks would mix between particles; if memory runs out, lower particles")
+        elif chunk < n:
             model.inner_model = ChunkedModel(model.inner_model, chunk)
             notes.append(f"particles evaluated in chunks of {chunk}")
         return chunk

@@ -35,6 +35,7 @@ from .conditioning import check_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler
 from .latents import LATENT_RATIOS, fix_empty_latent
 from .live import live_callbacks
+from .patch_state import stateful_patches
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_checks import (
@@ -175,7 +176,7 @@ class FKParticleSampler(io.ComfyNode):
         latent = fix_empty_latent(model, latent_image)
         latent_n = latent.expand(particles, *latent.shape[1:]).contiguous()
         chunk = max(1, min(int(particle_chunk or 0) or automatic_chunk(model, latent_n), particles))
-        if chunk < particles:
+        if chunk < particles and not stateful_patches(model.model_options):  # else the model runs all at once
             model = model.clone()
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))
