@@ -109,7 +109,7 @@ def component_notes(record: Optional[dict], totals) -> Optional[list[list[str]]]
     for i, total in enumerate(totals):
         parts = [(name, weight, math.nan if values[i] is None else values[i])
                  for name, weight, values in zip(record["names"], record["weights"], record["values"], strict=True)]
-        notes.append(breakdown_pieces(math.nan if total is None else float(total), parts))
+        notes.append(breakdown_pieces(math.nan if total is None else float(total), parts, with_total=False))
     return notes
 
 
@@ -125,19 +125,23 @@ def _number(value: float, digits: int) -> str:
     return f"{value:.{digits}g}" if math.isfinite(value) else "nan"
 
 
-def breakdown_pieces(total: float, parts: list[tuple[str, float, float]]) -> list[str]:
+def breakdown_pieces(total: float, parts: list[tuple[str, float, float]], with_total: bool = True) -> list[str]:
     """``["r=0.82 =", "0.9 aes", "+ 0.3 clip", "- 0.4 sharp"]``: the score and each term's weighted share
-    (weight x value), in term order (pieces for :func:`fk_core.contact_sheet.wrap_pieces`)."""
+    (weight x value), in term order (pieces for :func:`fk_core.contact_sheet.wrap_pieces`). Under a tile that
+    already says ``r=0.82``: ``with_total=False`` gives ``["= 0.9 aes", "+ 0.3 clip", "- 0.4 sharp"]``."""
     if not parts:
         return []
-    pieces = [f"r={_number(total, 3)} ="]
+    pieces = []
     for k, (name, weight, value) in enumerate(parts):
         share = weight * value
-        sign = "-" if share < 0 else "+"
         magnitude = _number(abs(share), 2)
-        pieces.append(f"{'-' if share < 0 else ''}{magnitude} {short_name(name)}" if k == 0
-                      else f"{sign} {magnitude} {short_name(name)}")
-    return pieces
+        if k == 0:
+            pieces.append(f"{'-' if share < 0 else ''}{magnitude} {short_name(name)}")
+        else:
+            pieces.append(f"{'-' if share < 0 else '+'} {magnitude} {short_name(name)}")
+    if with_total:
+        return [f"r={_number(total, 3)} ="] + pieces
+    return [f"= {pieces[0]}"] + pieces[1:]
 
 
 def breakdown(result: ImageScores, index: int) -> str:
@@ -153,7 +157,8 @@ def score_sheet(images: torch.Tensor, result: ImageScores, columns: Optional[int
     """The images best first in the contact sheet's look: rank and score under each tile, a combined reward's
     weighted shares below them, the best one framed. Returns [1, H', W', 3]."""
     order = result.order
-    notes = [breakdown_pieces(float(result.scores[i]), _parts_at(result, int(i))) for i in order.tolist()]
+    notes = [breakdown_pieces(float(result.scores[i]), _parts_at(result, int(i)), with_total=False)
+             for i in order.tolist()]
     return contact_sheet(images[order], result.scores[order], 0, columns=columns, notes=notes)
 
 

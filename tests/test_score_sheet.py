@@ -61,6 +61,8 @@ def test_breakdown_names_each_weighted_share():
     assert breakdown_pieces(0.82, [("LAION aesthetic", 1.0, 0.9), ("CLIP score", 1.5, 0.2),
                                    ("sharpness", -0.5, 0.8)]) == ["r=0.82 =", "0.9 aes", "+ 0.3 clip", "- 0.4 sharp"]
     assert breakdown_pieces(0.5, []) == []
+    assert breakdown_pieces(-0.1, [("sharpness", -0.5, 0.2), ("saturation", 1.0, 0.0)], with_total=False) == \
+        ["= -0.1 sharp", "+ 0 sat"]
     assert short_name("object counts: 2 x 'dog'") == "object" and short_name("VLM judge (Qwen-VL)") == "VLM"
     assert short_name("brightness(target=0.5)") == "bright"
     reward, images = _combined(), _images(3)
@@ -135,6 +137,6 @@ def test_contact_sheet_notes_come_from_the_trace_components():
 
     record = {"names": ["LAION aesthetic", "sharpness"], "weights": [1.0, -0.5], "values": [[5.0, 4.0], [0.2, None]]}
     notes = component_notes(record, [4.9, None])
-    assert notes[0] == ["r=4.9 =", "5 aes", "- 0.1 sharp"]
-    assert notes[1] == ["r=nan =", "4 aes", "+ nan sharp"]
+    assert notes[0] == ["= 5 aes", "- 0.1 sharp"]  # the tile's label already says r=4.9
+    assert notes[1] == ["= 4 aes", "+ nan sharp"]
     assert component_notes(None, [1.0]) is None
