@@ -21,6 +21,7 @@ FK_SAMPLER, SCHEDULER, CUSTOM, DECODE, PREVIEW_2, SIGMAS_EDIT = "10", "11", "12"
 
 PS, FS, SEL, LOAD, COMB, TC = ("FK Particle Sampler", "FK Sampler", "FK Potential Selector", "FK Reward Loader",
                                "FK Reward Combine", "FK Trace Charts")
+SCORE, SCORE_NODE, IMAGE_IN = "FK Score Images", "33", "34"
 
 
 @dataclass
@@ -133,6 +134,18 @@ def judge_model_cases(ckpt: str, models_dir: str | None = None) -> list[Case]:
     return cases
 
 
+def score_graph(batch_size=8, columns=0) -> dict:
+    """FK Score Images on a plain image batch with a pixel reward (no checkpoint needed)."""
+    return {
+        IMAGE_IN: {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 3, "color": 255}},
+        LOADER: {"class_type": "FKRewardLoader", "inputs": {
+            "reward": "saturation", "weights": "auto (default file, downloaded if missing)", "device": "cpu",
+            "precision": "auto"}},
+        SCORE_NODE: {"class_type": "FKScoreImages", "inputs": {"images": [IMAGE_IN, 0], "reward": [LOADER, 0],
+                                                               "batch_size": batch_size, "columns": columns}},
+    }
+
+
 def rejected_cases(ckpt: str, models_dir: str | None = None) -> list[Case]:
     """Refused when the prompt is queued (HTTP 400), before any node runs."""
     g = base_graph(ckpt)
@@ -207,6 +220,12 @@ def rejected_cases(ckpt: str, models_dir: str | None = None) -> list[Case]:
     cases.append(Case("loader-contrast-target-0.8", _with_loader(ckpt, reward="contrast", target=0.8), "rejected",
                       [f"{LOAD}: target", "0 … 0.5 for contrast"], LOADER))
     cases += judge_model_cases(ckpt, models_dir)
+    # FK Score Images widgets.
+    for name, value in (("batch_size", 0), ("batch_size", 300), ("columns", -1), ("columns", 1000)):
+        cases.append(Case(f"score-{name}={value}", score_graph(**{name: value}), "rejected", [f"{SCORE}: {name}"],
+                          SCORE_NODE))
+    cases.append(Case("socket-score-reward-from-image", _with(score_graph(), SCORE_NODE, reward=[IMAGE_IN, 0]),
+                      "rejected", ["reward"], SCORE_NODE))
     # FK Reward Combine weights.
     for name, value in (("weight_a", NAN), ("weight_b", INF), ("weight_c", -INF), ("weight_d", 1e6)):
         cases.append(Case(f"combine-{name}={value}", _with_combine(ckpt, **{name: value}), "rejected",

@@ -170,6 +170,14 @@ def test_model_paths_confined_when_queued(server):
     assert not failures, "\n".join(failures)
 
 
+def test_score_images_runs_after_the_refusals(server):
+    """FK Score Images' widget refusals are in the rejected cases; a good score prompt runs (4 outputs, preview)."""
+    result = server.run_prompt(cases.score_graph(), timeout=120)
+    assert result.status == "success", result.error
+    out = result.outputs(cases.SCORE_NODE)
+    assert out.get("images") and "3 images scored by saturation" in "\n".join(out.get("text", []))
+
+
 def test_refused_when_run(server, traces):
     def check(case):
         result = server.run_prompt(case.graph, timeout=300)
