@@ -17,7 +17,7 @@ from .contact_sheet import contact_sheet
 from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segments, steer
 from .errors import FKError
 from .images import downscale, encode_sprite, fit_to_reward
-from .live_view import LiveCallbacks, LiveReporter
+from .live_view import LiveCallbacks, LiveReporter, replay_payload
 from .messages import (
     choice_problem,
     file_name_problem,
@@ -60,6 +60,6 @@ __all__ = [
     "build_reward", "choice_problem", "component_notes", "contact_sheet", "cost_summary", "decode_and_score",
     "derived_seed", "describe", "downscale", "encode_sprite", "file_name_problem", "finite", "fit_to_reward",
     "is_tag", "lineage_chart", "load_trace", "message", "model_source_problem", "name_of", "notes_of",
-    "number_problem", "options_text", "parse_objects", "reward_ess_chart", "reward_names", "reward_order",
-    "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer", "summary_lines",
+    "number_problem", "options_text", "parse_objects", "replay_payload", "reward_ess_chart", "reward_names",
+    "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer", "summary_lines",
 ]

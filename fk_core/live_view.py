@@ -126,6 +126,18 @@ def compact_trace(trace: dict) -> dict:
     return out
 
 
+def replay_payload(node_id: Any, trace: dict, best_index: int, chosen_index: int, images: torch.Tensor,
+                   max_thumbnail_bytes: int = 64_000) -> dict:
+    """A finished run's live view in one payload, for the node's UI output: a page that saw no live events of the
+    run (the host served the node from its cache, or the page opened later) draws it as done, with thumbnails of
+    the final particles ``images`` [N, H, W, C]. Same fields as a step event followed by the done event."""
+    n = int(images.shape[0])
+    return {"v": PAYLOAD_VERSION, "node": str(node_id) if node_id is not None else None,
+            "run": f"replay-{uuid.uuid4().hex[:12]}", "seq": 0, "particles": n, "num_steps": trace.get("num_steps"),
+            "steps": [], "thumbs": encode_sprite(images, thumb_size_for(n), max_thumbnail_bytes), "thumbs_step": None,
+            "best_index": int(best_index), "chosen_index": int(chosen_index), "trace": compact_trace(trace)}
+
+
 class LiveReporter:
     """Sends a run's progress to the FK node's live view in the browser.
 

@@ -26,6 +26,7 @@ from ..fk_core import (
     contact_sheet,
     cost_summary,
     message,
+    replay_payload,
     reward_order,
     summary_lines,
 )
@@ -227,7 +228,10 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
     trace["order"] = [int(i) for i in order]
     sheet = contact_sheet(images, result.rewards, chosen, caption=summary_lines(trace),
                           notes=component_notes(trace.get("final_components"), trace["final_rewards"]))
-    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)]}
+    # fk_live: the live view's final state, for a page that saw no live events (a cached run, a page opened later)
+    replay = replay_payload(getattr(getattr(cls, "hidden", None), "unique_id", None), trace, result.best_index,
+                            chosen, images)
+    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)], "fk_live": [replay]}
     return io.NodeOutput(best_latent, images[chosen:chosen + 1].clone(), sheet, images[order].clone(),
                          json.dumps(trace), ui=ui_dict)
 

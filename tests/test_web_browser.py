@@ -580,3 +580,29 @@ def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
     shot(page, "drawn-output")
     assert view["selected"] == str(chosen), f"the node outputs particle {chosen}, the view frames {view['selected']}"
     assert f"chosen #{chosen}" in view["status"], view["status"]
+
+
+def test_cached_run_replays_the_live_view(browser, page, server, mode):
+    """Issue 19 item 5: the same workflow queued again is served from ComfyUI's cache and sends no live events.
+    On hosts that re-send a cached node's UI (0.19+, has_intermediate_output) the view on a freshly loaded graph
+    draws the run from the node's UI output (fk_live): done, a thumbnail per final particle, lineage shown. ComfyUI
+    0.3.64 sends nothing for the cached sampler: the view stays idle (README: Compatibility)."""
+    from comfy_api.latest import io
+
+    seed = {CLASSIC: 31, VUE: 32}[mode]
+    node = load_example(page, server, particles=4, seed=seed)
+    queue(page)
+    wb.wait_for_state(page, node, ("done",), timeout=300)
+    node = load_example(page, server, particles=4, seed=seed)  # the same prompt again, on a fresh, idle view
+    assert wb.view_state(page, node)["state"] == "idle"
+    queue(page)
+    if "has_intermediate_output" in getattr(io.Schema, "__dataclass_fields__", {}):
+        view = wb.wait_for_state(page, node, ("done",), timeout=120)
+        shot(page, "cached-run-replayed")
+        assert (view["tiles"], view["tilesWithImage"]) == (4, 4)
+        assert view["steps"] == EXPECTED_POTENTIAL_STEPS and view["lineageVisible"]
+        assert view["status"].startswith(f"done · 4 particles · {STEPS} steps · best #")
+    else:
+        page.wait_for_timeout(5000)
+        assert wb.view_state(page, node)["state"] == "idle"
+    assert browser.our_errors() == []

@@ -702,8 +702,15 @@ app.registerExtension({
     };
   },
   async setup() {
-    on(EVENTS.step, (d) => viewFor(d.node)?.onStep(d));
-    on(EVENTS.done, (d) => viewFor(d.node)?.onDone(d));
+    // sawLive: this prompt's run reached the view live; otherwise the node's UI output replays it (below)
+    const live = (d) => {
+      const view = viewFor(d.node);
+      if (view) view.sawLive = true;
+      return view;
+    };
+    on(EVENTS.step, (d) => live(d)?.onStep(d));
+    on(EVENTS.done, (d) => live(d)?.onDone(d));
+    on("execution_start", () => views.forEach((v) => (v.sawLive = false)));
     // Cancel / errors: stop every running view (the sampling thread sends nothing after an interrupt).
     const stopAll = () => views.forEach((v) => v.onCancelled());
     // The node's own image preview (the contact sheet) arrives after the run: grow the node so the
@@ -711,6 +718,12 @@ app.registerExtension({
     on("executed", (d) => {
       const node = d && nodeForExecutionId(d.display_node ?? d.node);
       if (!node?.fkLiveView) return;
+      // A run served from ComfyUI's cache sends no live events, only the node's UI output: draw its final state.
+      const replay = d.output?.fk_live?.[0];
+      if (replay?.trace && !node.fkLiveView.sawLive) {
+        node.fkLiveView.onStep(replay);
+        node.fkLiveView.onDone(replay);
+      }
       const previewRoom = d.output?.images?.length ? PREVIEW_HEIGHT : 0;
       setTimeout(() => fitNode(node, 0, previewRoom), 50);
     });
