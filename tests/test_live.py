@@ -325,3 +325,19 @@ def test_optional_step_numbers_are_sent_when_present():
     (step,) = view.compact_trace(trace)["steps"]
     assert (step["lmbda"], step["survivors"], step["cost"]) == (3.142, 3, {"model_s": 1.23})
     assert step["ancestors"] == trace["steps"][0]["ancestors"]
+
+
+def test_replay_payload_is_a_finished_run_in_one_message():
+    """The sampler's UI output (fk_live) for a page that saw no live events: what a step event with thumbnails and
+    the done event carry, the final particles as thumbnails, JSON-safe."""
+    result = toy_run(particles=4, steps=10, every=2)
+    trace = result.trace.to_dict()
+    images = torch.rand(4, 40, 40, 3, generator=torch.Generator().manual_seed(0))
+    payload = view.replay_payload("7", trace, result.best_index, 2, images)
+    assert json.loads(json.dumps(payload)) == payload
+    assert payload["node"] == "7" and payload["particles"] == 4 and payload["steps"] == []
+    assert payload["best_index"] == result.best_index and payload["chosen_index"] == 2
+    assert payload["trace"] == view.compact_trace(trace) and payload["run"].startswith("replay-")
+    sprite = payload["thumbs"]
+    assert sprite["cols"] * sprite["rows"] >= 4 and sprite["sprite"].startswith("data:image/jpeg;base64,")
+    assert view.replay_payload("7", trace, 0, 0, images)["run"] != payload["run"]
