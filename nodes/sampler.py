@@ -29,6 +29,7 @@ from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .latents import LATENT_RATIOS, fix_empty_latent
+from .layouts import absent_means
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_checks import (
@@ -93,6 +94,12 @@ def _final_reward_input():
                                     "particles and alone decides their final weights and which one is output; "
                                     "'reward' then only steers along the way. Costs one judge call per particle "
                                     "per run."))
+
+
+# A prompt without preview_decoder (written for 0.1.0, which had none) decodes with the full VAE as 0.1.0 did;
+# new workflows get the widget's default (auto).
+PREVIEW_DECODER_IF_ABSENT = absent_means("FKParticleSampler")["preview_decoder"]
+assert PREVIEW_DECODER_IF_ABSENT == absent_means("FKSampler")["preview_decoder"]
 
 
 def _preview_decoder_input():
@@ -169,7 +176,7 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None,
-                final_reward=None, preview_decoder=DEFAULT_PREVIEW_DECODER) -> io.NodeOutput:
+                final_reward=None, preview_decoder=PREVIEW_DECODER_IF_ABSENT) -> io.NodeOutput:
         problem = check_widgets(cls, PARTICLE_SAMPLER, {
             "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
             "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk,
@@ -206,7 +213,7 @@ class FKParticleSampler(io.ComfyNode):
                                        chunked_memory_estimate(chunk))
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=False, returns="all", chunk=chunk, final_reward=final_reward,
-                         **_live_callbacks(cls), preview_decoder=preview_decoder or DEFAULT_PREVIEW_DECODER)
+                         **_live_callbacks(cls), preview_decoder=preview_decoder or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         try:
@@ -302,7 +309,7 @@ class FKSampler(io.ComfyNode):
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,
                          **_live_callbacks(cls),
-                         preview_decoder=kwargs.get("preview_decoder") or DEFAULT_PREVIEW_DECODER)
+                         preview_decoder=kwargs.get("preview_decoder") or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, _run = make_fk_ksampler(spec)
         return io.NodeOutput(fk_sampler)
 
