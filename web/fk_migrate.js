@@ -4,8 +4,8 @@
 // once gained lambda_mode and strength in the middle of its widgets, so a save of another layout, restored by
 // position, put lambda's value into lambda_mode. fk_widget_layouts.json lists every layout each FK node has had
 // (oldest first, the last is the live one; tests/test_widget_layouts.py keeps it true). On every node's
-// configure this file recognises which layout the saved list follows (its length, and every value valid for
-// the widget of that name) and sets each widget by name; a widget the old version did not have gets the value
+// configure this file recognises which layout the saved list follows (its length, and which layout's names
+// the values fit best) and sets each widget by name; a widget the old version did not have gets the value
 // that does what that version did ("absent_means", e.g. lambda_mode "fixed"). What was changed is said once per
 // loaded workflow, in a toast (or a dialog on front ends without toasts). A save that matches no known layout
 // is left as the front end restored it and said too, never silently.
@@ -136,6 +136,9 @@ export function migrateNode(node, info) {
     return;
   }
   const changes = applyLayout(node, entry, from, saved);
+  const live = entry.layouts[liveIndex].widgets;
+  const isPrefix = entry.layouts[from].widgets.every((name, i) => live[i] === name);
+  if (isPrefix && !changes.length) return; // widgets appended since: the positional load was already right
   const note = changes.length ? `: ${changes.join("; ")}` : "";
   say(`${nodeLabel(node)}: values from ${entry.layouts[from].version} mapped by name${note}`);
 }
