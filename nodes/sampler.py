@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import comfy.model_management
 import comfy.patcher_extension
@@ -86,6 +87,17 @@ def _check_potential(potential, node: str) -> FKConfig:
         raise FKError(message(node, "potential", f"is {type(potential).__name__}, not an FK_POTENTIAL",
                               "connect FK Potential Selector, or leave it unconnected for the defaults"))
     return potential
+
+
+def _show_under_node(cls, text: str | None) -> None:
+    """Text under the node in the front end (ComfyUI's progress text): FK Sampler has no text output, and a note
+    such as a swapped sampler must not be said only in the server console."""
+    if not text:
+        return
+    server = getattr(sys.modules.get("server"), "PromptServer", None)  # absent when the node runs outside a server
+    send = getattr(getattr(server, "instance", None), "send_progress_text", None)
+    if callable(send) and cls.hidden is not None and cls.hidden.unique_id is not None:
+        send(f"{SAMPLER}: {text}", cls.hidden.unique_id)
 
 
 def _final_reward_input():
@@ -311,6 +323,7 @@ class FKSampler(io.ComfyNode):
                          **_live_callbacks(cls),
                          preview_decoder=kwargs.get("preview_decoder") or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, _run = make_fk_ksampler(spec)
+        _show_under_node(cls, choose_inner_sampler(sampler_name).note)  # cached: the choice make_fk_ksampler made
         return io.NodeOutput(fk_sampler)
 
 
