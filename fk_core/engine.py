@@ -242,7 +242,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
         # λ·r_final(x0) minus the potentials applied along the lineage: the cheap reward's tilt cancels exactly.
         judge, steering = getattr(final_reward, "name", "the final reward"), getattr(reward, "name", "the reward")
         trace.notes.append(f"final weights and output choice by {judge}; {steering} only steered the checks")
-    final = pf.finish((final_reward or reward)(scored))
+    final = pf.finish((final_reward or reward)(scored), new_reward=final_reward is not None)
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
     trace.final_log_weights = final.log_weights
