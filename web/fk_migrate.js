@@ -9,6 +9,8 @@
 // that does what that version did ("absent_means", e.g. lambda_mode "fixed"). What was changed is said once per
 // loaded workflow, in a toast (or a dialog on front ends without toasts). A save that matches no known layout
 // is left as the front end restored it and said too, never silently.
+// Why not ComfyUI's node-replacement API (io.NodeReplace, ComfyUI 0.33+): it maps a deprecated node *type* to
+// another, by old_node_id; these nodes keep their ids, so it cannot tell one layout of a node from another.
 
 import { app } from "../../scripts/app.js";
 
