@@ -282,3 +282,9 @@ def test_public_api_takes_names_where_order_is_not_obvious():
                                    (ParticleFilter.__init__, "resampling"), (ReuseFirstCall.__init__, "enabled")):
         parameter = inspect.signature(fn).parameters[first_keyword_only]
         assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, fn
+    from fk_core import rewards
+
+    for name in ("build_reward", "load_clip_score", "load_hpsv2", "load_laion_aesthetic", "load_object_detector",
+                 "load_hpsv3", "load_imagereward", "load_pickscore", "load_vqa_judge"):  # files first, options named
+        parameter = inspect.signature(getattr(rewards, name)).parameters["device"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name

@@ -227,7 +227,7 @@ def _chosen_folder(chosen: Path | None, judge_model: str | None) -> Path | None:
     return None
 
 
-def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.device = "cpu",
+def build_reward(name: str, roots: Sequence[Path | str], *, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, weights_file: str | Path | None = None,
                  allow_download: bool = True, clip_architecture: str = "ViT-L-14",
                  clip_pretrained: str = "openai", target: float | None = None,
