@@ -87,7 +87,8 @@ def test_memory_estimate_counts_an_address_space_limit(server):
     pid = server.proc.pid
     limit = psutil.Process(pid).memory_info().vms + (3 << 29)
     graph = cases._with(cases.base_graph(CKPT, seed=11, particles=64), cases.LATENT, width=1024, height=1024)
-    assert psutil.virtual_memory().available > 4 << 30, "the machine itself must have the memory"
+    if psutil.virtual_memory().available < 4 << 30:
+        pytest.skip("not applicable: under 4 GiB of free RAM, the run would be refused without the limit too")
     subprocess.run(["prlimit", f"--pid={pid}", f"--as={limit}:"], check=True)
     try:
         result = server.run_prompt(graph)
