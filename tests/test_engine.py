@@ -313,7 +313,7 @@ def test_two_phase_scorer_observer_and_cost_record():
     config = FKConfig(every=2, window=(0.0, 1.0), output="sample")
     res = run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]),
                        euler_ancestral(1.0, torch.Generator().manual_seed(1)), scorer, config,
-                       torch.Generator().manual_seed(2), clock=CostClock(), observer=[observer])
+                       generator=torch.Generator().manual_seed(2), clock=CostClock(), observer=[observer])
     steps = [int(k) for k in potential_steps(len(SIGMAS) - 1, 2, 0.0, 1.0)]
     assert scorer.checks == steps and scorer.finals == 1
     torch.testing.assert_close(res.rewards, -(res.samples @ A))  # the final phase weighted the particles
