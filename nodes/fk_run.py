@@ -143,7 +143,7 @@ class FKRun:
         spec, node = self.spec, self.spec.node
         check_guider_conditioning(node, model.inner_model)
         check_sigmas(node, sigmas)
-        check_noised_latent(node, x)
+        check_noised_latent(node, x, getattr(model.inner_model, "inner_model", None))
         if not spec.expand:
             return x
         check_memory(node, x, spec.particles, spec.vae)

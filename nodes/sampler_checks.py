@@ -44,6 +44,7 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
         bad = int((~torch.isfinite(samples)).sum())
         raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
                               "re-encode the image or use a fresh Empty Latent Image; the reward is not the cause"))
+    check_latent_dimensions(node, samples, getattr(model, "model", None))
     channels = _model_channels(model)
     if channels is not None and samples.shape[1] != channels and not bool((samples == 0).all()):
         raise FKError(message(node, "latent_image", f"has {samples.shape[1]} channels but the model expects "
@@ -63,6 +64,23 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
                                   f"{h}x{w} latent (not even in aspect ratio)",
                                   "make the mask from an image of the same size as the latent's image"))
     return samples
+
+
+def check_latent_dimensions(node: str, samples: torch.Tensor, base_model, label: str = "latent_image") -> None:
+    """An image latent is [B, C, H, W], a video latent [B, C, T, H, W]: the model's latent format says which it
+    takes (``latent_dimensions`` 2 or 3). The wrong kind would end deep in the model (conv2d on 5-D input)."""
+    dims = getattr(getattr(base_model, "latent_format", None), "latent_dimensions", None)
+    if not isinstance(dims, int) or dims not in (2, 3) or samples.ndim - 2 == dims:
+        return
+    shape = list(samples.shape)
+    if samples.ndim == 5:
+        raise FKError(message(node, label, f"is a video latent {shape} ([batch, channels, frames, height, width]) "
+                              "but the model is an image model (it takes [batch, channels, height, width])",
+                              "use Empty Latent Image (or VAE Encode of an image) with this model, or load a video "
+                              "model (Wan, HunyuanVideo, LTXV) for a video latent"))
+    raise FKError(message(node, label, f"has shape {shape}, but the model is a video model (it takes [batch, "
+                          "channels, frames, height, width])", "use the model's empty video latent node (e.g. "
+                          "EmptyHunyuanLatentVideo, EmptyLTXVLatentVideo) or its image-to-video node"))
 
 
 def _model_channels(model) -> int | None:
@@ -151,7 +169,8 @@ def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
                               "connect the scheduler's sigmas unchanged, or flip them back into decreasing order"))
 
 
-def check_noised_latent(node: str, x: torch.Tensor) -> None:
+def check_noised_latent(node: str, x: torch.Tensor, base_model=None) -> None:
+    check_latent_dimensions(node, x, base_model, "latent_image (the sampler's input)")
     if not finite(x):
         raise FKError(message(node, "latent_image", "(the sampler's input) contains NaN/inf values",
                               "check the latent and the noise node feeding SamplerCustom; the reward is not the "

@@ -694,3 +694,63 @@ def make_server_base(root: Path | None = None) -> Path:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=False)
+
+
+# --------------------------------------------------------------------------------------------------- video
+
+
+WAN_TEXT_DIM = 16
+
+
+def build_tiny_wan(seed: int = 0):
+    """A ModelPatcher around ComfyUI's own WAN21 (Wan 2.1 text-to-video, a flow model: CONST sampling) with a
+    tiny WanModel config (dim 32, one block, ~27 k parameters); latents [B, 16, T, H, W], H and W even."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import torch
+
+    unet_config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 32,
+                   "text_dim": WAN_TEXT_DIM, "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16,
+                   "patch_size": (1, 2, 2), "text_len": 8, "window_size": (-1, -1), "qk_norm": True,
+                   "cross_attn_norm": True, "eps": 1e-6}
+    config = comfy.supported_models.WAN21_T2V(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def wan_conditioning(seed: int = 0, tokens: int = 8):
+    """CONDITIONING as a Wan text encoder would return it (cross-attention tokens of the tiny text_dim)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, WAN_TEXT_DIM, generator=gen), {}]]
+
+
+def build_wan_vae():
+    """comfy.sd.VAE recognising a Wan 2.1 VAE state dict (its real, fixed architecture; random weights): decodes
+    [B, 16, T, h, w] latents to [B, 4(T-1)+1, 8h, 8w, 3] frames."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+    import torch
+
+    net = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                   temperal_downsample=[False, True, True], dropout=0.0)
+    init_weights_(net, 0)  # comfy.ops layers start as torch.empty
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # He-scaled convolutions keep the decoded frames varied (as taesd_state_dict does)
+        for param in net.parameters():
+            if param.ndim >= 4:
+                param.copy_(torch.randn(param.shape, generator=gen) * math.sqrt(2.0 / param[0].numel()))
+    return comfy.sd.VAE(sd=net.state_dict())
+
+
+def empty_video_latent(frames: int = 5, size: int = 16) -> dict:
+    """EmptyHunyuanLatentVideo's / EmptyWanLatentVideo's latent: [1, 16, (frames-1)//4+1, size/8, size/8]."""
+    import torch
+
+    return {"samples": torch.zeros(1, 16, (frames - 1) // 4 + 1, size // 8, size // 8)}

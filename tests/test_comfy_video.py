@@ -1,0 +1,116 @@
+"""Video latents [B, C, T, H, W] through both FK samplers in the real ComfyUI host: a tiny Wan 2.1 model built
+from ComfyUI's own classes (random weights, flow / CONST) and a Wan 2.1 VAE (real architecture, random
+weights), chunked and unchunked, with the same model calls as a plain batch; and the user's report of a
+video latent sent into an image model.
+"""
+
+from __future__ import annotations
+
+import json
+
+import comfy_host
+import pytest
+
+pytestmark = pytest.mark.host
+
+N = 4
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def wan(comfy_nodes):
+    return comfy_host.build_tiny_wan()
+
+
+@pytest.fixture(scope="module")
+def wan_vae(comfy_nodes):
+    return comfy_host.build_wan_vae()
+
+
+class Brightness:
+    """An image reward: mean brightness of each image [B, H, W, C] -> [B]; records the shapes it saw."""
+
+    name = "brightness"
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, images):
+        self.shapes.append(tuple(images.shape))
+        assert images.ndim == 4, images.shape
+        return images.float().mean(dim=(1, 2, 3))
+
+
+def run_particle_sampler(fk, model, vae, reward, latent, *, chunk=0, particles=N, preview="auto", seed=1):
+    import torch
+
+    with torch.inference_mode():
+        out = fk.nodes.sampler.FKParticleSampler.execute(
+            model=model, positive=comfy_host.wan_conditioning(), negative=comfy_host.wan_conditioning(1),
+            latent_image=latent, vae=vae, reward=reward, seed=seed, steps=STEPS, cfg=1.0,
+            sampler_name="euler_ancestral", scheduler="normal", denoise=1.0, particles=particles,
+            particle_chunk=chunk, potential=fk.fk_core.FKConfig(lmbda=10.0, lambda_mode="fixed", every=2),
+            preview_decoder=preview)
+    best_latent, best_image, sheet, all_images, trace = out.result
+    return {"latent": best_latent, "image": best_image, "sheet": sheet, "all": all_images,
+            "trace": json.loads(trace)}
+
+
+def test_video_latent_into_image_model_is_refused_by_name(fk_pack, tiny_models, tiny_vae):
+    """The user's report: EmptyHunyuanLatentVideo into FK Particle Sampler with an image model ended in
+    'RuntimeError: Expected 3D (unbatched) or 4D (batched) input to conv2d'."""
+    latent = comfy_host.empty_video_latent(frames=5, size=32)
+    with pytest.raises(fk_pack.fk_core.FKError) as err:
+        run_particle_sampler(fk_pack, tiny_models("eps"), tiny_vae, Brightness(), latent, particles=3)
+    text = str(err.value)
+    assert text.startswith("FK Particle Sampler: latent_image ") and "video" in text and "image model" in text
+
+
+@pytest.mark.parametrize("chunk", [0, 1])
+def test_wan_particles_through_particle_sampler(fk_pack, wan, wan_vae, chunk):
+    model, counter = comfy_host.counting_model(wan)
+    reward = Brightness()
+    out = run_particle_sampler(fk_pack, model, wan_vae, reward, comfy_host.empty_video_latent(), chunk=chunk)
+    assert out["latent"]["samples"].shape == (1, 16, 2, 2, 2)
+    assert counter.rows == STEPS * N  # the same model evaluations as a plain 4-latent batch
+    if chunk:
+        assert set(counter.batch_sizes) == {1}
+    assert out["image"].shape == (5, 16, 16, 3)  # the best particle's frames, an IMAGE batch
+    assert len(out["trace"]["final_rewards"]) == N
+    assert all(len(shape) == 4 for shape in reward.shapes)
+
+
+def test_wan_particles_through_sampler_custom(fk_pack, wan, wan_vae):
+    import comfy.samplers
+    import torch
+    from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+    model, counter = comfy_host.counting_model(wan)
+    with torch.inference_mode():
+        fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
+            vae=wan_vae, reward=Brightness(), particles=N, sampler_name="euler_ancestral", particle_chunk=2,
+            potential=fk_pack.fk_core.FKConfig(lmbda=10.0, lambda_mode="fixed", every=2),
+            **{"return": "all particles (sorted by reward)"}).result[0]
+        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
+        out, _ = SamplerCustom().sample(model, True, 1, 1.0, comfy_host.wan_conditioning(),
+                                        comfy_host.wan_conditioning(1), fk_sampler, sigmas,
+                                        comfy_host.empty_video_latent())
+    assert out["samples"].shape == (N, 16, 2, 2, 2)
+    assert counter.rows == STEPS * N and set(counter.batch_sizes) == {2}
+
+
+def test_video_latent_into_image_model_on_sampler_custom_is_refused_by_name(fk_pack, tiny_models, tiny_vae):
+    import comfy.samplers
+    import torch
+    from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+    model = tiny_models("eps")
+    with torch.inference_mode():
+        fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
+            vae=tiny_vae, reward=Brightness(), particles=2, sampler_name="euler_ancestral").result[0]
+        sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", 2)
+        with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Sampler: latent_image \(the sampler's input\) is "
+                                                          r"a video latent .*image model"):
+            SamplerCustom().sample(model, True, 1, 1.0, comfy_host.tiny_conditioning(),
+                                   comfy_host.tiny_conditioning(seed=1), fk_sampler, sigmas,
+                                   comfy_host.empty_video_latent(5, 32))
