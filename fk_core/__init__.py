@@ -32,9 +32,23 @@ from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_scor
 from .seeds import derived_seed
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
+from .video import (
+    COMBINES,
+    DEFAULT_FRAMES,
+    FrameReward,
+    as_frame_reward,
+    flat_frames,
+    frame_consistency,
+    is_video,
+    middle_frame,
+    pick_frames,
+    strip,
+    video_reward_problem,
+)
 
 __all__ = [
-    "BadWeightsError", "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
+    "BadWeightsError", "COMBINES", "DEFAULT_FRAMES", "FrameReward", "as_frame_reward", "flat_frames",
+    "frame_consistency", "is_video", "middle_frame", "pick_frames", "strip", "video_reward_problem", "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
     "FKResult", "LAMBDA_MODES", "LiveCallbacks", "LiveReporter", "MissingWeightsError", "OUTPUT_MODES", "POTENTIALS",
     "ParticleFilter", "PotentialStep", "RESAMPLERS", "ReuseFirstCall", "RewardInputError", "SPECS", "Scored", "Trace",
     "TraceError", "VLM_JUDGE", "WeightedSum", "build_reward", "choice_problem", "contact_sheet", "cost_summary",

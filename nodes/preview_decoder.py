@@ -9,7 +9,8 @@
 * ``auto``: TAESD when that file is there, else the full VAE.
 
 The final particles are always decoded with the full VAE (that is what the user gets and what the final
-weights score). Every decoder returns images [B, H, W, C] in [0, 1] on the decoding device: no CPU round trip.
+weights score). Every decoder returns images [B, H, W, C] (video: clips [B, T, H, W, C]) in [0, 1] on the decoding
+device: no CPU round trip.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ def outputs_on_device(vae):
         vae.output_device = saved
 
 
-def flatten_frames(images: torch.Tensor) -> torch.Tensor:
-    """Video VAEs return [B, T, H, W, C]: score the frames of a particle as one strip [B, H, T*W, C]."""
-    if images.ndim == 5:
-        b, t, h, w, c = images.shape
-        images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
-    return images
-
-
 class FullVAEDecoder:
     """x0 (model latent space) -> process_latent_out -> the workflow's VAE -> images on the VAE's device."""
 
@@ -72,7 +65,7 @@ class FullVAEDecoder:
         latents = self.base_model.process_latent_out(x0.float())
         with outputs_on_device(self.vae):
             images = self.vae.decode(latents)
-        return flatten_frames(images).float()
+        return images.float()  # video VAEs: clips [B, T, H, W, C], scored frame by frame (fk_core.video)
 
 
 class TAESDDecoder:
@@ -147,7 +140,8 @@ def choose_preview_decoder(choice: str, vae, base_model, device: torch.device,
     latent_format = base_model.latent_format
     format_name = type(latent_format).__name__
     name = taesd_decoder_name(latent_format)
-    supported = bool(name) and not is_video_decoder(name)
+    # image TAESDs only: a video latent ([B, C, T, H, W]) would reach a conv2d with 5-D input
+    supported = bool(name) and not is_video_decoder(name) and getattr(latent_format, "latent_dimensions", 2) == 2
     path = find_taesd_decoder(latent_format) if supported else None
     if path is not None:
         return TAESDDecoder(load_taesd(path, latent_format.latent_channels, who), path, device), None

@@ -19,7 +19,17 @@ import latent_preview
 import torch
 from comfy_api.latest import io, ui
 
-from ..fk_core import FKConfig, FKError, contact_sheet, cost_summary, message, reward_order, summary_lines
+from ..fk_core import (
+    FKConfig,
+    FKError,
+    contact_sheet,
+    cost_summary,
+    flat_frames,
+    message,
+    reward_order,
+    strip,
+    summary_lines,
+)
 from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
 from .conditioning import check_conditioning
@@ -215,10 +225,11 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
         best_latent["noise_mask"] = best_latent["noise_mask"][:1]
     trace = outcome.trace_dict()
     trace["order"] = [int(i) for i in order]
-    sheet = contact_sheet(images, result.rewards, chosen, caption=summary_lines(trace))
+    # video particles: a few frames of each side by side on the sheet, every frame in the IMAGE outputs
+    sheet = contact_sheet(strip(images), result.rewards, chosen, caption=summary_lines(trace))
     ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)]}
-    return io.NodeOutput(best_latent, images[chosen:chosen + 1].clone(), sheet, images[order].clone(),
-                         json.dumps(trace), ui=ui_dict)
+    return io.NodeOutput(best_latent, flat_frames(images[chosen:chosen + 1]).clone(), sheet,
+                         flat_frames(images[order]).clone(), json.dumps(trace), ui=ui_dict)
 
 
 def _summary(outcome, trace: dict) -> str:

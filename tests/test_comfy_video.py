@@ -77,7 +77,11 @@ def test_wan_particles_through_particle_sampler(fk_pack, wan, wan_vae, chunk):
         assert set(counter.batch_sizes) == {1}
     assert out["image"].shape == (5, 16, 16, 3)  # the best particle's frames, an IMAGE batch
     assert len(out["trace"]["final_rewards"]) == N
-    assert all(len(shape) == 4 for shape in reward.shapes)
+    # every reward call: 4 of the 5 frames of each particle (a sub-batch of `decode chunk` particles), in one call
+    assert reward.shapes and all(shape[0] % 4 == 0 and shape[1:] == (16, 16, 3) for shape in reward.shapes)
+    video = out["trace"]["video"]
+    assert video["latent_frames"] == 2 and video["frames_scored"] == [0, 1, 3, 4] and video["combine"] == "mean"
+    assert out["all"].shape == (N * 5, 16, 16, 3)
 
 
 def test_wan_particles_through_sampler_custom(fk_pack, wan, wan_vae):
