@@ -48,7 +48,8 @@ from .video import (
 
 __all__ = [
     "BadWeightsError", "COMBINES", "DEFAULT_FRAMES", "FrameReward", "as_frame_reward", "flat_frames",
-    "frame_consistency", "is_video", "middle_frame", "pick_frames", "strip", "video_reward_problem", "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
+    "frame_consistency", "is_video", "middle_frame", "pick_frames", "strip", "video_reward_problem",
+    "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
     "FKResult", "LAMBDA_MODES", "LiveCallbacks", "LiveReporter", "MissingWeightsError", "OUTPUT_MODES", "POTENTIALS",
     "ParticleFilter", "PotentialStep", "RESAMPLERS", "ReuseFirstCall", "RewardInputError", "SPECS", "Scored", "Trace",
     "TraceError", "VLM_JUDGE", "WeightedSum", "build_reward", "choice_problem", "contact_sheet", "cost_summary",

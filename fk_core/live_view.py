@@ -28,8 +28,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from .images import downscale, encode_sprite
-from .video import middle_frame
 from .scoring import COST_KEYS
+from .video import middle_frame
 
 EVENT_STEP = "fk_steering.step"
 EVENT_DONE = "fk_steering.done"
