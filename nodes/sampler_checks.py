@@ -29,6 +29,8 @@ MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the 
 
 def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
     """The latent's samples tensor, refused with a message when it is not a usable one-latent batch."""
+    if isinstance(latent_image, dict):
+        check_not_nested(node, latent_image.get("samples"))
     if not isinstance(latent_image, dict) or not torch.is_tensor(latent_image.get("samples")):
         raise FKError(message(node, "latent_image", "is not a LATENT (no 'samples' tensor)",
                               "connect Empty Latent Image or VAE Encode"))
@@ -64,6 +66,17 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
                                   f"{h}x{w} latent (not even in aspect ratio)",
                                   "make the mask from an image of the same size as the latent's image"))
     return samples
+
+
+def check_not_nested(node: str, samples: Any, label: str = "latent_image") -> None:
+    """ComfyUI 0.33+ packs several latents into one (comfy.nested_tensor.NestedTensor, e.g. LTX-2's video +
+    audio); FK's particles are rows of one tensor (indexed, resampled, chunked): refused by name."""
+    if torch.is_tensor(samples) or not getattr(samples, "is_nested", False):
+        return
+    shapes = ", ".join(str(list(t.shape)) for t in getattr(samples, "tensors", []))
+    raise FKError(message(node, label, f"is a nested latent (several latents packed together: {shapes}), which FK "
+                          "particles do not support yet", "sample it with KSampler / SamplerCustom, or give FK a "
+                          "single video or image latent"))
 
 
 def check_latent_dimensions(node: str, samples: torch.Tensor, base_model, label: str = "latent_image") -> None:
@@ -170,6 +183,7 @@ def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
 
 
 def check_noised_latent(node: str, x: torch.Tensor, base_model=None) -> None:
+    check_not_nested(node, x, "latent_image (the sampler's input)")
     check_latent_dimensions(node, x, base_model, "latent_image (the sampler's input)")
     if not finite(x):
         raise FKError(message(node, "latent_image", "(the sampler's input) contains NaN/inf values",

@@ -118,3 +118,32 @@ def test_video_latent_into_image_model_on_sampler_custom_is_refused_by_name(fk_p
             SamplerCustom().sample(model, True, 1, 1.0, comfy_host.tiny_conditioning(),
                                    comfy_host.tiny_conditioning(seed=1), fk_sampler, sigmas,
                                    comfy_host.empty_video_latent(5, 32))
+
+
+def test_video_reward_node_sets_frames_and_combine(fk_pack, wan, wan_vae):
+    node = fk_pack.nodes.video_reward.FKVideoReward
+    reward = node.execute(reward=Brightness(), frames=2, combine="min", smoothness=0.5).result[0]
+    out = run_particle_sampler(fk_pack, wan, wan_vae, reward, comfy_host.empty_video_latent(), particles=2)
+    video = out["trace"]["video"]
+    assert video["frames_scored"] == [0, 4] and video["combine"] == "min" and video["smoothness"] == 0.5
+    assert node.validate_inputs(frames=0, combine="mean", smoothness=0.0).startswith("FK Video Reward: frames ")
+    assert node.validate_inputs(frames=4, combine="max", smoothness=0.0).startswith("FK Video Reward: combine ")
+
+
+def test_smoothness_on_an_image_latent_is_refused_by_name(fk_pack, tiny_models, tiny_vae):
+    reward = fk_pack.nodes.video_reward.FKVideoReward.execute(reward=Brightness(), smoothness=1.0).result[0]
+    with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Particle Sampler: reward .*frame consistency, but the "
+                                                      r"latent is an image.*set smoothness to 0"):
+        run_particle_sampler(fk_pack, tiny_models("eps"), tiny_vae, reward, comfy_host.empty_latent(1, 4),
+                             particles=2)
+
+
+def test_nested_latent_is_refused_by_name(fk_pack, wan, wan_vae):
+    nested_tensor = pytest.importorskip("comfy.nested_tensor", reason="this host has no nested latents")
+    import torch
+
+    samples = nested_tensor.NestedTensor([torch.zeros(1, 16, 2, 2, 2), torch.zeros(1, 8, 4, 1)])
+    with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Particle Sampler: latent_image is a nested latent "
+                                                      r"\(several latents packed together: \[1, 16, 2, 2, 2\], "
+                                                      r"\[1, 8, 4, 1\]\).*; sample it with KSampler"):
+        run_particle_sampler(fk_pack, wan, wan_vae, Brightness(), {"samples": samples})
