@@ -147,3 +147,32 @@ def test_nested_latent_is_refused_by_name(fk_pack, wan, wan_vae):
                                                       r"\(several latents packed together: \[1, 16, 2, 2, 2\], "
                                                       r"\[1, 8, 4, 1\]\).*; sample it with KSampler"):
         run_particle_sampler(fk_pack, wan, wan_vae, Brightness(), {"samples": samples})
+
+
+@pytest.fixture
+def video_tae_file(comfy_nodes, tmp_path, monkeypatch):
+    """A random-weight TAEHV (comfy.taesd.taehv, 16 latent channels, float32: what comfy.sd.VAE takes for
+    lighttaew2_1) saved as models/vae_approx/lighttaew2_1.safetensors in a temporary vae_approx folder."""
+    taehv = pytest.importorskip("comfy.taesd.taehv", reason="this host has no video TAE (ComfyUI < 0.33)")
+    import folder_paths
+    import safetensors.torch
+
+    folder = tmp_path / "vae_approx"
+    folder.mkdir()
+    extensions = folder_paths.folder_names_and_paths["vae_approx"][1]
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "vae_approx", ([str(folder)], extensions))
+    monkeypatch.setattr(folder_paths, "filename_list_cache", {})
+    net = taehv.TAEHV(latent_channels=16, latent_format=None)
+    comfy_host.init_weights_(net, 3)
+    state = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
+    safetensors.torch.save_file(state, str(folder / "lighttaew2_1.safetensors"))
+    return folder
+
+
+def test_auto_preview_uses_the_hosts_video_tae_when_its_file_is_there(fk_pack, wan, wan_vae, video_tae_file):
+    reward = Brightness()
+    out = run_particle_sampler(fk_pack, wan, wan_vae, reward, comfy_host.empty_video_latent(), particles=2)
+    cost = out["trace"]["cost"]
+    assert cost["preview_decoder"] == "video TAE (lighttaew2_1.safetensors)"
+    assert not any("full VAE" in note for note in out["trace"]["notes"])
+    assert out["image"].shape == (5, 16, 16, 3)  # the final images: the full VAE's frames
