@@ -109,8 +109,23 @@ def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None) -> in
     and of the decoded N-image batch (the step's previews and the final images)."""
     latent = samples[0].numel() * 4  # float32
     ratio = _vae_ratio(vae)
-    image = samples.shape[-2] * samples.shape[-1] * ratio * ratio * 3 * 4
+    image = samples.shape[-2] * samples.shape[-1] * ratio * ratio * 3 * 4 * _decoded_frames(samples, vae)
     return particles * (latent * LATENT_COPIES + image * IMAGE_COPIES)
+
+
+def _decoded_frames(samples: torch.Tensor, vae) -> int:
+    """Frames a video latent [B, C, T, H, W] decodes to (the VAE's temporal rule, e.g. 4(T-1)+1 for Wan); 1 for
+    an image latent."""
+    if samples.ndim != 5:
+        return 1
+    frames = int(samples.shape[2])
+    rule = getattr(vae, "upscale_ratio", None)
+    if isinstance(rule, tuple) and rule and callable(rule[0]):
+        try:
+            return max(1, int(rule[0](frames)))
+        except (TypeError, ValueError):
+            return frames
+    return frames
 
 
 def _vae_ratio(vae) -> int:

@@ -723,12 +723,43 @@ def build_tiny_wan(seed: int = 0):
                                             offload_device=mm.unet_offload_device())
 
 
-def wan_conditioning(seed: int = 0, tokens: int = 8):
-    """CONDITIONING as a Wan text encoder would return it (cross-attention tokens of the tiny text_dim)."""
+HUNYUAN_POOLED_DIM = 8
+
+
+def build_tiny_hunyuan_video(seed: int = 0):
+    """A ModelPatcher around ComfyUI's own HunyuanVideo (flow: CONST sampling) with a tiny config (hidden 32, one
+    double and one single block); the host's HunyuanVideoParams fields decide which settings it takes (0.33 has
+    more). Latents [B, 16, T, H, W] as for Wan, so the tiny Wan VAE decodes them in tests."""
+    import dataclasses
+
+    import comfy.ldm.hunyuan_video.model
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import torch
+
+    settings = dict(in_channels=16, out_channels=16, vec_in_dim=HUNYUAN_POOLED_DIM, context_in_dim=WAN_TEXT_DIM,
+                    hidden_size=32, mlp_ratio=2.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[4, 6, 6],
+                    theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=False, byt5=False,
+                    meanflow=False, use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False)
+    known = {f.name for f in dataclasses.fields(comfy.ldm.hunyuan_video.model.HunyuanVideoParams)}
+    unet_config = {"image_model": "hunyuan_video", **{k: v for k, v in settings.items() if k in known}}
+    config = comfy.supported_models.HunyuanVideo(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def video_conditioning(family: str = "wan", seed: int = 0, tokens: int = 8):
+    """CONDITIONING for the tiny video models: text tokens, plus HunyuanVideo's pooled text vector."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    return [[torch.randn(1, tokens, WAN_TEXT_DIM, generator=gen), {}]]
+    extra = {"pooled_output": torch.randn(1, HUNYUAN_POOLED_DIM, generator=gen)} if family == "hunyuan" else {}
+    return [[torch.randn(1, tokens, WAN_TEXT_DIM, generator=gen), extra]]
 
 
 def build_wan_vae():

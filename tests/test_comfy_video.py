@@ -1,7 +1,8 @@
-"""Video latents [B, C, T, H, W] through both FK samplers in the real ComfyUI host: a tiny Wan 2.1 model built
-from ComfyUI's own classes (random weights, flow / CONST) and a Wan 2.1 VAE (real architecture, random
-weights), chunked and unchunked, with the same model calls as a plain batch; and the user's report of a
-video latent sent into an image model.
+"""Video latents [B, C, T, H, W] through both FK samplers in the real ComfyUI host: tiny Wan 2.1 and HunyuanVideo
+models built from ComfyUI's own classes (random weights; both flow / CONST, the only kind these families have)
+and a Wan 2.1 VAE (real architecture, random weights; it also decodes the 16-channel Hunyuan latents here),
+chunked and unchunked, with the same model calls as a plain batch; the user's report of a video latent sent
+into an image model; per-frame reward settings, bad video inputs and the host's video TAE.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def wan(comfy_nodes):
 
 
 @pytest.fixture(scope="module")
+def hunyuan(comfy_nodes):
+    return comfy_host.build_tiny_hunyuan_video()
+
+
+@pytest.fixture(scope="module")
 def wan_vae(comfy_nodes):
     return comfy_host.build_wan_vae()
 
@@ -41,12 +47,14 @@ class Brightness:
         return images.float().mean(dim=(1, 2, 3))
 
 
-def run_particle_sampler(fk, model, vae, reward, latent, *, chunk=0, particles=N, preview="auto", seed=1):
+def run_particle_sampler(fk, model, vae, reward, latent, *, chunk=0, particles=N, preview="auto", seed=1,
+                         family="wan"):
     import torch
 
     with torch.inference_mode():
         out = fk.nodes.sampler.FKParticleSampler.execute(
-            model=model, positive=comfy_host.wan_conditioning(), negative=comfy_host.wan_conditioning(1),
+            model=model, positive=comfy_host.video_conditioning(family),
+            negative=comfy_host.video_conditioning(family, 1),
             latent_image=latent, vae=vae, reward=reward, seed=seed, steps=STEPS, cfg=1.0,
             sampler_name="euler_ancestral", scheduler="normal", denoise=1.0, particles=particles,
             particle_chunk=chunk, potential=fk.fk_core.FKConfig(lmbda=10.0, lambda_mode="fixed", every=2),
@@ -67,10 +75,12 @@ def test_video_latent_into_image_model_is_refused_by_name(fk_pack, tiny_models, 
 
 
 @pytest.mark.parametrize("chunk", [0, 1])
-def test_wan_particles_through_particle_sampler(fk_pack, wan, wan_vae, chunk):
-    model, counter = comfy_host.counting_model(wan)
+@pytest.mark.parametrize("family", ["wan", "hunyuan"])
+def test_video_particles_through_particle_sampler(fk_pack, request, wan_vae, family, chunk):
+    model, counter = comfy_host.counting_model(request.getfixturevalue(family))
     reward = Brightness()
-    out = run_particle_sampler(fk_pack, model, wan_vae, reward, comfy_host.empty_video_latent(), chunk=chunk)
+    out = run_particle_sampler(fk_pack, model, wan_vae, reward, comfy_host.empty_video_latent(), chunk=chunk,
+                               family=family)
     assert out["latent"]["samples"].shape == (1, 16, 2, 2, 2)
     assert counter.rows == STEPS * N  # the same model evaluations as a plain 4-latent batch
     if chunk:
@@ -84,20 +94,21 @@ def test_wan_particles_through_particle_sampler(fk_pack, wan, wan_vae, chunk):
     assert out["all"].shape == (N * 5, 16, 16, 3)
 
 
-def test_wan_particles_through_sampler_custom(fk_pack, wan, wan_vae):
+@pytest.mark.parametrize("family", ["wan", "hunyuan"])
+def test_video_particles_through_sampler_custom(fk_pack, request, wan_vae, family):
     import comfy.samplers
     import torch
     from comfy_extras.nodes_custom_sampler import SamplerCustom
 
-    model, counter = comfy_host.counting_model(wan)
+    model, counter = comfy_host.counting_model(request.getfixturevalue(family))
     with torch.inference_mode():
         fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
             vae=wan_vae, reward=Brightness(), particles=N, sampler_name="euler_ancestral", particle_chunk=2,
             potential=fk_pack.fk_core.FKConfig(lmbda=10.0, lambda_mode="fixed", every=2),
             **{"return": "all particles (sorted by reward)"}).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
-        out, _ = SamplerCustom().sample(model, True, 1, 1.0, comfy_host.wan_conditioning(),
-                                        comfy_host.wan_conditioning(1), fk_sampler, sigmas,
+        out, _ = SamplerCustom().sample(model, True, 1, 1.0, comfy_host.video_conditioning(family),
+                                        comfy_host.video_conditioning(family, 1), fk_sampler, sigmas,
                                         comfy_host.empty_video_latent())
     assert out["samples"].shape == (N, 16, 2, 2, 2)
     assert counter.rows == STEPS * N and set(counter.batch_sizes) == {2}
@@ -176,3 +187,14 @@ def test_auto_preview_uses_the_hosts_video_tae_when_its_file_is_there(fk_pack, w
     assert cost["preview_decoder"] == "video TAE (lighttaew2_1.safetensors)"
     assert not any("full VAE" in note for note in out["trace"]["notes"])
     assert out["image"].shape == (5, 16, 16, 3)  # the final images: the full VAE's frames
+
+
+def test_memory_estimate_counts_the_decoded_frames(fk_pack, wan_vae):
+    import torch
+
+    checks = fk_pack.nodes.sampler_checks
+    video, image = torch.zeros(1, 16, 2, 2, 2), torch.zeros(1, 16, 2, 2)
+    frames_bytes = 16 * 16 * 3 * 4 * checks.IMAGE_COPIES  # one decoded 16x16 frame, in float32
+    grown = checks.particle_memory_bytes(video, 3, wan_vae) - checks.particle_memory_bytes(image, 3, wan_vae)
+    latent_growth = 3 * 16 * 2 * 2 * 4 * checks.LATENT_COPIES  # the second latent frame
+    assert grown == latent_growth + 3 * (5 - 1) * frames_bytes  # 2 latent frames decode to 4·(2-1)+1 = 5
