@@ -198,3 +198,11 @@ def test_memory_estimate_counts_the_decoded_frames(fk_pack, wan_vae):
     grown = checks.particle_memory_bytes(video, 3, wan_vae) - checks.particle_memory_bytes(image, 3, wan_vae)
     latent_growth = 3 * 16 * 2 * 2 * 4 * checks.LATENT_COPIES  # the second latent frame
     assert grown == latent_growth + 3 * (5 - 1) * frames_bytes  # 2 latent frames decode to 4·(2-1)+1 = 5
+
+
+def test_image_latent_into_video_model_is_refused_by_name(fk_pack, wan, wan_vae):
+    import torch
+
+    with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Particle Sampler: latent_image has shape \[1, 16, 2, 2\], "
+                                                      r"but the model is a video model.*EmptyHunyuanLatentVideo"):
+        run_particle_sampler(fk_pack, wan, wan_vae, Brightness(), {"samples": torch.zeros(1, 16, 2, 2)})

@@ -74,3 +74,26 @@ def test_input_size_shrinks_each_frame_not_the_strip():
     clips = torch.rand(2, 5, 16, 24, 3)
     assert fit_to_reward(clips, 8).shape == (2, 5, 8, 12, 3)
     assert torch.allclose(fit_to_reward(clips, 8)[:, 2], fit_to_reward(clips[:, 2], 8))
+
+
+def test_live_view_shows_each_video_particles_middle_frame():
+    import base64
+    import io
+
+    from fk_trace_fixtures import toy_run
+    from PIL import Image
+
+    from fk_core import LiveReporter
+
+    sent = []
+    reporter = LiveReporter("7", 2, 4, send=lambda event, data: sent.append(data), clock=lambda: 0.0)
+    clips = torch.zeros(2, 5, 8, 8, 3)
+    clips[:, 2] = 1.0  # only the middle frame is white
+
+    def on_step(event):
+        reporter.potential_step(event, clips)
+
+    toy_run(particles=2, steps=4, every=2, lmbda=1.0, on_potential_step=on_step)
+    thumbs = next(data["thumbs"] for data in sent if data.get("thumbs"))
+    sprite = Image.open(io.BytesIO(base64.b64decode(thumbs["sprite"].split(",", 1)[1]))).convert("L")
+    assert int(torch.tensor(list(sprite.tobytes())).min()) > 200  # both thumbnails: the white middle frame
