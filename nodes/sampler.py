@@ -225,8 +225,9 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
         best_latent["noise_mask"] = best_latent["noise_mask"][:1]
     trace = outcome.trace_dict()
     trace["order"] = [int(i) for i in order]
-    # video particles: a few frames of each side by side on the sheet, every frame in the IMAGE outputs
-    sheet = contact_sheet(strip(images), result.rewards, chosen, caption=summary_lines(trace))
+    # video particles: one row per particle with a few of its frames on the sheet, every frame in the IMAGE outputs
+    sheet = contact_sheet(strip(images), result.rewards, chosen, columns=1 if images.ndim == 5 else None,
+                          caption=summary_lines(trace))
     ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)]}
     return io.NodeOutput(best_latent, flat_frames(images[chosen:chosen + 1]).clone(), sheet,
                          flat_frames(images[order]).clone(), json.dumps(trace), ui=ui_dict)

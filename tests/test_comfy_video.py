@@ -92,6 +92,8 @@ def test_video_particles_through_particle_sampler(fk_pack, request, wan_vae, fam
     video = out["trace"]["video"]
     assert video["latent_frames"] == 2 and video["frames_scored"] == [0, 1, 3, 4] and video["combine"] == "mean"
     assert out["all"].shape == (N * 5, 16, 16, 3)
+    sheet = out["sheet"]  # one row per particle: 4 frames of 16 px side by side, N rows
+    assert sheet.shape[2] < 2 * 4 * 16 and sheet.shape[1] > N * 16
 
 
 @pytest.mark.parametrize("family", ["wan", "hunyuan"])
