@@ -554,6 +554,24 @@ def test_example_workflow_has_no_overlapping_nodes(browser, page, server, mode):
     assert_no_overlap(node_boxes(page))
 
 
+HISTORY = "async () => await (await fetch('/history')).json()"
+
+
+def history_length(page) -> int:
+    return len(page.evaluate(HISTORY))
+
+
+def node_text_of_last_prompt(page, node_id: str, before: int, timeout_ms: int = 60_000) -> str:
+    """The node's text output in the prompt that finished after ``before`` prompts (the view hears of the run
+    before the prompt's history entry is written: wait for it)."""
+    for _ in range(timeout_ms // 250):
+        history = list(page.evaluate(HISTORY).values())
+        if len(history) > before and node_id in history[-1].get("outputs", {}):
+            return history[-1]["outputs"][node_id]["text"][0]
+        page.wait_for_timeout(250)
+    raise AssertionError(f"no history entry with node {node_id}'s output after {before} prompts")
+
+
 def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
     """Output "draw from final weights": the particle the node outputs (a draw, not the best) is the one the live
     view frames in its lineage and names in its status line once the run is done."""
@@ -563,14 +581,13 @@ def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
                           pot.widgets.find((w) => w.name === "output").value = "draw from final weights"; }""")
         page.evaluate("(id) => { const v = window.app.graph.getNodeById(Number(id)).fkLiveView; v.fkOld = v.trace; }",
                       node)
+        before = history_length(page)
         queue(page)
         page.wait_for_function("""(id) => { const v = window.app.graph.getNodeById(Number(id)).fkLiveView;
                                   return v.state === "done" && v.trace && v.trace !== v.fkOld; }""", arg=node,
                                timeout=300_000)
         view = wb.view_state(page, node)
-        chosen = int(re.match(r"particle (\d+) of", page.evaluate(
-            """async (id) => { const h = await (await fetch('/history?max_items=1')).json();
-                               return Object.values(h)[0].outputs[id].text[0]; }""", node)).group(1))
+        chosen = int(re.match(r"particle (\d+) of", node_text_of_last_prompt(page, node, before)).group(1))
         best = int(page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace.final_rewards"
                                  ".reduce((b, r, i, a) => (r ?? -Infinity) > (a[b] ?? -Infinity) ? i : b, 0)", node))
         if chosen != best:
