@@ -33,7 +33,7 @@ STEP_RULES = ("euler_ancestral", "euler")
 OUTPUT_MODES = ("best", "sample")
 
 
-@dataclass
+@dataclass(kw_only=True)  # FKConfig(10.0) once meant λ; fields grew in between: names only
 class FKConfig:
     """Everything that defines a steered run except the model, the reward and the noise.
 
@@ -116,7 +116,7 @@ class ReuseFirstCall:
     Attribute access goes to the wrapped model, so a host sampler that inspects its model sees the real one.
     """
 
-    def __init__(self, model: Callable, enabled: bool = True):
+    def __init__(self, model: Callable, *, enabled: bool = True):
         self.model = model
         self.enabled = enabled
         self.evaluations = 0
@@ -190,8 +190,9 @@ class _Loop:
                  observer, on_potential_step: Optional[Callable]):
         self.n, self.config, self.scorer, self.clock = n, config, scorer, clock
         self.observer, self.on_potential_step = observer, on_potential_step
-        self.pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold,
-                                 generator, lambda_mode=config.lambda_mode, strength=config.strength)
+        self.pf = ParticleFilter(n, config.potential, config.lmbda, resampling=config.resampling,
+                                 ess_threshold=config.ess_threshold, generator=generator,
+                                 lambda_mode=config.lambda_mode, strength=config.strength)
         self.trace = self.pf.new_trace(num_steps, config.to_dict())
         self.wrapped = ReuseFirstCall(model, enabled=reuse_x0)
         self.generator = generator
@@ -273,7 +274,7 @@ def _tell(observer, hook: str, *args) -> None:
 
 
 def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler: SegmentSampler,
-                 reward, config: FKConfig, generator: Optional[torch.Generator] = None,
+                 reward, config: FKConfig, *, generator: Optional[torch.Generator] = None,
                  on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
                  extra_args: Optional[dict] = None, callback: Optional[Callable] = None,
                  disable: Optional[bool] = None, notes: Optional[list[str]] = None,
@@ -322,7 +323,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
 
 
 def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,
-          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
+          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None, *,
           generator: Optional[torch.Generator] = None,
           on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
           final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
@@ -351,7 +352,7 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
         return denoiser(x, sigma_batch.reshape(-1)[0])
 
     return run_segments(noise * sigmas[0], sigmas, model, euler_ancestral(eta, generator), reward,
-                        config, _cpu_generator(generator), on_potential_step, notes=notes,
+                        config, generator=_cpu_generator(generator), on_potential_step=on_potential_step, notes=notes,
                         final_reward=final_reward)
 
 

@@ -313,7 +313,7 @@ def test_two_phase_scorer_observer_and_cost_record():
     config = FKConfig(every=2, window=(0.0, 1.0), output="sample")
     res = run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]),
                        euler_ancestral(1.0, torch.Generator().manual_seed(1)), scorer, config,
-                       torch.Generator().manual_seed(2), clock=CostClock(), observer=[observer])
+                       generator=torch.Generator().manual_seed(2), clock=CostClock(), observer=[observer])
     steps = [int(k) for k in potential_steps(len(SIGMAS) - 1, 2, 0.0, 1.0)]
     assert scorer.checks == steps and scorer.finals == 1
     torch.testing.assert_close(res.rewards, -(res.samples @ A))  # the final phase weighted the particles
@@ -333,3 +333,26 @@ def test_steer_users_get_the_notes_and_the_chosen_particle():
     res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(window=(0.91, 0.95), output="best"))
     assert any("best-of-N" in n for n in res.trace.notes)  # config_notes, made by the engine itself
     assert res.chosen_index == res.best_index and res.trace.cost is None  # no clock: no timings in the trace
+
+
+def test_public_api_takes_names_where_order_is_not_obvious():
+    """FKConfig(10.0) once meant λ = 10; fields were added before lmbda's position since, so positional use
+    would silently mean something else (issue 17): every field is keyword-only, and so are the options of the
+    public functions."""
+    import inspect
+
+    from fk_core import ParticleFilter, ReuseFirstCall, run_segments
+
+    with pytest.raises(TypeError):
+        FKConfig(10.0)
+    assert FKConfig(lmbda=10.0).lmbda == 10.0
+    for fn, first_keyword_only in ((steer, "generator"), (run_segments, "generator"),
+                                   (ParticleFilter.__init__, "resampling"), (ReuseFirstCall.__init__, "enabled")):
+        parameter = inspect.signature(fn).parameters[first_keyword_only]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, fn
+    from fk_core import rewards
+
+    for name in ("build_reward", "load_clip_score", "load_hpsv2", "load_laion_aesthetic", "load_object_detector",
+                 "load_hpsv3", "load_imagereward", "load_pickscore", "load_vqa_judge"):  # files first, options named
+        parameter = inspect.signature(getattr(rewards, name)).parameters["device"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
