@@ -64,6 +64,19 @@ def run_particle_sampler(fk, model, vae, reward, latent, *, chunk=0, particles=N
             "trace": json.loads(trace)}
 
 
+def plain_batch_rows(comfy_nodes, patcher, family: str) -> int:
+    """Rows the model evaluates when ComfyUI's own KSampler samples a plain batch of N such clips (cfg 1)."""
+    import torch
+
+    model, counter = comfy_host.counting_model(patcher)
+    batch = {"samples": comfy_host.empty_video_latent()["samples"].expand(N, -1, -1, -1, -1).clone()}
+    with torch.inference_mode():
+        comfy_nodes.KSampler().sample(model, 1, STEPS, 1.0, "euler_ancestral", "normal",
+                                comfy_host.video_conditioning(family), comfy_host.video_conditioning(family, 1),
+                                batch)
+    return counter.rows
+
+
 def test_video_latent_into_image_model_is_refused_by_name(fk_pack, tiny_models, tiny_vae):
     """The user's report: EmptyHunyuanLatentVideo into FK Particle Sampler with an image model ended in
     'RuntimeError: Expected 3D (unbatched) or 4D (batched) input to conv2d'."""
@@ -76,13 +89,14 @@ def test_video_latent_into_image_model_is_refused_by_name(fk_pack, tiny_models, 
 
 @pytest.mark.parametrize("chunk", [0, 1])
 @pytest.mark.parametrize("family", ["wan", "hunyuan"])
-def test_video_particles_through_particle_sampler(fk_pack, request, wan_vae, family, chunk):
-    model, counter = comfy_host.counting_model(request.getfixturevalue(family))
+def test_video_particles_through_particle_sampler(comfy_nodes, fk_pack, request, wan_vae, family, chunk):
+    patcher = request.getfixturevalue(family)
+    model, counter = comfy_host.counting_model(patcher)
     reward = Brightness()
     out = run_particle_sampler(fk_pack, model, wan_vae, reward, comfy_host.empty_video_latent(), chunk=chunk,
                                family=family)
     assert out["latent"]["samples"].shape == (1, 16, 2, 2, 2)
-    assert counter.rows == STEPS * N  # the same model evaluations as a plain 4-latent batch
+    assert counter.rows == plain_batch_rows(comfy_nodes, patcher, family) == STEPS * N  # as KSampler
     if chunk:
         assert set(counter.batch_sizes) == {1}
     assert out["image"].shape == (5, 16, 16, 3)  # the best particle's frames, an IMAGE batch
