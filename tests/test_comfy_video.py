@@ -1,8 +1,9 @@
-"""Video latents [B, C, T, H, W] through both FK samplers in the real ComfyUI host: tiny Wan 2.1 and HunyuanVideo
-models built from ComfyUI's own classes (random weights; both flow / CONST, the only kind these families have)
-and a Wan 2.1 VAE (real architecture, random weights; it also decodes the 16-channel Hunyuan latents here),
-chunked and unchunked, with the same model calls as a plain batch; the user's report of a video latent sent
-into an image model; per-frame reward settings, bad video inputs and the host's video TAE.
+"""Video latents [B, C, T, H, W] through both FK samplers in the real ComfyUI host: tiny Wan 2.1, HunyuanVideo and
+LTXV models built from ComfyUI's own classes (random weights; all flow / CONST, the only kind these families
+have), decoded by a Wan 2.1 VAE (real architecture, random weights; it also decodes the 16-channel Hunyuan
+latents here) or a one-block LTXV VAE, chunked and unchunked, with the same model calls as KSampler on a plain
+batch; the user's report of a video latent sent into an image model; per-frame reward settings, bad video
+inputs and the host's video TAE.
 """
 
 from __future__ import annotations
@@ -26,6 +27,27 @@ def wan(comfy_nodes):
 @pytest.fixture(scope="module")
 def hunyuan(comfy_nodes):
     return comfy_host.build_tiny_hunyuan_video()
+
+
+@pytest.fixture(scope="module")
+def ltxv(comfy_nodes):
+    return comfy_host.build_tiny_ltxv()
+
+
+@pytest.fixture(scope="module")
+def ltxv_vae(comfy_nodes):
+    return comfy_host.build_ltxv_vae()
+
+
+# family: (model fixture, VAE fixture, latent channels, decoded frames and side of the 2-frame 2x2 latent)
+FAMILIES = {"wan": ("wan", "wan_vae", 16, 5, 16), "hunyuan": ("hunyuan", "wan_vae", 16, 5, 16),
+            "ltxv": ("ltxv", "ltxv_vae", 128, 2, 8)}
+
+
+def family_setup(request, family: str):
+    model_name, vae_name, channels, frames, side = FAMILIES[family]
+    latent = comfy_host.empty_video_latent(channels=channels)
+    return request.getfixturevalue(model_name), request.getfixturevalue(vae_name), latent, frames, side
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +86,12 @@ def run_particle_sampler(fk, model, vae, reward, latent, *, chunk=0, particles=N
             "trace": json.loads(trace)}
 
 
-def plain_batch_rows(comfy_nodes, patcher, family: str) -> int:
+def plain_batch_rows(comfy_nodes, patcher, family: str, latent: dict) -> int:
     """Rows the model evaluates when ComfyUI's own KSampler samples a plain batch of N such clips (cfg 1)."""
     import torch
 
     model, counter = comfy_host.counting_model(patcher)
-    batch = {"samples": comfy_host.empty_video_latent()["samples"].expand(N, -1, -1, -1, -1).clone()}
+    batch = {"samples": latent["samples"].expand(N, -1, -1, -1, -1).clone()}
     with torch.inference_mode():
         comfy_nodes.KSampler().sample(model, 1, STEPS, 1.0, "euler_ancestral", "normal",
                                 comfy_host.video_conditioning(family), comfy_host.video_conditioning(family, 1),
@@ -88,45 +110,46 @@ def test_video_latent_into_image_model_is_refused_by_name(fk_pack, tiny_models, 
 
 
 @pytest.mark.parametrize("chunk", [0, 1])
-@pytest.mark.parametrize("family", ["wan", "hunyuan"])
-def test_video_particles_through_particle_sampler(comfy_nodes, fk_pack, request, wan_vae, family, chunk):
-    patcher = request.getfixturevalue(family)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_video_particles_through_particle_sampler(comfy_nodes, fk_pack, request, family, chunk):
+    patcher, vae, latent, frames, side = family_setup(request, family)
     model, counter = comfy_host.counting_model(patcher)
     reward = Brightness()
-    out = run_particle_sampler(fk_pack, model, wan_vae, reward, comfy_host.empty_video_latent(), chunk=chunk,
-                               family=family)
-    assert out["latent"]["samples"].shape == (1, 16, 2, 2, 2)
-    assert counter.rows == plain_batch_rows(comfy_nodes, patcher, family) == STEPS * N  # as KSampler
+    out = run_particle_sampler(fk_pack, model, vae, reward, latent, chunk=chunk, family=family)
+    assert out["latent"]["samples"].shape == latent["samples"].shape
+    assert counter.rows == plain_batch_rows(comfy_nodes, patcher, family, latent) == STEPS * N  # as KSampler
     if chunk:
         assert set(counter.batch_sizes) == {1}
-    assert out["image"].shape == (5, 16, 16, 3)  # the best particle's frames, an IMAGE batch
+    assert out["image"].shape == (frames, side, side, 3)  # the best particle's frames, an IMAGE batch
     assert len(out["trace"]["final_rewards"]) == N
-    # every reward call: 4 of the 5 frames of each particle (a sub-batch of `decode chunk` particles), in one call
-    assert reward.shapes and all(shape[0] % 4 == 0 and shape[1:] == (16, 16, 3) for shape in reward.shapes)
+    # every reward call: 4 frames (or all, when fewer) of each particle in the sub-batch, in one call
+    scored = min(4, frames)
+    assert reward.shapes and all(shape[0] % scored == 0 and shape[1:] == (side, side, 3) for shape in reward.shapes)
     video = out["trace"]["video"]
-    assert video["latent_frames"] == 2 and video["frames_scored"] == [0, 1, 3, 4] and video["combine"] == "mean"
-    assert out["all"].shape == (N * 5, 16, 16, 3)
-    sheet = out["sheet"]  # one row per particle: 4 frames of 16 px side by side, N rows
-    assert sheet.shape[2] < 2 * 4 * 16 and sheet.shape[1] > N * 16
+    assert video["latent_frames"] == 2 and video["combine"] == "mean"
+    assert video["frames_scored"] == ([0, 1, 3, 4] if frames == 5 else list(range(frames)))
+    assert out["all"].shape == (N * frames, side, side, 3)
+    sheet = out["sheet"]  # one row per particle: the scored frames side by side, N rows
+    assert sheet.shape[2] < 2 * scored * side and sheet.shape[1] > N * side
 
 
-@pytest.mark.parametrize("family", ["wan", "hunyuan"])
-def test_video_particles_through_sampler_custom(fk_pack, request, wan_vae, family):
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_video_particles_through_sampler_custom(fk_pack, request, family):
     import comfy.samplers
     import torch
     from comfy_extras.nodes_custom_sampler import SamplerCustom
 
-    model, counter = comfy_host.counting_model(request.getfixturevalue(family))
+    patcher, vae, latent, _frames, _side = family_setup(request, family)
+    model, counter = comfy_host.counting_model(patcher)
     with torch.inference_mode():
         fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
-            vae=wan_vae, reward=Brightness(), particles=N, sampler_name="euler_ancestral", particle_chunk=2,
+            vae=vae, reward=Brightness(), particles=N, sampler_name="euler_ancestral", particle_chunk=2,
             potential=fk_pack.fk_core.FKConfig(lmbda=10.0, lambda_mode="fixed", every=2),
             **{"return": "all particles (sorted by reward)"}).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
         out, _ = SamplerCustom().sample(model, True, 1, 1.0, comfy_host.video_conditioning(family),
-                                        comfy_host.video_conditioning(family, 1), fk_sampler, sigmas,
-                                        comfy_host.empty_video_latent())
-    assert out["samples"].shape == (N, 16, 2, 2, 2)
+                                        comfy_host.video_conditioning(family, 1), fk_sampler, sigmas, latent)
+    assert out["samples"].shape == (N, *latent["samples"].shape[1:])
     assert counter.rows == STEPS * N and set(counter.batch_sizes) == {2}
 
 
