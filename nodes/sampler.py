@@ -310,7 +310,7 @@ class FKSampler(io.ComfyNode):
                          live=_live_view(cls),
                          preview_decoder=kwargs.get("preview_decoder") or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, run = make_fk_ksampler(spec)
-        _show_under_node(cls, run.choice.note)  # a swapped sampler said under the node, not only in the console
+        _show_under_node(cls, run.choice.note)
         return io.NodeOutput(fk_sampler)
 
 
