@@ -86,11 +86,11 @@ def check_latent_dimensions(node: str, samples: torch.Tensor, base_model, label:
     if not isinstance(dims, int) or dims not in (2, 3) or samples.ndim - 2 == dims:
         return
     shape = list(samples.shape)
-    if samples.ndim == 5:
-        raise FKError(message(node, label, f"is a video latent {shape} ([batch, channels, frames, height, width]) "
-                              "but the model is an image model (it takes [batch, channels, height, width])",
-                              "use Empty Latent Image (or VAE Encode of an image) with this model, or load a video "
-                              "model (Wan, HunyuanVideo, LTXV) for a video latent"))
+    if dims == 2:
+        what = "is a video latent" if samples.ndim == 5 else "has shape"
+        raise FKError(message(node, label, f"{what} {shape} but the model is an image model (it takes [batch, "
+                              "channels, height, width])", "use Empty Latent Image (or VAE Encode of an image) with "
+                              "this model, or load a video model (Wan, HunyuanVideo, LTXV) for a video latent"))
     raise FKError(message(node, label, f"has shape {shape}, but the model is a video model (it takes [batch, "
                           "channels, frames, height, width])", "use the model's empty video latent node (e.g. "
                           "EmptyHunyuanLatentVideo, EmptyLTXVLatentVideo) or its image-to-video node"))
