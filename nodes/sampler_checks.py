@@ -79,6 +79,13 @@ def check_not_nested(node: str, samples: Any, label: str = "latent_image") -> No
                           "single video or image latent"))
 
 
+def _is_packed_nested(x: torch.Tensor, base_model) -> bool:
+    """ComfyUI 0.33+ samples a nested latent as one flat pack [B, 1, L] (comfy.utils.pack_latents); an image or
+    video model's own latents are never that shape."""
+    dims = getattr(getattr(base_model, "latent_format", None), "latent_dimensions", None)
+    return isinstance(dims, int) and dims >= 2 and x.ndim == 3 and x.shape[1] == 1
+
+
 def check_latent_dimensions(node: str, samples: torch.Tensor, base_model, label: str = "latent_image") -> None:
     """An image latent is [B, C, H, W], a video latent [B, C, T, H, W]: the model's latent format says which it
     takes (``latent_dimensions`` 2 or 3). The wrong kind would end deep in the model (conv2d on 5-D input)."""
@@ -225,6 +232,11 @@ def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
 
 def check_noised_latent(node: str, x: torch.Tensor, base_model=None) -> None:
     check_not_nested(node, x, "latent_image (the sampler's input)")
+    if _is_packed_nested(x, base_model):
+        raise FKError(message(node, "latent_image (the sampler's input)", f"is several latents packed into one "
+                              f"{list(x.shape)} (how ComfyUI hands samplers a nested latent, e.g. LTX-2's video + "
+                              "audio), which FK particles do not support yet", "sample it with KSampler / "
+                              "SamplerCustom's own samplers, or give FK a single video or image latent"))
     check_latent_dimensions(node, x, base_model, "latent_image (the sampler's input)")
     if not finite(x):
         raise FKError(message(node, "latent_image", "(the sampler's input) contains NaN/inf values",

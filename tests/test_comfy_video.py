@@ -245,3 +245,21 @@ def test_image_latent_into_video_model_is_refused_by_name(fk_pack, wan, wan_vae)
     with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Particle Sampler: latent_image has shape \[1, 16, 2, 2\], "
                                                       r"but the model is a video model.*EmptyHunyuanLatentVideo"):
         run_particle_sampler(fk_pack, wan, wan_vae, Brightness(), {"samples": torch.zeros(1, 16, 2, 2)})
+
+
+def test_nested_latent_on_sampler_custom_is_refused_by_name(fk_pack, wan, wan_vae):
+    nested_tensor = pytest.importorskip("comfy.nested_tensor", reason="this host has no nested latents")
+    import comfy.samplers
+    import torch
+    from comfy_extras.nodes_custom_sampler import SamplerCustom
+
+    samples = nested_tensor.NestedTensor([torch.zeros(1, 16, 2, 2, 2), torch.zeros(1, 16, 1, 2, 2)])
+    with torch.inference_mode():
+        fk_sampler = fk_pack.nodes.sampler.FKSampler.execute(
+            vae=wan_vae, reward=Brightness(), particles=2, sampler_name="euler_ancestral").result[0]
+        sigmas = comfy.samplers.calculate_sigmas(wan.get_model_object("model_sampling"), "normal", 2)
+        with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Sampler: latent_image \(the sampler's input\) is "
+                                                          r"several latents packed into one \[1, 1, 192\].*nested"
+                                                          r".*; sample it with KSampler"):
+            SamplerCustom().sample(wan, True, 1, 1.0, comfy_host.video_conditioning(),
+                                   comfy_host.video_conditioning(seed=1), fk_sampler, sigmas, {"samples": samples})
