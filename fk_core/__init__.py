@@ -51,15 +51,30 @@ from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_scor
 from .seeds import derived_seed
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
+from .video import (
+    COMBINES,
+    DEFAULT_FRAMES,
+    FrameReward,
+    as_frame_reward,
+    flat_frames,
+    frame_consistency,
+    is_video,
+    middle_frame,
+    pick_frames,
+    strip,
+    video_reward_problem,
+)
 
 __all__ = [
-    "BadWeightsError", "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
-    "FKResult", "ImageScores", "LAMBDA_MODES", "LiveCallbacks", "LiveReporter", "MissingWeightsError", "OUTPUT_MODES",
-    "POTENTIALS", "ParticleFilter", "PartsRecorder", "PotentialStep", "RESAMPLERS", "ReuseFirstCall",
-    "RewardInputError", "SPECS", "Scored", "Trace", "TraceError", "VLM_JUDGE", "WeightedSum", "breakdown",
-    "build_reward", "choice_problem", "component_notes", "contact_sheet", "cost_summary", "decode_and_score",
-    "derived_seed", "describe", "downscale", "encode_sprite", "file_name_problem", "finite", "fit_to_reward",
-    "is_tag", "lineage_chart", "load_trace", "message", "model_source_problem", "name_of", "notes_of",
-    "number_problem", "options_text", "parse_objects", "replay_payload", "reward_ess_chart", "reward_names",
-    "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer", "summary_lines",
+    "BadWeightsError", "BoundReward", "COMBINES", "COST_KEYS", "CostClock", "DEFAULT_FRAMES", "DEFAULT_QUESTION",
+    "DETECTOR", "FKConfig", "FKError", "FKResult", "FrameReward", "ImageScores", "LAMBDA_MODES", "LiveCallbacks",
+    "LiveReporter", "MissingWeightsError", "OUTPUT_MODES", "POTENTIALS", "ParticleFilter", "PartsRecorder",
+    "PotentialStep", "RESAMPLERS", "ReuseFirstCall", "RewardInputError", "SPECS", "Scored", "Trace", "TraceError",
+    "VLM_JUDGE", "WeightedSum", "as_frame_reward", "breakdown", "build_reward", "choice_problem", "component_notes",
+    "contact_sheet", "cost_summary", "decode_and_score", "derived_seed", "describe", "downscale", "encode_sprite",
+    "file_name_problem", "finite", "fit_to_reward", "flat_frames", "frame_consistency", "is_tag", "is_video",
+    "lineage_chart", "load_trace", "message", "middle_frame", "model_source_problem", "name_of", "notes_of",
+    "number_problem", "options_text", "parse_objects", "pick_frames", "replay_payload", "reward_ess_chart",
+    "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
+    "strip", "summary_lines", "video_reward_problem",
 ]

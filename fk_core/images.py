@@ -19,7 +19,11 @@ from .rewards.preprocess import resize_shorter_side
 
 def fit_to_reward(images: torch.Tensor, input_size: Optional[int]) -> torch.Tensor:
     """[B, H, W, C] images shrunk on their device so the shorter side is ``input_size``, with the very resize the
-    learned rewards apply first (so their score does not change); unchanged when already that small."""
+    learned rewards apply first (so their score does not change); unchanged when already that small. Clips
+    [B, T, H, W, C] are shrunk frame by frame."""
+    if images.ndim == 5:
+        frames = fit_to_reward(images.reshape(-1, *images.shape[2:]), input_size)
+        return frames.reshape(*images.shape[:2], *frames.shape[1:])
     if input_size is None or min(images.shape[1], images.shape[2]) <= input_size:
         return images
     bchw = images.movedim(-1, 1).float()

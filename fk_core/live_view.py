@@ -29,6 +29,7 @@ import torch
 
 from .images import downscale, encode_sprite
 from .scoring import COST_KEYS
+from .video import middle_frame
 
 EVENT_STEP = "fk_steering.step"
 EVENT_DONE = "fk_steering.done"
@@ -203,6 +204,7 @@ class LiveReporter:
         if len(self._queue) > self._max_queued:  # the final trace still has every step
             del self._queue[0]
         if images is not None:
+            images = middle_frame(images)  # a video particle shows its middle frame
             if images.shape[0] != self.particles:
                 raise ValueError(f"live view: got {images.shape[0]} images for {self.particles} particles")
             self._pending_images = downscale(images, thumb_size_for(self.particles))

@@ -155,13 +155,15 @@ def as_scorer(reward: Any, final_reward: Optional[Callable] = None):
 
 def decode_and_score(decode: Callable, x0: torch.Tensor, reward: Callable, batch: int, input_size: Optional[int],
                      clock: CostClock, keep_full: bool,
-                     before_batch: Optional[Callable[[], None]] = None) -> Scored:
+                     before_batch: Optional[Callable[[], None]] = None,
+                     pick: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Scored:
     """Decode ``x0`` in sub-batches of ``batch`` and score each sub-batch with one reward call (after shrinking
     it on its device to ``input_size``, the side the reward looks at: see :func:`fit_to_reward`).
 
     ``reward(images)`` must return a float [b] CPU tensor (the host's conversion, which names the reward in its
     messages). Returns the scores [N], the images (full size with ``keep_full``, else the ones the reward saw)
-    and the decode and reward seconds. ``before_batch`` runs before each sub-batch (a host's cancel check)."""
+    and the decode and reward seconds. ``before_batch`` runs before each sub-batch (a host's cancel check);
+    ``pick`` chooses what the reward sees of the decoded images before they are shrunk (a video's scored frames)."""
     n = x0.shape[0]
     batch = max(1, int(batch))
     kept: Optional[torch.Tensor] = None
@@ -173,7 +175,7 @@ def decode_and_score(decode: Callable, x0: torch.Tensor, reward: Callable, batch
         t0 = clock.now()
         images = decode(x0[start:start + batch])
         t1 = clock.now()
-        seen = fit_to_reward(images, input_size)
+        seen = fit_to_reward(pick(images) if pick is not None else images, input_size)
         scores[start:start + images.shape[0]] = reward(seen)
         t2 = clock.now()
         decode_s, reward_s = decode_s + t1 - t0, reward_s + t2 - t1

@@ -81,6 +81,7 @@ class FKRunOutcome:
     result: FKResult  # samples, rewards, weights, best and chosen particle, decoded final images, trace
     sampler: SamplerChoice
     chunk: int
+    video: Optional[dict] = None  # video runs: the reward's frame settings and the frames each check scored
 
     def trace_dict(self) -> dict:
         data = self.result.trace.to_dict()
@@ -90,6 +91,8 @@ class FKRunOutcome:
                            "note": self.sampler.note}
         data["particle_chunk"] = self.chunk
         data["model_evaluations"] = self.result.model_evaluations
+        if self.video is not None:
+            data["video"] = self.video
         return data
 
 
@@ -132,7 +135,7 @@ class FKRun:
             raise
         for note in result.trace.notes:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)
-        self.outcome = FKRunOutcome(result=result, sampler=self.choice, chunk=chunk)
+        self.outcome = FKRunOutcome(result=result, sampler=self.choice, chunk=chunk, video=_video_record(scorer, x))
         if spec.returns == "chosen":
             return result.samples[result.chosen_index:result.chosen_index + 1]
         return result.samples[reward_order(result.rewards)] if spec.returns == "sorted" else result.samples
@@ -143,7 +146,7 @@ class FKRun:
         spec, node = self.spec, self.spec.node
         check_guider_conditioning(node, model.inner_model)
         check_sigmas(node, sigmas)
-        check_noised_latent(node, x)
+        check_noised_latent(node, x, getattr(model.inner_model, "inner_model", None))
         if not spec.expand:
             return x
         check_memory(node, x, spec.particles, spec.vae)
@@ -181,7 +184,16 @@ class FKRun:
                                                        spec.node)
         notes.extend([preview_note] if preview_note else [])
         return ComfyScorer(spec.node, spec.vae, spec.reward, spec.final_reward, base_model, sampling_models, chunk,
-                           preview=preview, clock=CostClock(x.device))
+                           preview=preview, clock=CostClock(x.device), video=x.ndim == 5)
+
+
+def _video_record(scorer: ComfyScorer, x: torch.Tensor) -> Optional[dict]:
+    """What the trace says of a video run: latent frames, the reward's frame settings, the frames scored."""
+    if not scorer.video:
+        return None
+    reward = scorer.reward
+    return {"latent_frames": int(x.shape[2]), "reward": scorer.reward.name, "frames": reward.frames,
+            "combine": reward.combine, "smoothness": reward.smoothness, "frames_scored": scorer.frames_scored}
 
 
 def _interruptible(callback: Optional[Callable]) -> Callable:

@@ -6,10 +6,14 @@
   ``taef1_decoder…`` for Flux …), found and built exactly as ``latent_preview.get_previewer`` does: the first file
   in the ``vae_approx`` folders whose name starts with ``latent_format.taesd_decoder_name``, loaded into
   ``comfy.taesd.taesd.TAESD``. About 1/30 of the full VAE's parameters and roughly 10x cheaper per image.
-* ``auto``: TAESD when that file is there, else the full VAE.
+* ``video TAE`` (ComfyUI 0.33+, video models): the TAEHV-family decoder ComfyUI's own video previews load
+  (``latent_preview.VIDEO_TAES``: taehv, lighttaew2_1 / 2_2, lighttaehy1_5, taeltx_2 …) from the same
+  ``vae_approx`` file, through ``comfy.sd.VAE`` as ComfyUI does; chosen by ``auto`` and ``TAESD`` alike.
+* ``auto``: TAESD (or the video TAE) when that file is there, else the full VAE.
 
 The final particles are always decoded with the full VAE (that is what the user gets and what the final
-weights score). Every decoder returns images [B, H, W, C] in [0, 1] on the decoding device: no CPU round trip.
+weights score). Every decoder returns images [B, H, W, C] (video: clips [B, T, H, W, C]) in [0, 1] on the decoding
+device: no CPU round trip.
 """
 
 from __future__ import annotations
@@ -51,14 +55,6 @@ def outputs_on_device(vae):
         vae.output_device = saved
 
 
-def flatten_frames(images: torch.Tensor) -> torch.Tensor:
-    """Video VAEs return [B, T, H, W, C]: score the frames of a particle as one strip [B, H, T*W, C]."""
-    if images.ndim == 5:
-        b, t, h, w, c = images.shape
-        images = images.permute(0, 2, 1, 3, 4).reshape(b, h, t * w, c)
-    return images
-
-
 class FullVAEDecoder:
     """x0 (model latent space) -> process_latent_out -> the workflow's VAE -> images on the VAE's device."""
 
@@ -72,7 +68,47 @@ class FullVAEDecoder:
         latents = self.base_model.process_latent_out(x0.float())
         with outputs_on_device(self.vae):
             images = self.vae.decode(latents)
-        return flatten_frames(images).float()
+        return images.float()  # video VAEs: clips [B, T, H, W, C], scored frame by frame (fk_core.video)
+
+
+class VideoTAEDecoder:
+    """x0 (model latent space, as ComfyUI's video previewer feeds it) -> a TAEHV-family comfy.sd.VAE -> clips
+    [B, T, H, W, C] on the decoding device."""
+
+    def __init__(self, vae, path: str):
+        self.vae = vae
+        self.path = path
+        self.label = f"video TAE ({os.path.basename(path)})"
+
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), outputs_on_device(self.vae):
+            return self.vae.decode(x0.float()).float()
+
+
+_VIDEO_TAE_CACHE: dict[tuple, object] = {}
+
+
+def load_video_tae(path: str, who: str):
+    """The video TAE file as ComfyUI's previewer loads it (``comfy.sd.VAE`` of the file's state dict), cached."""
+    key = (path, os.path.getmtime(path))
+    vae = _VIDEO_TAE_CACHE.get(key)
+    if vae is None:
+        import comfy.sd
+        import comfy.utils
+
+        try:
+            vae = comfy.sd.VAE(comfy.utils.load_torch_file(path))
+        except Exception as err:  # unreadable or not a TAEHV-family file: say which, re-raised below
+            detail = (str(err).splitlines() or [""])[0][:200]
+            raise FKError(f"{who}: preview_decoder could not load {path} as a video TAE ({type(err).__name__}: "
+                          f"{detail}); replace it with the file from github.com/madebyollin/taehv or choose full "
+                          f"VAE") from err
+        first_stage = getattr(vae, "first_stage_model", None)
+        if first_stage is not None and hasattr(first_stage, "show_progress_bar"):
+            first_stage.show_progress_bar = False
+        _VIDEO_TAE_CACHE.clear()
+        _VIDEO_TAE_CACHE[key] = vae
+    return vae
 
 
 class TAESDDecoder:
@@ -95,7 +131,7 @@ def taesd_decoder_name(latent_format) -> Optional[str]:
 
 
 def is_video_decoder(name: str) -> bool:
-    """ComfyUI 0.33+ previews video formats with TAEHV-style decoders through comfy.sd.VAE: not supported here."""
+    """ComfyUI 0.33+ previews video formats with TAEHV-style decoders through comfy.sd.VAE (VideoTAEDecoder)."""
     return name in getattr(latent_preview, "VIDEO_TAES", ())
 
 
@@ -147,8 +183,12 @@ def choose_preview_decoder(choice: str, vae, base_model, device: torch.device,
     latent_format = base_model.latent_format
     format_name = type(latent_format).__name__
     name = taesd_decoder_name(latent_format)
-    supported = bool(name) and not is_video_decoder(name)
+    video_tae = bool(name) and is_video_decoder(name)
+    # image TAESDs only for image latents: a video latent ([B, C, T, H, W]) would reach a conv2d with 5-D input
+    supported = bool(name) and (video_tae or getattr(latent_format, "latent_dimensions", 2) == 2)
     path = find_taesd_decoder(latent_format) if supported else None
+    if path is not None and video_tae:
+        return VideoTAEDecoder(load_video_tae(path, who), path), None
     if path is not None:
         return TAESDDecoder(load_taesd(path, latent_format.latent_channels, who), path, device), None
     if choice == "auto":

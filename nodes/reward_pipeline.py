@@ -18,7 +18,19 @@ from typing import Optional
 import comfy.model_management
 import torch
 
-from ..fk_core import CostClock, FKError, PartsRecorder, Scored, decode_and_score, message, name_of, notes_of
+from ..fk_core import (
+    CostClock,
+    FKError,
+    PartsRecorder,
+    Scored,
+    as_frame_reward,
+    decode_and_score,
+    message,
+    name_of,
+    notes_of,
+    pick_frames,
+    video_reward_problem,
+)
 from .preview_decoder import FullVAEDecoder
 from .sampler_checks import check_scores, check_x0, is_out_of_memory, score_tensor
 
@@ -27,8 +39,17 @@ class ComfyScorer:
     """Checks: preview decoder + ``reward``; final: full VAE + ``final_reward`` (else ``reward``)."""
 
     def __init__(self, node: str, vae, reward, final_reward, base_model, sampling_models: list, decode_batch: int,
-                 preview=None, clock: Optional[CostClock] = None):
+                 preview=None, clock: Optional[CostClock] = None, video: bool = False):
         self.node = node  # named in messages about the reward
+        for label, given in (("reward", reward), ("final_reward", final_reward)):
+            problem = video_reward_problem(node, given, video, label)
+            if problem:
+                raise FKError(problem)
+        if video:  # image rewards score K frames of each clip (fk_core.video.FrameReward)
+            reward = as_frame_reward(reward)
+            final_reward = as_frame_reward(final_reward) if final_reward is not None else None
+        self.video = video
+        self.frames_scored: Optional[list[int]] = None  # the frames of each clip the checks scored (video)
         self.reward, self.final_reward = reward, final_reward  # FK_REWARD: images [B,H,W,C] in [0,1] -> [B]
         self.name = name_of(reward)  # in messages and in the engine's notes
         self.final_name = name_of(final_reward) if final_reward is not None else None
@@ -42,7 +63,15 @@ class ComfyScorer:
         self.models_may_have_moved = False  # set by scoring; cleared when the sampling models are put back
 
     def check(self, x0: torch.Tensor, step: int) -> Scored:
-        return self._score(self.reward, self.preview, x0, keep_full=False)
+        return self._score(self.reward, self.preview, x0, keep_full=False, pick=self._pick_frames)
+
+    def _pick_frames(self, images: torch.Tensor) -> torch.Tensor:
+        """The frames of each decoded clip the reward scores (images pass unchanged): only those are shrunk,
+        scored and kept for the live view."""
+        if images.ndim != 5:
+            return images
+        self.frames_scored = self.reward.frames_scored(images.shape[1])
+        return pick_frames(images, self.reward.frames)
 
     def final(self, x: torch.Tensor) -> Scored:
         scored = self._score(self.final_reward or self.reward, self.full, x, keep_full=True)
@@ -57,14 +86,15 @@ class ComfyScorer:
             comfy.model_management.load_models_gpu(self.sampling_models)
         self.models_may_have_moved = False
 
-    def _score(self, reward, decoder, x0: torch.Tensor, keep_full: bool) -> Scored:
+    def _score(self, reward, decoder, x0: torch.Tensor, keep_full: bool, pick=None) -> Scored:
         bad_x0 = check_x0(self.node, x0)  # a model that diverged is told before the reward is blamed
         name = name_of(reward)
         recorder = PartsRecorder(reward)  # a combined reward's terms, for the trace and the contact sheet
         with torch.no_grad():
             scored = decode_and_score(decoder.decode, x0, lambda images: self._call(recorder, name, images),
                                       self.decode_batch, reward_input_size(reward), self.clock, keep_full,
-                                      before_batch=comfy.model_management.throw_exception_if_processing_interrupted)
+                                      before_batch=comfy.model_management.throw_exception_if_processing_interrupted,
+                                      pick=pick)
         scored.parts = recorder.take()
         self.models_may_have_moved = True
         scored.rewards = check_scores(self.node, scored.rewards, name, bad_x0)

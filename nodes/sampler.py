@@ -26,9 +26,11 @@ from ..fk_core import (
     component_notes,
     contact_sheet,
     cost_summary,
+    flat_frames,
     message,
     replay_payload,
     reward_order,
+    strip,
     summary_lines,
 )
 from .chunking import automatic_chunk, chunked_memory_estimate
@@ -245,14 +247,16 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
         best_latent["noise_mask"] = best_latent["noise_mask"][:1]
     trace = outcome.trace_dict()
     trace["order"] = [int(i) for i in order]
-    sheet = contact_sheet(images, result.rewards, chosen, caption=summary_lines(trace),
+    # video particles: one row per particle with a few of its frames on the sheet, every frame in the IMAGE outputs
+    sheet = contact_sheet(strip(images), result.rewards, chosen, columns=1 if images.ndim == 5 else None,
+                          caption=summary_lines(trace),
                           notes=component_notes(trace.get("final_components"), trace["final_rewards"]))
     # fk_live: the live view's final state, for a page that saw no live events (a cached run, a page opened later)
     replay = replay_payload(getattr(getattr(cls, "hidden", None), "unique_id", None), trace, result.best_index,
-                            chosen, images)
+                            chosen, strip(images))
     ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)], "fk_live": [replay]}
-    return io.NodeOutput(best_latent, images[chosen:chosen + 1].clone(), sheet, images[order].clone(),
-                         json.dumps(trace), ui=ui_dict)
+    return io.NodeOutput(best_latent, flat_frames(images[chosen:chosen + 1]).clone(), sheet,
+                         flat_frames(images[order]).clone(), json.dumps(trace), ui=ui_dict)
 
 
 def _summary(outcome, trace: dict) -> str:

@@ -29,6 +29,8 @@ MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the 
 
 def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
     """The latent's samples tensor, refused with a message when it is not a usable one-latent batch."""
+    if isinstance(latent_image, dict):
+        check_not_nested(node, latent_image.get("samples"))
     if not isinstance(latent_image, dict) or not torch.is_tensor(latent_image.get("samples")):
         raise FKError(message(node, "latent_image", "is not a LATENT (no 'samples' tensor)",
                               "connect Empty Latent Image or VAE Encode"))
@@ -44,6 +46,7 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
         bad = int((~torch.isfinite(samples)).sum())
         raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
                               "re-encode the image or use a fresh Empty Latent Image; the reward is not the cause"))
+    check_latent_dimensions(node, samples, getattr(model, "model", None))
     channels = _model_channels(model)
     if channels is not None and samples.shape[1] != channels and not bool((samples == 0).all()):
         raise FKError(message(node, "latent_image", f"has {samples.shape[1]} channels but the model expects "
@@ -65,6 +68,41 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
     return samples
 
 
+def check_not_nested(node: str, samples: Any, label: str = "latent_image") -> None:
+    """ComfyUI 0.33+ packs several latents into one (comfy.nested_tensor.NestedTensor, e.g. LTX-2's video +
+    audio); FK's particles are rows of one tensor (indexed, resampled, chunked): refused by name."""
+    if torch.is_tensor(samples) or not getattr(samples, "is_nested", False):
+        return
+    shapes = ", ".join(str(list(t.shape)) for t in getattr(samples, "tensors", []))
+    raise FKError(message(node, label, f"is a nested latent (several latents packed together: {shapes}), which FK "
+                          "particles do not support yet", "sample it with KSampler / SamplerCustom, or give FK a "
+                          "single video or image latent"))
+
+
+def _is_packed_nested(x: torch.Tensor, base_model) -> bool:
+    """ComfyUI 0.33+ samples a nested latent as one flat pack [B, 1, L] (comfy.utils.pack_latents); an image or
+    video model's own latents are never that shape."""
+    dims = getattr(getattr(base_model, "latent_format", None), "latent_dimensions", None)
+    return isinstance(dims, int) and dims >= 2 and x.ndim == 3 and x.shape[1] == 1
+
+
+def check_latent_dimensions(node: str, samples: torch.Tensor, base_model, label: str = "latent_image") -> None:
+    """An image latent is [B, C, H, W], a video latent [B, C, T, H, W]: the model's latent format says which it
+    takes (``latent_dimensions`` 2 or 3). The wrong kind would end deep in the model (conv2d on 5-D input)."""
+    dims = getattr(getattr(base_model, "latent_format", None), "latent_dimensions", None)
+    if not isinstance(dims, int) or dims not in (2, 3) or samples.ndim - 2 == dims:
+        return
+    shape = list(samples.shape)
+    if dims == 2:
+        what = "is a video latent" if samples.ndim == 5 else "has shape"
+        raise FKError(message(node, label, f"{what} {shape} but the model is an image model (it takes [batch, "
+                              "channels, height, width])", "use Empty Latent Image (or VAE Encode of an image) with "
+                              "this model, or load a video model (Wan, HunyuanVideo, LTXV) for a video latent"))
+    raise FKError(message(node, label, f"has shape {shape}, but the model is a video model (it takes [batch, "
+                          "channels, frames, height, width])", "use the model's empty video latent node (e.g. "
+                          "EmptyHunyuanLatentVideo, EmptyLTXVLatentVideo) or its image-to-video node"))
+
+
 def _model_channels(model) -> int | None:
     try:
         return int(model.model.latent_format.latent_channels)
@@ -78,8 +116,23 @@ def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None) -> in
     and of the decoded N-image batch (the step's previews and the final images)."""
     latent = samples[0].numel() * 4  # float32
     ratio = _vae_ratio(vae)
-    image = samples.shape[-2] * samples.shape[-1] * ratio * ratio * 3 * 4
+    image = samples.shape[-2] * samples.shape[-1] * ratio * ratio * 3 * 4 * _decoded_frames(samples, vae)
     return particles * (latent * LATENT_COPIES + image * IMAGE_COPIES)
+
+
+def _decoded_frames(samples: torch.Tensor, vae) -> int:
+    """Frames a video latent [B, C, T, H, W] decodes to (the VAE's temporal rule, e.g. 4(T-1)+1 for Wan); 1 for
+    an image latent."""
+    if samples.ndim != 5:
+        return 1
+    frames = int(samples.shape[2])
+    rule = getattr(vae, "upscale_ratio", None)
+    if isinstance(rule, tuple) and rule and callable(rule[0]):
+        try:
+            return max(1, int(rule[0](frames)))
+        except (TypeError, ValueError):
+            return frames
+    return frames
 
 
 def _vae_ratio(vae) -> int:
@@ -177,7 +230,14 @@ def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
                               "connect the scheduler's sigmas unchanged, or flip them back into decreasing order"))
 
 
-def check_noised_latent(node: str, x: torch.Tensor) -> None:
+def check_noised_latent(node: str, x: torch.Tensor, base_model=None) -> None:
+    check_not_nested(node, x, "latent_image (the sampler's input)")
+    if _is_packed_nested(x, base_model):
+        raise FKError(message(node, "latent_image (the sampler's input)", f"is several latents packed into one "
+                              f"{list(x.shape)} (how ComfyUI hands samplers a nested latent, e.g. LTX-2's video + "
+                              "audio), which FK particles do not support yet", "sample it with KSampler / "
+                              "SamplerCustom's own samplers, or give FK a single video or image latent"))
+    check_latent_dimensions(node, x, base_model, "latent_image (the sampler's input)")
     if not finite(x):
         raise FKError(message(node, "latent_image", "(the sampler's input) contains NaN/inf values",
                               "check the latent and the noise node feeding SamplerCustom; the reward is not the "

@@ -711,3 +711,143 @@ def make_server_base(root: Path | None = None) -> Path:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=False)
+
+
+# --------------------------------------------------------------------------------------------------- video
+
+
+WAN_TEXT_DIM = 16
+
+
+def build_tiny_wan(seed: int = 0):
+    """A ModelPatcher around ComfyUI's own WAN21 (Wan 2.1 text-to-video, a flow model: CONST sampling) with a
+    tiny WanModel config (dim 32, one block, ~27 k parameters); latents [B, 16, T, H, W], H and W even."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import torch
+
+    unet_config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 32,
+                   "text_dim": WAN_TEXT_DIM, "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16,
+                   "patch_size": (1, 2, 2), "text_len": 8, "window_size": (-1, -1), "qk_norm": True,
+                   "cross_attn_norm": True, "eps": 1e-6}
+    config = comfy.supported_models.WAN21_T2V(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+HUNYUAN_POOLED_DIM = 8
+
+
+def build_tiny_hunyuan_video(seed: int = 0):
+    """A ModelPatcher around ComfyUI's own HunyuanVideo (flow: CONST sampling) with a tiny config (hidden 32, one
+    double and one single block); the host's HunyuanVideoParams fields decide which settings it takes (0.33 has
+    more). Latents [B, 16, T, H, W] as for Wan, so the tiny Wan VAE decodes them in tests."""
+    import dataclasses
+
+    import comfy.ldm.hunyuan_video.model
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import torch
+
+    settings = dict(in_channels=16, out_channels=16, vec_in_dim=HUNYUAN_POOLED_DIM, context_in_dim=WAN_TEXT_DIM,
+                    hidden_size=32, mlp_ratio=2.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[4, 6, 6],
+                    theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=False, byt5=False,
+                    meanflow=False, use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False)
+    known = {f.name for f in dataclasses.fields(comfy.ldm.hunyuan_video.model.HunyuanVideoParams)}
+    unet_config = {"image_model": "hunyuan_video", **{k: v for k, v in settings.items() if k in known}}
+    config = comfy.supported_models.HunyuanVideo(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def video_conditioning(family: str = "wan", seed: int = 0, tokens: int = 8):
+    """CONDITIONING for the tiny video models: text tokens, plus HunyuanVideo's pooled text vector or LTXV's
+    attention mask."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    extra = {"pooled_output": torch.randn(1, HUNYUAN_POOLED_DIM, generator=gen)} if family == "hunyuan" else {}
+    if family == "ltxv":
+        extra = {"attention_mask": torch.ones(1, tokens, dtype=torch.long)}
+    return [[torch.randn(1, tokens, WAN_TEXT_DIM, generator=gen), extra]]
+
+
+def build_wan_vae():
+    """comfy.sd.VAE recognising a Wan 2.1 VAE state dict (its real, fixed architecture; random weights): decodes
+    [B, 16, T, h, w] latents to [B, 4(T-1)+1, 8h, 8w, 3] frames."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+
+    net = comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                   temperal_downsample=[False, True, True], dropout=0.0)
+    init_video_vae_(net)
+    return comfy.sd.VAE(sd=net.state_dict())
+
+
+def init_video_vae_(net, seed: int = 0) -> None:
+    """Defined weights (comfy.ops layers start as torch.empty) with He-scaled convolutions, which keep the decoded
+    frames varied (as taesd_state_dict does)."""
+    import torch
+
+    init_weights_(net, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for param in net.parameters():
+            if param.ndim >= 4:
+                param.copy_(torch.randn(param.shape, generator=gen) * math.sqrt(2.0 / param[0].numel()))
+
+
+LTXV_VAE_CONFIG = {  # a one-block LTXV CausalVideoAutoencoder: 4x spatial (patch 4), 1x temporal
+    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+    "blocks": [["res_x", 1]], "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4,
+    "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False}
+
+
+def build_tiny_ltxv(seed: int = 0):
+    """A ModelPatcher around ComfyUI's own LTXV (flow: CONST) with a tiny LTXVModel (one block, 2 heads of 16);
+    latents [B, 128, T, H, W]; conditioning needs an attention_mask (:func:`video_conditioning`)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+    import comfy.supported_models
+    import torch
+
+    unet_config = {"image_model": "ltxv", "in_channels": 128, "cross_attention_dim": 32, "attention_head_dim": 16,
+                   "num_attention_heads": 2, "caption_channels": WAN_TEXT_DIM, "num_layers": 1}
+    config = comfy.supported_models.LTXV(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, device=torch.device("cpu"))
+    init_weights_(model.diffusion_model, seed)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def build_ltxv_vae():
+    """comfy.sd.VAE of an LTXV video VAE state dict, its small config passed as the file's metadata (the path
+    comfy.sd.VAE reads LTXV configs from): [B, 128, T, h, w] -> [B, T, 4h, 4w, 3]."""
+    import json
+
+    import comfy.ldm.lightricks.vae.causal_video_autoencoder as ltxv_vae
+    import comfy.sd
+
+    net = ltxv_vae.VideoVAE(version=0, config=LTXV_VAE_CONFIG)
+    init_video_vae_(net)
+    return comfy.sd.VAE(sd=net.state_dict(), metadata={"config": json.dumps({"vae": LTXV_VAE_CONFIG})})
+
+
+def empty_video_latent(frames: int = 5, size: int = 16, channels: int = 16) -> dict:
+    """EmptyHunyuanLatentVideo's / EmptyWanLatentVideo's latent: [1, 16, (frames-1)//4+1, size/8, size/8]
+    (``channels`` 128 for an LTXV-shaped one)."""
+    import torch
+
+    return {"samples": torch.zeros(1, channels, (frames - 1) // 4 + 1, size // 8, size // 8)}

@@ -111,7 +111,7 @@ def test_inputs_added_after_the_first_release_are_optional(fk_pack):
     for cls in import_module(fk_pack.__name__ + ".nodes").NODES:
         info = cls.GET_NODE_INFO_V1()
         if not any(layout["version"] == FIRST_RELEASE for layout in TABLE[info["name"]]["layouts"]):
-            continue  # a node added since (e.g. FK Score Images): no old saves or prompts to keep working
+            continue  # a node added after the first release has no saves of that release to keep
         old = set(first_release_layout(info["name"]))
         added = [name for name, _ in widget_layout(info) if name not in old]
         required = set(info["input"].get("required", {}))

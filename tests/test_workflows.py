@@ -25,7 +25,7 @@ from workflow_api import (
 PATHS = workflow_paths()
 IDS = [path.name for path in PATHS]
 REQUIRED_FILES = {"fk_sd15.json", "fk_sdxl.json", "fk_flux.json", "fk_best_of_n.json", "fk_live_view.json",
-                  "fk_final_judge.json", "fk_score_images.json"}
+                  "fk_final_judge.json", "fk_score_images.json", "fk_wan_video.json"}
 
 
 @pytest.fixture(scope="module")
