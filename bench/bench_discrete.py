@@ -72,8 +72,8 @@ def run(bed: text.TextBed, n: int, seeds: int) -> list[str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=200)
-    parser.add_argument("--plain", type=int, default=4000, help="plain samples for the base rate")
+    parser.add_argument("--seeds", type=int, default=100)
+    parser.add_argument("--plain", type=int, default=1000, help="plain samples for the base rate")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -49,7 +49,8 @@ def test_the_model_has_learned_the_corpus(bed):
 
 
 def test_the_attribute_is_rare_in_plain_samples(bed):
-    samples = text.plain_samples(bed, 1000, seed=123)
+    """The bench measured 5.9% ± 0.7%; with 500 samples 10% is about 4 binomial standard errors above it."""
+    samples = text.plain_samples(bed, 500, seed=123)
     assert not bool((samples == bed.mask_id).any())
     rate = float(bed.has_attribute(samples).double().mean())
     assert rate < 0.1, rate
@@ -63,14 +64,36 @@ def test_the_cache_gives_the_same_weights(bed):
 
 
 def test_fk_beats_best_of_4_at_equal_model_calls(bed):
+    """The bench measured attribute rates of 48% (FK, defaults) against 18% (best-of-4) over 100 seeds. With 60
+    other seeds the bounds below lie about 3 binomial standard errors from those (and the gap's 2.5)."""
     def hit_rate(config: FKConfig) -> float:
         hits = 0
-        for seed in range(40):
+        for seed in range(60):
             g = torch.Generator().manual_seed(1000 + seed)
             res = steer_discrete(bed.model, masking_schedule(text.STEPS), bed.start(4), bed.reward, config, g,
                                  mask_id=bed.mask_id)
+            assert res.model_evaluations == text.STEPS
             hits += bool(bed.has_attribute(res.samples[res.best_index:res.best_index + 1]))
-        return hits / 40
+        return hits / 60
 
     fk, best_of_4 = hit_rate(FKConfig()), hit_rate(FKConfig(lmbda=0.0, lambda_mode="fixed"))
-    assert fk >= best_of_4 + 0.25, (fk, best_of_4)
+    assert fk >= 0.3 and best_of_4 <= 0.35 and fk >= best_of_4 + 0.1, (fk, best_of_4)
+
+
+def test_the_cache_trains_once_and_then_loads(tmp_path, monkeypatch):
+    """testbeds.cache, shared by the digits and text beds: the first call trains and writes, later ones load."""
+    from testbeds.cache import cached_state
+
+    monkeypatch.setenv("FK_TESTBED_CACHE", str(tmp_path))
+    calls = []
+
+    def train():
+        calls.append(1)
+        return {"weights": torch.arange(3)}
+
+    first, from_cache = cached_state("bed-v1.pt", train)
+    assert not from_cache and "training_seconds" in first and (tmp_path / "bed-v1.pt").is_file()
+    second, from_cache = cached_state("bed-v1.pt", train)
+    assert from_cache and torch.equal(second["weights"], torch.arange(3)) and len(calls) == 1
+    _, from_cache = cached_state("bed-v1.pt", train, retrain=True)
+    assert not from_cache and len(calls) == 2 and list(tmp_path.iterdir()) == [tmp_path / "bed-v1.pt"]
