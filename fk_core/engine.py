@@ -30,7 +30,7 @@ STEP_RULES = ("euler_ancestral", "euler")
 OUTPUT_MODES = ("best", "sample")
 
 
-@dataclass
+@dataclass(kw_only=True)  # FKConfig(10.0) once meant λ; fields grew in between: names only
 class FKConfig:
     """Everything that defines a steered run except the model, the reward and the noise.
 
@@ -111,7 +111,7 @@ class ReuseFirstCall:
     Attribute access goes to the wrapped model, so a host sampler that inspects its model sees the real one.
     """
 
-    def __init__(self, model: Callable, enabled: bool = True):
+    def __init__(self, model: Callable, *, enabled: bool = True):
         self.model = model
         self.enabled = enabled
         self.evaluations = 0
@@ -177,7 +177,7 @@ def _shifted(callback: Optional[Callable], start: int) -> Optional[Callable]:
 
 
 def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler: SegmentSampler,
-                 reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig,
+                 reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig, *,
                  generator: Optional[torch.Generator] = None,
                  on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
                  extra_args: Optional[dict] = None, callback: Optional[Callable] = None,
@@ -201,7 +201,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     if num_steps < 1:
         raise FKError("need at least one sampling step (sigmas must have two or more entries)")
     extra_args = dict(extra_args or {})
-    pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold, generator,
+    pf = ParticleFilter(n, config.potential, config.lmbda, resampling=config.resampling,
+                        ess_threshold=config.ess_threshold, generator=generator,
                         lambda_mode=config.lambda_mode, strength=config.strength)
     trace = pf.new_trace(num_steps, config.to_dict())
     trace.notes.extend(notes or [])
@@ -241,7 +242,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
         # λ·r_final(x0) minus the potentials applied along the lineage: the cheap reward's tilt cancels exactly.
         judge, steering = getattr(final_reward, "name", "the final reward"), getattr(reward, "name", "the reward")
         trace.notes.append(f"final weights and output choice by {judge}; {steering} only steered the checks")
-    final = pf.finish((final_reward or reward)(scored))
+    final = pf.finish((final_reward or reward)(scored), new_reward=final_reward is not None)
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
     trace.final_log_weights = final.log_weights
@@ -254,7 +255,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
 
 
 def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,
-          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
+          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None, *,
           generator: Optional[torch.Generator] = None,
           on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
           final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
@@ -283,7 +284,7 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
         return denoiser(x, sigma_batch.reshape(-1)[0])
 
     return run_segments(noise * sigmas[0], sigmas, model, euler_ancestral(eta, generator), reward,
-                        config, _cpu_generator(generator), on_potential_step, notes=notes,
+                        config, generator=_cpu_generator(generator), on_potential_step=on_potential_step, notes=notes,
                         final_reward=final_reward)
 
 

@@ -96,10 +96,17 @@ def test_trace_records_every_potential_step_and_a_consistent_lineage():
     assert d["num_particles"] == 6 and len(d["steps"]) == 4 and d["config"]["every"] == 2
 
 
-def test_adaptive_mode_skips_resampling_when_ess_is_high():
-    res = steer(GM.denoise, SIGMAS, noise(), lambda x: 0.0 * (x @ A), FKConfig(ess_threshold=0.5))
-    assert not any(s.resampled for s in res.trace.steps)
-    assert all(s.ancestors.tolist() == list(range(6)) for s in res.trace.steps)
+def test_adaptive_mode_resamples_exactly_when_ess_falls_below_the_threshold():
+    """A fixed λ with an ESS threshold: weights are carried while ESS/N stays at or above 0.5 (ancestors the
+    identity), and the population is resampled at the first check where it falls below."""
+    config = FKConfig(lmbda=2.0, lambda_mode="fixed", ess_threshold=0.5, window=(0.0, 1.0))
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, config)
+    steps = res.trace.steps
+    assert any(s.resampled for s in steps) and any(not s.resampled for s in steps), "both branches exercised"
+    for s in steps:
+        assert s.resampled == (s.ess < 0.5 * 6), f"step {s.step}: ESS {s.ess:.3f}, resampled {s.resampled}"
+        if not s.resampled:
+            assert s.ancestors.tolist() == list(range(6))
 
 
 def test_nan_rewards_are_dropped_and_reported():
@@ -258,3 +265,26 @@ def test_callback_gets_step_indices_of_the_whole_run():
                  euler_ancestral(1.0, torch.Generator().manual_seed(0)), lambda x: x @ A, FKConfig(every=3),
                  callback=lambda info: steps.append(info["i"]))
     assert steps == list(range(len(SIGMAS) - 1))
+
+
+def test_public_api_takes_names_where_order_is_not_obvious():
+    """FKConfig(10.0) once meant λ = 10; fields were added before lmbda's position since, so positional use
+    would silently mean something else (issue 17): every field is keyword-only, and so are the options of the
+    public functions."""
+    import inspect
+
+    from fk_core import ParticleFilter, ReuseFirstCall, run_segments
+
+    with pytest.raises(TypeError):
+        FKConfig(10.0)
+    assert FKConfig(lmbda=10.0).lmbda == 10.0
+    for fn, first_keyword_only in ((steer, "generator"), (run_segments, "generator"),
+                                   (ParticleFilter.__init__, "resampling"), (ReuseFirstCall.__init__, "enabled")):
+        parameter = inspect.signature(fn).parameters[first_keyword_only]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, fn
+    from fk_core import rewards
+
+    for name in ("build_reward", "load_clip_score", "load_hpsv2", "load_laion_aesthetic", "load_object_detector",
+                 "load_hpsv3", "load_imagereward", "load_pickscore", "load_vqa_judge"):  # files first, options named
+        parameter = inspect.signature(getattr(rewards, name)).parameters["device"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name
