@@ -58,7 +58,7 @@ def run(bed: text.TextBed, n: int, seeds: int) -> list[str]:
         best, drawn = [], []
         for seed in range(seeds):
             g = torch.Generator().manual_seed(seed)
-            res = steer_discrete(bed.model, times, bed.start(n), bed.reward, config, g, mask_id=bed.mask_id,
+            res = steer_discrete(bed.model, times, bed.start(n), bed.reward, config, generator=g, mask_id=bed.mask_id,
                                  completion=completion)
             assert res.model_evaluations == text.STEPS
             best.append(res.samples[res.best_index])

@@ -126,8 +126,8 @@ def _check_times(times, device: torch.device) -> torch.Tensor:
 
 
 def steer_discrete(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], times, tokens: torch.Tensor,
-                   reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
-                   generator: Optional[torch.Generator] = None, *, mask_id: int, completion: str = "argmax",
+                   reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None, *,
+                   mask_id: int, generator: Optional[torch.Generator] = None, completion: str = "argmax",
                    on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
                    final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
     """FK steering of a masked-diffusion model; the discrete counterpart of :func:`fk_core.steer`.
@@ -169,7 +169,7 @@ def steer_discrete(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
             on_potential_step(event, scored_tokens["last"])
 
     result = run_segments(tokens, times, model, masked_diffusion(mask_id, generator), scored_reward, config,
-                          _cpu_generator(generator), hook, final_reward=final_reward)
+                          generator=_cpu_generator(generator), on_potential_step=hook, final_reward=final_reward)
     if bool((result.samples == mask_id).any()):  # the last step unmasks everything; a mask here is a bug
         raise FKError("a finished particle still holds the mask token")
     result.trace.config.update(step_rule=STEP_RULE, eta=None, completion=completion, mask_id=int(mask_id))

@@ -121,8 +121,8 @@ def fk_runs(config: FKConfig, completion: str, runs: int, n: int, seed: int = 70
     log_z, per_run, lambdas = [], [], []
     for r in range(runs):
         g = torch.Generator().manual_seed(seed + r)
-        res = steer_discrete(toy_denoiser, masking_schedule(STEPS), torch.full((n, L), MASK), reward, config, g,
-                             mask_id=MASK, completion=completion)
+        res = steer_discrete(toy_denoiser, masking_schedule(STEPS), torch.full((n, L), MASK), reward, config,
+                             generator=g, mask_id=MASK, completion=completion)
         log_z.append(res.log_normalizer)
         cells = torch.nn.functional.one_hot(index_of(res.samples), V**L).double()
         per_run.append((res.log_weights.exp()[:, None] * cells).sum(0))
@@ -210,7 +210,7 @@ def test_one_model_call_per_step_and_a_seed_fixes_the_run():
 
     def run(seed, completion="sample"):
         return steer_discrete(counting, masking_schedule(STEPS), torch.full((8, L), MASK), reward,
-                              FKConfig(every=1, window=(0.0, 1.0)), torch.Generator().manual_seed(seed),
+                              FKConfig(every=1, window=(0.0, 1.0)), generator=torch.Generator().manual_seed(seed),
                               mask_id=MASK, completion=completion)
 
     res = run(0)

@@ -70,8 +70,8 @@ def test_fk_beats_best_of_4_at_equal_model_calls(bed):
         hits = 0
         for seed in range(60):
             g = torch.Generator().manual_seed(1000 + seed)
-            res = steer_discrete(bed.model, masking_schedule(text.STEPS), bed.start(4), bed.reward, config, g,
-                                 mask_id=bed.mask_id)
+            res = steer_discrete(bed.model, masking_schedule(text.STEPS), bed.start(4), bed.reward, config,
+                                 generator=g, mask_id=bed.mask_id)
             assert res.model_evaluations == text.STEPS
             hits += bool(bed.has_attribute(res.samples[res.best_index:res.best_index + 1]))
         return hits / 60
