@@ -21,7 +21,7 @@ from typing import Callable, Optional
 import torch
 
 from .engine import FKConfig, FKResult, _cpu_generator, run_segments
-from .particles import FKError
+from .errors import FKError
 from .steppers import SegmentSampler
 from .trace import PotentialStep
 
