@@ -6,6 +6,7 @@ only. Library entry points:
 * :func:`steer` — FK steering with fk_core's own Euler-ancestral step rule.
 * :func:`run_segments` — the same particle loop driven by a host's sampler, model and scorer (how the ComfyUI
   nodes use it); a scorer has two phases, ``check(x0, step)`` and ``final(x)`` (:mod:`fk_core.scoring`).
+* :func:`steer_discrete` — the same for masked (discrete) diffusion over token sequences (:mod:`fk_core.discrete`).
 * :class:`FKConfig`, :class:`FKResult`, :class:`Trace`, :class:`PotentialStep`, :class:`FKError`.
 * What hosts show: the trace's charts, the contact sheet, summary lines and the cost line; images for a reward
   or a thumbnail; the reward catalogue.
@@ -14,6 +15,7 @@ only. Library entry points:
 from .charts import TraceError, lineage_chart, load_trace, reward_ess_chart
 from .collapse import summary_lines
 from .contact_sheet import contact_sheet
+from .discrete import steer_discrete
 from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segments, steer
 from .errors import FKError
 from .images import downscale, encode_sprite, fit_to_reward
@@ -56,5 +58,5 @@ __all__ = [
     "decode_and_score", "derived_seed", "describe", "downscale", "encode_sprite", "file_name_problem", "finite",
     "fit_to_reward", "is_tag", "lineage_chart", "load_trace", "message", "name_of", "notes_of", "number_problem",
     "options_text", "parse_objects", "reward_ess_chart", "reward_names", "reward_order", "run_segments", "shown",
-    "steer", "summary_lines",
+    "steer", "steer_discrete", "summary_lines",
 ]
