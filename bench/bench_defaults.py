@@ -2,6 +2,7 @@
 
     python bench/bench_defaults.py              # both tables (a few minutes on 2 shared CPU cores)
     python bench/bench_defaults.py --seeds 40   # quicker, larger standard errors
+    python bench/bench_defaults.py --family     # the defaults on the family of learned beds (bench_family.py)
 
 Learned bed (testbeds.digits; reward log p(digit 3 | x0) from a classifier, 30 Euler-ancestral steps) and
 rare-attribute bed (testbeds.rare; 0.3% of p0, reward sigmoid, 50 steps). For N = 4 and 8, every method
@@ -153,9 +154,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="skip the fixed-λ sweep")
     parser.add_argument("--only", choices=("learned", "rare"))
+    parser.add_argument("--family", action="store_true",
+                        help="the shipped defaults on the family of learned beds (bench/bench_family.py) instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
+    if args.family:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_family
+
+        bench_family.run(60 if args.seeds == 100 else args.seeds, FKConfig())
+        print(f"\n({time.perf_counter() - started:.0f} s)")
+        return
     if args.only in (None, "learned"):
         learned_bed(args.seeds, args.quick)
     if args.only in (None, "rare"):

@@ -25,6 +25,7 @@ from .seeds import segment_seed
 from .steppers import SegmentSampler, euler_ancestral
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
+from .window import NoiseRatio, classify, start_note
 
 STEP_RULES = ("euler_ancestral", "euler")
 OUTPUT_MODES = ("best", "sample")
@@ -53,6 +54,10 @@ class FKConfig:
     output: str = "best"  # which particle a host shows: "best" reward or a "sample" from the final weights
     step_rule: str = "euler_ancestral"  # only for steer(); hosts bring their own
     eta: float = 1.0
+    # Inside the window, checks run while a copy made at the check would end between these shares of the
+    # variety of independent samples: from the noise left against the particles' own data scale (fk_core.window:
+    # checks begin below 0.99, steering stops below 0.9). (1, 0) = only the window decides.
+    copy_variety: tuple[float, float] = (0.99, 0.9)
 
     def __post_init__(self):
         self.window = (float(self.window[0]), float(self.window[1]))
@@ -69,6 +74,9 @@ class FKConfig:
         if self.output not in OUTPUT_MODES:
             raise FKError(f"unknown output mode {self.output!r}; choose one of {OUTPUT_MODES}")
         potential_steps(2, self.every, *self.window)  # validates every and window
+        self.copy_variety = (float(self.copy_variety[0]), float(self.copy_variety[1]))
+        if not 0.0 <= self.copy_variety[1] <= self.copy_variety[0] <= 1.0:
+            raise FKError(f"copy_variety must be (begin, stop) with 0 <= stop <= begin <= 1, got {self.copy_variety}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,7 +191,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
                  extra_args: Optional[dict] = None, callback: Optional[Callable] = None,
                  disable: Optional[bool] = None, notes: Optional[list[str]] = None,
                  reuse_x0: bool = True,
-                 final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
+                 final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 noise_ratio: Optional[NoiseRatio] = None) -> FKResult:
     """Run N particles (the batch of ``x``, already at sigmas[0]) through ``sigmas`` with FK steering.
 
     ``model(x, sigma_batch, **extra_args)`` → x0-prediction; ``sampler(model, x, sigmas_slice, extra_args=,
@@ -195,6 +204,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     (for checking the reuse changes nothing).
     ``final_reward`` (optional, e.g. a slow judge) scores only the finished samples: the final weights and
     ``best_index`` then come from it, so the weighted output targets p·exp(λ·r_final) while ``reward`` only steers.
+    ``noise_ratio(sigma)``: the noise-to-signal ratio of x at sigma (None: sigma itself, as for x0 + σ·ε; a
+    rectified flow's is t/(1 − t), fk_core.steppers.flow_noise_ratio); it tells fk_core.window where to stop.
     """
     n = x.shape[0]
     num_steps = len(sigmas) - 1
@@ -208,6 +219,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     wrapped = ReuseFirstCall(model, enabled=reuse_x0)
     start = 0
     segment = 0
+    early = 0  # window steps skipped because their previews were still blur (fk_core.window)
     for k in potential_steps(num_steps, config.every, *config.window):
         x = sampler(wrapped, x, sigmas[start:k + 1], extra_args=_segment_args(extra_args, segment),
                     callback=_shifted(callback, start), disable=disable)
@@ -215,13 +227,25 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
         sigma = sigmas[k]
         # Evaluated with the next segment's arguments: the call its first step would make, so it can reuse x0.
         x0 = wrapped.evaluate(x, sigma * x.new_ones(n), **_segment_args(extra_args, segment))
+        start = k
+        # No reward call at a step the window skips: the x0 computed here still serves the next segment's first call
+        phase, stop = classify(float(sigma), x0, config.copy_variety, noise_ratio)
+        if phase == "early":
+            early += 1
+            continue
+        if phase == "stop":
+            stop.step = k
+            trace.window_stop = stop.to_dict()
+            trace.notes.append(stop.note(num_steps))
+            break
+        if early and not trace.steps:
+            trace.notes.append(start_note(k, early, num_steps))
         event = pf.observe(k, float(sigma), reward(x0))
         if event.resampled:
             x = wrapped.reorder(x, event.ancestors)
         if on_potential_step is not None:
             on_potential_step(event, x0)
         trace.steps.append(event)
-        start = k
     x = sampler(wrapped, x, sigmas[start:], extra_args=_segment_args(extra_args, segment),
                 callback=_shifted(callback, start), disable=disable)
     final_sigma = sigmas[num_steps]
@@ -241,7 +265,10 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
         # λ·r_final(x0) minus the potentials applied along the lineage: the cheap reward's tilt cancels exactly.
         judge, steering = getattr(final_reward, "name", "the final reward"), getattr(reward, "name", "the reward")
         trace.notes.append(f"final weights and output choice by {judge}; {steering} only steered the checks")
-    final = pf.finish((final_reward or reward)(scored))
+    scorer = final_reward or reward
+    if hasattr(scorer, "final"):  # a host's scorer that decodes previews cheaply (nodes' RewardPipeline): the
+        scorer.final = True  # finished samples get the full decode even when the window stopped the checks early
+    final = pf.finish(scorer(scored))
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
     trace.final_log_weights = final.log_weights

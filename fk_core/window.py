@@ -1,0 +1,100 @@
+"""Where steering stops: once a copy made by resampling could no longer become a different picture.
+
+Resampling copies good particles; the copies then diverge only through the noise the sampler still adds. Early
+in a run that noise is larger than the data itself and copies end up as different as independent samples; late,
+the picture is fixed and a copy ends as a near-duplicate of its sibling — the "four near-copies on the contact
+sheet" of a steered run. How far two copies made at a check still drift apart depends on how much noise is left
+*relative to the data's own scale*, not on which fraction of the steps has passed (a flow model with a shifted
+schedule keeps most of its noise well past the middle of the run; an eps model has lost it long before).
+
+The rule. Model the data, at the particles' own scale s, as Gaussian: for x = x0 + ρ·ε the part of x0 still
+undecided has variance ρ²·s²/(ρ² + s²) per element, so two copies made now finish at an expected distance
+
+    copy_variety(ρ, s) = ρ / √(ρ² + s²)
+
+of that between two independent samples. Checks run while copy_variety lies in ``FKConfig.copy_variety`` =
+(0.99, 0.9):
+
+* steering stops at the first check where it falls below 0.9 — the bar the project holds its defaults to (final
+  particles at least 90% as varied as independent samples): later copies could only be near-duplicates;
+* checks begin once it is below 0.99 (ρ ≤ 7·s): before that the x0-predictions have decided under 2% of the
+  variety (1 − 0.99²) and are blur — a reward there is noise, and with the ``max`` potential a lucky noisy score
+  stays with its lineage. This is the old fixed start (20% of the run) of the bed it was chosen on
+  (testbeds.digits, ρ ≈ 3.8 with s ≈ 0.55), expressed in the model's own noise scale, so a flow with a shifted
+  schedule — which keeps ρ above 7·s until about 40% of its steps — starts later by itself.
+
+Both only act inside the fractional window (``FKConfig.window``), which stays an outer bound. Here
+Nothing here reads a reward, so the rule is free of the reward's units; it only decides which steps are checks
+(a stopping time), and the final weighting still removes every potential applied, so the weighted output keeps
+its target (tests/test_exact_target.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+
+NoiseRatio = Callable[[float], float]  # the host's σ → noise-to-signal ratio ρ of x (identity for x0 + σ·ε)
+
+
+def data_scale(x0: torch.Tensor) -> float:
+    """RMS deviation of the x0-predictions [N, ...] from their mean over every particle and element."""
+    x0 = x0.detach().double()
+    return float((x0 - x0.mean()).pow(2).mean().sqrt())
+
+
+def copy_variety(noise_ratio: float, scale: float) -> float:
+    """Expected final distance of two copies made at noise-to-signal ratio ρ, as a share of two independent
+    samples' distance, for data of scale s (Gaussian model): ρ / √(ρ² + s²)."""
+    if math.isinf(noise_ratio) or scale == 0.0:
+        return 1.0
+    return noise_ratio / math.sqrt(noise_ratio**2 + scale**2)
+
+
+@dataclass
+class WindowStop:
+    """Why steering stopped before the window's end (``Trace.window_stop``)."""
+
+    step: int  # the first step that would have been a check and was not
+    sigma: float
+    noise_ratio: float
+    data_scale: float
+    copy_variety: float
+    min_copy_variety: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def note(self, num_steps: int) -> str:
+        return (f"steering stopped at step {self.step} of {num_steps} (sigma {self.sigma:.3g}): copies made from "
+                f"there on would end only {self.copy_variety:.0%} as different as independent samples (noise "
+                f"{self.noise_ratio:.3g} against the particles' data scale {self.data_scale:.3g}; the bar is "
+                f"{self.min_copy_variety:.0%}), so later checks could only make near-copies; the final weighting "
+                "still scores the finished particles")
+
+
+def start_note(first: int, skipped: int, num_steps: int) -> str:
+    return (f"steering began at step {first} of {num_steps}: the {skipped} earlier step(s) of the window still had "
+            "so much noise against the particles' data scale that their previews were blur (copies made there "
+            "would end over 99% as different as independent samples)")
+
+
+def classify(sigma: float, x0: torch.Tensor, bounds: tuple[float, float],
+             noise_ratio: Optional[NoiseRatio] = None) -> tuple[str, Optional[WindowStop]]:
+    """("early", None), ("check", None) or ("stop", WindowStop) for a potential step at ``sigma`` whose
+    x0-predictions are ``x0``; ``bounds`` = (begin below, stop below) in copy variety, e.g. (0.99, 0.9)."""
+    begin, end = bounds
+    if begin >= 1.0 and end <= 0.0:
+        return "check", None
+    ratio = float(sigma) if noise_ratio is None else float(noise_ratio(float(sigma)))
+    scale = data_scale(x0)
+    share = copy_variety(ratio, scale)
+    if share < end:
+        return "stop", WindowStop(step=-1, sigma=float(sigma), noise_ratio=ratio, data_scale=scale,
+                                  copy_variety=share, min_copy_variety=float(end))
+    if share > begin:
+        return "early", None
+    return "check", None
