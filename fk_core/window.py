@@ -37,6 +37,11 @@ from typing import Callable, Optional
 
 import torch
 
+# The data scale is read over the elements of x0, which takes image-like data: many elements on one scale (a
+# latent has thousands; testbeds.digits has 64). A vector of a few unrelated coordinates has no such scale (the
+# 2-D rare-attribute bed: its RMS mixes the offset between the coordinates with the modes' spread), so there
+# the fractional window alone decides.
+MIN_ELEMENTS = 64
 NoiseRatio = Callable[[float], float]  # the host's σ → noise-to-signal ratio ρ of x (identity for x0 + σ·ε)
 
 
@@ -87,7 +92,7 @@ def classify(sigma: float, x0: torch.Tensor, bounds: tuple[float, float],
     """("early", None), ("check", None) or ("stop", WindowStop) for a potential step at ``sigma`` whose
     x0-predictions are ``x0``; ``bounds`` = (begin below, stop below) in copy variety, e.g. (0.99, 0.9)."""
     begin, end = bounds
-    if begin >= 1.0 and end <= 0.0:
+    if (begin >= 1.0 and end <= 0.0) or x0[0].numel() < MIN_ELEMENTS:
         return "check", None
     ratio = float(sigma) if noise_ratio is None else float(noise_ratio(float(sigma)))
     scale = data_scale(x0)
