@@ -54,10 +54,10 @@ class FKConfig:
     output: str = "best"  # which particle a host shows: "best" reward or a "sample" from the final weights
     step_rule: str = "euler_ancestral"  # only for steer(); hosts bring their own
     eta: float = 1.0
-    # Inside the window, checks run while a copy made at the check would end between these shares of the
-    # variety of independent samples: from the noise left against the particles' own data scale (fk_core.window:
-    # checks begin below 0.99, steering stops below 0.9). (1, 0) = only the window decides.
-    copy_variety: tuple[float, float] = (0.99, 0.9)
+    # Inside the window, checks run while a copy made at the check would end between these shares (begin, stop)
+    # of the variety of independent samples, from the noise left against the particles' own data scale
+    # (fk_core.window: steering stops below 0.9; a begin bound below 1 is off by default). (1, 0) = the window alone.
+    copy_variety: tuple[float, float] = (1.0, 0.9)
 
     def __post_init__(self):
         self.window = (float(self.window[0]), float(self.window[1]))

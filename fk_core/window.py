@@ -12,17 +12,18 @@ undecided has variance ρ²·s²/(ρ² + s²) per element, so two copies made no
 
     copy_variety(ρ, s) = ρ / √(ρ² + s²)
 
-of that between two independent samples. Checks run while copy_variety lies in ``FKConfig.copy_variety`` =
-(0.99, 0.9):
+of that between two independent samples. ``FKConfig.copy_variety`` = (begin, stop) = (1.0, 0.9): steering stops
+at the first check where copy_variety falls below 0.9 — the bar the project holds its defaults to (final
+particles at least 90% as varied as independent samples): later copies could only be near-duplicates.
 
-* steering stops at the first check where it falls below 0.9 — the bar the project holds its defaults to (final
-  particles at least 90% as varied as independent samples): later copies could only be near-duplicates;
-* checks begin once it is below 0.99 (ρ ≤ 7·s): before that the x0-predictions have decided under 2% of the
-  variety (1 − 0.99²) and are blur — a reward there is noise, and with the ``max`` potential a lucky noisy score
-  stays with its lineage. This is the old fixed start (20% of the run) of the bed it was chosen on
-  (testbeds.digits, ρ ≈ 3.8 with s ≈ 0.55), expressed in the model's own noise scale, so a flow with a shifted
-  schedule — which keeps ρ above 7·s until about 40% of its steps — starts later by itself.
+A begin bound below 1 (checks begin only once copy_variety < begin, e.g. 0.99 = ρ ≤ 7·s) is there but off by
+default. On the flow beds of testbeds.family it helped (their shifted schedules keep previews blur until ~40%
+of the steps), but on the demo's 768-element pictures it started after the sunset-or-not choice was made (FK
+found a sunset in 2% of runs instead of 60%): coarse structure spread over many elements is decided at noise
+far above the per-element scale, which this Gaussian model cannot see. The stop bound has no such problem: by
+then the coarse structure is long decided.
 
+Both act only inside the fractional window (``FKConfig.window``), which stays an outer bound. Here
 Both only act inside the fractional window (``FKConfig.window``), which stays an outer bound. Here
 Nothing here reads a reward, so the rule is free of the reward's units; it only decides which steps are checks
 (a stopping time), and the final weighting still removes every potential applied, so the weighted output keeps
