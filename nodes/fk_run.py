@@ -34,6 +34,7 @@ from ..fk_core import FKConfig, FKError, FKResult, run_segments
 from ..fk_core.input_notes import config_notes, run_notes
 from ..fk_core.schedule import potential_steps
 from ..fk_core.seeds import derived_seed
+from ..fk_core.steppers import flow_noise_ratio
 from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
@@ -168,7 +169,7 @@ class FKRun:
                                   generator=generator,
                                   on_potential_step=functools.partial(self._on_check, pipeline, checks),
                                   extra_args=extra_args, callback=_interruptible(callback), disable=disable,
-                                  notes=notes, final_reward=final_pipeline)
+                                  notes=notes, final_reward=final_pipeline, noise_ratio=_noise_ratio(model))
         except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
             if is_out_of_memory(error):
                 raise out_of_memory_error(node, n, chunk, error) from None
@@ -276,3 +277,12 @@ def make_fk_ksampler(spec: FKRunSpec) -> tuple[comfy.samplers.KSAMPLER, FKRun]:
     run = FKRun(spec, ksampler)
     ksampler.sampler_function = run.sample
     return ksampler, run
+
+
+def _noise_ratio(model) -> Optional[Callable[[float], float]]:
+    """σ → noise-to-signal ratio for fk_core.window: t/(1 − t) for a rectified flow (CONST: Flux, SD3, …); None
+    (σ itself) for every model ComfyUI samples as x0 + σ·ε."""
+    import comfy.model_sampling
+
+    sampling = getattr(getattr(getattr(model, "inner_model", None), "inner_model", None), "model_sampling", None)
+    return flow_noise_ratio if isinstance(sampling, comfy.model_sampling.CONST) else None
