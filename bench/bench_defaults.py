@@ -37,13 +37,19 @@ RARE_STEPS = 50
 
 
 def candidates(quick: bool) -> list[tuple[str, FKConfig, float]]:
-    """(name, config, auto ceiling): best-of-N, the old default, the new one and its neighbours, a λ sweep."""
+    """(name, config, auto ceiling): best-of-N, the old defaults, the shipped one and its neighbours, a λ sweep.
+
+    Every row but the two old defaults stops by the copy-variety rule (fk_core.window) as the shipped default does.
+    """
     tilt = tempering.AUTO_TILT
     auto = dict(potential="max", lambda_mode="auto")
+    off = dict(copy_variety=(1.0, 0.0))  # the copy-variety stop (fk_core.window) switched off
     rows = [("best-of-N (λ = 0)", FKConfig(lmbda=0.0, lambda_mode="fixed"), tilt),
-            ("old default: max, λ 10 fixed, window 0.2–1", FKConfig(potential="max", lmbda=10.0, lambda_mode="fixed",
-                                                                    window=(0.2, 1.0)), tilt),
-            ("**new default**: max, auto, strength 0.5, window 0.2–0.8", FKConfig(), tilt),
+            ("old default: max, λ 10 fixed, window 0.2–1, no stop", FKConfig(potential="max", lmbda=10.0,
+                                                                             lambda_mode="fixed", window=(0.2, 1.0),
+                                                                             **off), tilt),
+            ("previous default: max, auto, strength 0.5, window 0.2–0.8, no stop", FKConfig(**off), tilt),
+            ("**default**: the same with the copy-variety stop", FKConfig(), tilt),
             ("max, auto, strength 0.3", FKConfig(**auto, strength=0.3), tilt),
             ("max, auto, strength 0.7", FKConfig(**auto, strength=0.7), tilt),
             ("max, auto, strength 0.5, window 0.2–1", FKConfig(**auto, window=(0.2, 1.0)), tilt),

@@ -35,9 +35,10 @@ OUTPUT_MODES = ("best", "sample")
 class FKConfig:
     """Everything that defines a steered run except the model, the reward and the noise.
 
-    Defaults come from ``bench/bench_defaults.py`` on the learned digits bed and the rare-attribute bed (see
-    README, "Recommended settings"): they beat best-of-N at equal model calls on both and keep the final
-    particles as varied as independent samples of what the reward wants.
+    Defaults come from ``bench/bench_defaults.py`` on the learned digits bed and the rare-attribute bed, and hold on
+    the family of learned beds (``--family``: eps and flow models trained independently, one kept aside; README,
+    "Recommended settings"): they beat the stronger of stochastic and deterministic best-of-N at equal model calls
+    and keep the final particles at least 90% as varied as independent samples of what the reward wants.
     """
 
     potential: str = "max"
