@@ -31,6 +31,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -95,11 +96,11 @@ def timed_counting_model(model):
     return clone, counter
 
 
-def setup():
+def setup(gpu: bool = False):
     path, reason = comfy_host.locate_comfyui()
     if path is None:
         sys.exit(reason)
-    nodes = comfy_host.import_host(path)
+    nodes = comfy_host.import_host(path, cpu=not gpu)
     pack = comfy_host.load_pack_in_process()
     import comfy.utils
 
@@ -255,29 +256,68 @@ SD15_UNET = {  # SD1.5's own UNet (what ComfyUI's model detection finds in v1-5-
     "use_linear_in_transformer": False, "legacy": False, "adm_in_channels": None, "use_temporal_attention": False,
     "use_temporal_resblock": False, "use_checkpoint": False,
 }
+SDXL_UNET = {  # SDXL base's UNet (2.6 B parameters), as ComfyUI's model detection finds it in sd_xl_base_1.0
+    "model_channels": 320, "in_channels": 4, "out_channels": 4, "channel_mult": [1, 2, 4],
+    "num_res_blocks": [2, 2, 2], "transformer_depth": [0, 0, 2, 2, 10, 10],
+    "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "transformer_depth_middle": 10,
+    "context_dim": 2048, "num_heads": -1, "num_head_channels": 64, "image_size": 32, "use_spatial_transformer": True,
+    "use_linear_in_transformer": True, "legacy": False, "adm_in_channels": 2816, "num_classes": "sequential",
+    "use_temporal_attention": False, "use_temporal_resblock": False, "use_checkpoint": False,
+}
 SD15_VAE = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
             "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
 
 
-def build_sd15_model(seed: int = 0):
-    """ModelPatcher around SD1.5's full UNet with random weights."""
+@dataclass(frozen=True)
+class CostModel:
+    """One model family of the --cost table: its UNet, the TAESD file ComfyUI's previews use for it, and its
+    text conditioning's width (SDXL also needs the pooled CLIP-G vector)."""
+
+    name: str
+    unet: dict
+    family: str  # the comfy.supported_models class
+    model_class: str  # the comfy.model_base class
+    taesd_file: str
+    context_dim: int
+    pooled_dim: int = 0
+
+
+COST_MODELS = {
+    "sd15": CostModel("SD1.5", SD15_UNET, "SD15", "BaseModel", "taesd_decoder", 768),
+    "sdxl": CostModel("SDXL", SDXL_UNET, "SDXL", "SDXL", "taesdxl_decoder", 2048, pooled_dim=1280),
+}
+
+
+def build_unet(spec: CostModel, dtype, seed: int = 0):
+    """ModelPatcher around a full-size UNet with random weights, in ``dtype`` (fp16 on a GPU, as ComfyUI
+    would load a real checkpoint there)."""
     import comfy.model_base
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
     import torch
 
-    config = comfy.supported_models.SD15(dict(SD15_UNET))
-    config.set_inference_dtype(torch.float32, None)
-    model = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.EPS, device=torch.device("cpu"))
+    config = getattr(comfy.supported_models, spec.family)(dict(spec.unet))
+    config.set_inference_dtype(dtype, None)
+    model_class = getattr(comfy.model_base, spec.model_class)
+    model = model_class(config, model_type=comfy.model_base.ModelType.EPS, device=torch.device("cpu"))
     comfy_host.init_weights_(model.diffusion_model, seed)
+    model.diffusion_model.to(dtype)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
 
 
+def build_sd15_model(seed: int = 0):
+    """ModelPatcher around SD1.5's full UNet with random weights (fp32)."""
+    import torch
+
+    return build_unet(COST_MODELS["sd15"], torch.float32, seed)
+
+
 def build_sd15_vae(seed: int = 0):
-    """comfy.sd.VAE around SD1.5's AutoencoderKL with random weights (loaded from its state dict, as from a file)."""
+    """comfy.sd.VAE around SD1.5's AutoencoderKL with random weights (loaded from its state dict, as from a file).
+    SDXL's VAE has the same architecture (other weights), so it serves both --cost models."""
     import comfy.sd
     from comfy.ldm.models.autoencoder import AutoencoderKL
 
@@ -286,8 +326,8 @@ def build_sd15_vae(seed: int = 0):
     return comfy.sd.VAE(sd={k: v.detach().clone() for k, v in net.state_dict().items()})
 
 
-def install_random_taesd(folder: Path, seed: int = 0) -> Path:
-    """taesd_decoder.safetensors (ComfyUI's TAESD decoder, random weights) in ``folder``, registered as the only
+def install_random_taesd(folder: Path, seed: int = 0, name: str = "taesd_decoder") -> Path:
+    """``<name>.safetensors`` (ComfyUI's TAESD decoder, random weights) in ``folder``, registered as the only
     models/vae_approx folder so the pack finds it exactly as ComfyUI's live previews would."""
     import folder_paths
     import safetensors.torch
@@ -296,12 +336,23 @@ def install_random_taesd(folder: Path, seed: int = 0) -> Path:
     decoder = {k[len(prefix):]: v.contiguous() for k, v in comfy_host.taesd_state_dict(seed).items()
                if k.startswith(prefix)}
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "taesd_decoder.safetensors"
+    path = folder / f"{name}.safetensors"
     safetensors.torch.save_file(decoder, str(path))
     extensions = folder_paths.folder_names_and_paths["vae_approx"][1]
     folder_paths.folder_names_and_paths["vae_approx"] = ([str(folder)], extensions)
     folder_paths.filename_list_cache.clear()
     return path
+
+
+def cost_conditioning(spec: CostModel, seed: int):
+    """CONDITIONING as the model's text encoder would return it (SDXL: with the pooled vector and image size)."""
+    import torch
+
+    cond = comfy_host.tiny_conditioning(seed=seed, context_dim=spec.context_dim)
+    if spec.pooled_dim:
+        gen = torch.Generator().manual_seed(seed + 100)
+        cond[0][1]["pooled_output"] = torch.randn(1, spec.pooled_dim, generator=gen)
+    return cond
 
 
 class Contrast:
@@ -313,18 +364,19 @@ class Contrast:
         return images.float().std(dim=(1, 2, 3))
 
 
-def plain_with_decode(nodes, model, vae, n, steps, size, seed, sampler, cfg):
+def plain_with_decode(nodes, spec, model, vae, n, steps, size, seed, sampler, cfg):
     import torch
 
     clock = Clock()
     with torch.inference_mode(), clock:
-        out = nodes.KSampler().sample(model, seed, steps, cfg, sampler, "normal", comfy_host.tiny_conditioning(
-            context_dim=768), comfy_host.tiny_conditioning(seed=1, context_dim=768), comfy_host.empty_latent(n, size))
+        out = nodes.KSampler().sample(model, seed, steps, cfg, sampler, "normal", cost_conditioning(spec, 0),
+                                      cost_conditioning(spec, 1), comfy_host.empty_latent(n, size))
         vae.decode(out[0]["samples"])
+        synchronize()
     return clock
 
 
-def fk_cost_run(pack, model, vae, n, steps, size, seed, sampler, cfg, preview_decoder):
+def fk_cost_run(pack, spec, model, vae, n, steps, size, seed, sampler, cfg, preview_decoder):
     """Wall time of FK Particle Sampler's sampling call (checks and final decode included) and its trace cost.
     All N particles in one UNet batch (particle_chunk = N), exactly the batch of the plain run it is compared with."""
     import comfy.sample
@@ -341,11 +393,11 @@ def fk_cost_run(pack, model, vae, n, steps, size, seed, sampler, cfg, preview_de
     try:
         with torch.inference_mode():
             out = pack.nodes.sampler.FKParticleSampler.execute(
-                model=model, positive=comfy_host.tiny_conditioning(context_dim=768),
-                negative=comfy_host.tiny_conditioning(seed=1, context_dim=768),
+                model=model, positive=cost_conditioning(spec, 0), negative=cost_conditioning(spec, 1),
                 latent_image=comfy_host.empty_latent(1, size), vae=vae, reward=Contrast(), seed=seed, steps=steps,
                 cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=n,
-                potential=pack.fk_core.FKConfig(lmbda=10.0, every=1), preview_decoder=preview_decoder)
+                potential=pack.fk_core.FKConfig(), preview_decoder=preview_decoder)
+            synchronize()
         captured["cost"] = json.loads(out.result[4])["cost"]
     finally:
         comfy.sample.sample_custom = real_sample_custom
@@ -357,51 +409,104 @@ def in_run_ratio(wall: float, cost: dict) -> float:
     return wall / (wall - checks) if wall > checks else float("nan")
 
 
-def cost_table(args):
+def synchronize():
+    """Wait for the GPU, so wall clocks measure finished work (a no-op on the CPU)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def peak_vram_gib(fn):
+    """Run ``fn`` and return (its result, the peak CUDA memory allocated meanwhile in GiB, or None on CPU)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return fn(), None
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    result = fn()
+    torch.cuda.synchronize()
+    return result, torch.cuda.max_memory_allocated() / 2**30
+
+
+def cost_rows(args, nodes, pack, spec, dtype):
+    """The --cost table's rows for one model family; returns {N: (full/plain, taesd/plain)}."""
     import tempfile
 
-    nodes, pack = setup()
-    model = build_sd15_model()
+    model = build_unet(spec, dtype)
     vae = build_sd15_vae()
-    install_random_taesd(Path(tempfile.mkdtemp(prefix="fk-bench-vae-approx-")))
+    install_random_taesd(Path(tempfile.mkdtemp(prefix="fk-bench-vae-approx-")), name=spec.taesd_file)
     size, steps = args.cost_size, args.steps
-    fk_cost_run(pack, model, vae, 2, 2, size, 0, args.sampler, args.cfg, "TAESD")  # warm-up (loads, allocs)
-    fk_cost_run(pack, model, vae, 2, 2, size, 0, args.sampler, args.cfg, "full VAE")
-    print(f"device: {comfy_host_device()}  SD1.5 UNet 860M + SD1.5 VAE 84M + TAESD 2.4M (random weights)  "
-          f"steps={steps}  latent={size}x{size} ({size * 8} px)  sampler={args.sampler}  cfg={args.cfg}  "
-          f"a check every step of the default window  best of {args.cost_repeats}")
+    for decoder in ("TAESD", "full VAE"):  # warm-up (loads, allocations, kernels)
+        fk_cost_run(pack, spec, model, vae, 2, 2, size, 0, args.sampler, args.cfg, decoder)
+    plain_with_decode(nodes, spec, model, vae, 2, 2, size, 0, args.sampler, args.cfg)
     use_cpu_time = comfy_host_device() == "cpu"
-    measure = "process CPU time" if use_cpu_time else "wall time"
+    print(f"\n{spec.name}: device {comfy_host_device()} ({device_name()}), UNet {dtype} + VAE + TAESD (random "
+          f"weights), steps={steps}, latent {size}x{size} ({size * 8} px), sampler={args.sampler}, cfg={args.cfg}, "
+          f"FK defaults (FKConfig()), best of {args.cost_repeats}")
     header = (f"{'N':>3} | {'plain s':>7} | {'FK full s':>9} | {'FK taesd s':>10} | {'full/plain':>10} | "
-              f"{'taesd/plain':>11} | {'CPU s plain/full/taesd':>22} | {'CPU full/plain':>14} | "
-              f"{'CPU taesd/plain':>15} | {'check s full/taesd':>18} | {'checks':>6} | {'in-run full/taesd':>17}")
+              f"{'taesd/plain':>11} | {'CPU full/plain':>14} | {'CPU taesd/plain':>15} | "
+              f"{'check s full/taesd':>18} | {'checks':>6} | {'in-run full/taesd':>17} | "
+              f"{'VRAM GiB plain/full/taesd':>25}")
     print(header)
     print("-" * len(header))
     ratios = {}
-    for n in (4, 8):
-        plain_runs, full_runs, taesd_runs = [], [], []
+    for n in args.cost_particles:
+        runs = {"plain": [], "full": [], "taesd": []}
         for _ in range(args.cost_repeats):  # interleaved, so a busy spell on a shared machine hits all three
-            plain_runs.append(plain_with_decode(nodes, model, vae, n, steps, size, 1, args.sampler, args.cfg))
-            full_runs.append(fk_cost_run(pack, model, vae, n, steps, size, 1, args.sampler, args.cfg, "full VAE"))
-            taesd_runs.append(fk_cost_run(pack, model, vae, n, steps, size, 1, args.sampler, args.cfg, "TAESD"))
-        plain = min(plain_runs, key=lambda c: c.cpu)
-        full, full_cost = min(full_runs, key=lambda r: r[0].cpu)
-        taesd, taesd_cost = min(taesd_runs, key=lambda r: r[0].cpu)
+            runs["plain"].append(peak_vram_gib(partial(
+                plain_with_decode, nodes, spec, model, vae, n, steps, size, 1, args.sampler, args.cfg)))
+            for key, decoder in (("full", "full VAE"), ("taesd", "TAESD")):
+                runs[key].append(peak_vram_gib(partial(
+                    fk_cost_run, pack, spec, model, vae, n, steps, size, 1, args.sampler, args.cfg, decoder)))
+        def seconds(run, clock_of=lambda result: result):
+            clock = clock_of(run[0])
+            return clock.cpu if use_cpu_time else clock.wall
+
+        plain, plain_vram = min(runs["plain"], key=seconds)
+        (full, full_cost), full_vram = min(runs["full"], key=partial(seconds, clock_of=lambda result: result[0]))
+        (taesd, taesd_cost), taesd_vram = min(runs["taesd"], key=partial(seconds, clock_of=lambda result: result[0]))
         wall = (full.wall / plain.wall, taesd.wall / plain.wall)
         cpu = (full.cpu / plain.cpu, taesd.cpu / plain.cpu)
         ratios[n] = cpu if use_cpu_time else wall
         in_run = (in_run_ratio(full.wall, full_cost), in_run_ratio(taesd.wall, taesd_cost))
+        vram = "/".join("-" if v is None else f"{v:.1f}" for v in (plain_vram, full_vram, taesd_vram))
         print(f"{n:>3} | {plain.wall:>7.2f} | {full.wall:>9.2f} | {taesd.wall:>10.2f} | {wall[0]:>10.2f} | "
-              f"{wall[1]:>11.2f} | {plain.cpu:>7.1f}/{full.cpu:>6.1f}/{taesd.cpu:<7.1f} | {cpu[0]:>14.2f} | "
-              f"{cpu[1]:>15.2f} | {full_cost['per_check_s']:>8.3f}/{taesd_cost['per_check_s']:<9.3f} | "
-              f"{taesd_cost['checks']:>6} | {in_run[0]:>8.2f}/{in_run[1]:<8.2f}")
+              f"{wall[1]:>11.2f} | {cpu[0]:>14.2f} | {cpu[1]:>15.2f} | "
+              f"{full_cost['per_check_s']:>8.3f}/{taesd_cost['per_check_s']:<9.3f} | "
+              f"{taesd_cost['checks']:>6} | {in_run[0]:>8.2f}/{in_run[1]:<8.2f} | {vram:>25}")
+    return ratios
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+
+
+def cost_table(args):
+    import torch
+
+    gpu = args.device == "gpu" or (args.device == "auto" and torch.cuda.is_available())
+    nodes, pack = setup(gpu=gpu)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[
+        args.dtype if args.dtype != "auto" else ("fp16" if gpu else "fp32")]
     print("seconds. plain = KSampler batch N + VAE decode of its N images; FK = FK Particle Sampler's sampling call\n"
           "(checks and the final full-VAE decode included); check s = decode + reward per check (wall, FK's trace).\n"
-          "CPU s = process CPU time, all threads: on a shared CPU machine it depends far less on the neighbours.\n"
+          "CPU = process CPU time, all threads: on a shared CPU machine it depends far less on the neighbours.\n"
           "in-run = FK wall / (FK wall - its checks' decode + reward): the checks' share inside one run, immune to\n"
           "the neighbours changing between runs (FK makes exactly the model calls of plain sampling).\n"
-          f"The last line's ratios use {measure}.")
-    print(f"cost N=8: full={ratios[8][0]:.2f} taesd={ratios[8][1]:.2f}")
+          "VRAM = peak torch.cuda.max_memory_allocated during the run (weights included).\n"
+          f"The last lines' ratios use {'process CPU time' if comfy_host_device() == 'cpu' else 'wall time'}.")
+    summary = []
+    for key in args.cost_models:
+        ratios = cost_rows(args, nodes, pack, COST_MODELS[key], dtype)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        last = max(ratios)
+        summary.append(f"cost {COST_MODELS[key].name} N={last}: full={ratios[last][0]:.2f} taesd={ratios[last][1]:.2f}")
+    print("\n".join(summary))
 
 
 def main():
@@ -420,6 +525,12 @@ def main():
                         help="only the cost of a check: SD1.5 UNet + VAE vs TAESD, N = 4 and 8")
     parser.add_argument("--cost-size", type=int, default=16, help="latent side for --cost (pixels / 8)")
     parser.add_argument("--cost-repeats", type=int, default=1)
+    parser.add_argument("--cost-models", nargs="+", choices=sorted(COST_MODELS), default=["sd15"])
+    parser.add_argument("--cost-particles", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                        help="--cost: where ComfyUI runs (auto: the GPU when there is one)")
+    parser.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
+                        help="--cost: the UNet's dtype (auto: fp16 on a GPU, fp32 on the CPU)")
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child, args.size, args.steps)

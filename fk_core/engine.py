@@ -269,7 +269,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     scorer = final_reward or reward
     if hasattr(scorer, "final"):  # a host's scorer that decodes previews cheaply (nodes' RewardPipeline): the
         scorer.final = True  # finished samples get the full decode even when the window stopped the checks early
-    final = pf.finish(scorer(scored))
+    final = pf.finish(scorer(scored), new_reward=final_reward is not None)
     trace.origin = pf.origin.clone()
     trace.final_rewards = final.rewards
     trace.final_log_weights = final.log_weights

@@ -131,17 +131,25 @@ class ParticleFilter:
                              ess=current_ess, resampled=due, ancestors=ancestors, invalid=invalid,
                              lmbda=self.current_lmbda, survivors=survivors)
 
-    def finish(self, rewards: torch.Tensor) -> FinalWeights:
+    def finish(self, rewards: torch.Tensor, new_reward: bool = False) -> FinalWeights:
         """Final weighting on the finished samples: the population then targets p(x0)·exp(λ_final r(x0)).
 
         λ_final is ``lmbda`` except in "auto" mode (then chosen from these rewards; see ``final_lmbda``).
+        ``new_reward``: the final rewards come from another reward than the checks' (a final judge). In auto
+        mode its λ is then a new target on its own scale (its own spread, searched from 0), not a rise from
+        the steering reward's λ, which means nothing on the judge's scale.
         """
         rewards, ok = _valid_rewards(rewards, self.n, "on the final samples")
         alive = ok & torch.isfinite(self.logw)
         if not alive.any():
             raise FKError("no finished sample has a usable reward (all NaN/inf); check the reward model")
         safe = torch.where(ok, rewards, torch.zeros_like(rewards))
-        if self.lambda_mode == "auto":  # the final rewards are the most reliable: one more rise, same target
+        if self.lambda_mode == "auto" and new_reward:
+            carried = torch.where(alive, self.logw, torch.full_like(self.logw, -torch.inf))
+            own_spread = float(safe[alive].std()) if int(alive.sum()) > 1 else 0.0
+            ceiling = tempering.AUTO_TILT / own_spread if own_spread > 0 else math.inf
+            self.final_lmbda = tempering.new_target_lambda(carried, safe, self.state.applied, ceiling, self.target)
+        elif self.lambda_mode == "auto":  # the final rewards are the most reliable: one more rise, same target
             carried = torch.where(alive, self.logw, torch.full_like(self.logw, -torch.inf))
             self.final_lmbda = raise_lambda(carried, safe, self.state.applied, self.current_lmbda,
                                             self._auto_ceiling(safe[alive]), self.target)

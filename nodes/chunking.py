@@ -22,6 +22,9 @@ class ChunkedModel:
     Post-CFG functions (what CFG++ samplers use to record the unconditional prediction) must see the whole
     batch, once: during the chunk calls a recorder stands in for them and keeps their arguments; after the last
     chunk the real functions run once on the gathered, full-batch arguments.
+
+    Patches that keep state between model calls (APG's momentum, SAG's recorded attention) are never chunked:
+    fk_run installs no ChunkedModel when nodes/patch_state.py finds one, and says so in a note.
     """
 
     def __init__(self, inner, chunk: int):

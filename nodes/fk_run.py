@@ -38,6 +38,7 @@ from ..fk_core.steppers import flow_noise_ratio
 from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_conditioning_batch
+from .patch_state import ParticleStateKeeper, stateful_patches
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
 from .reward_pipeline import ReloadBeforeCall, RewardPipeline
 from .sampler_checks import (
@@ -140,7 +141,9 @@ class FKRun:
             log.warning("FK steering: %s", choice.note)
         inner = comfy.samplers.sampler_object(choice.used)
 
-        chunk = self._install_chunking(model, model_patcher, x, notes)
+        patch_options = extra_args.get("model_options") or {}
+        chunk = self._install_chunking(model, model_patcher, x, notes, patch_options)
+        self._patch_state = ParticleStateKeeper(patch_options, n)  # reorders patches' per-particle state
         sampling_models = ([model_patcher] if model_patcher is not None else []) + \
             list(getattr(guider, "loaded_models", None) or [])
         preview, preview_note = choose_preview_decoder(spec.preview_decoder, spec.vae, base_model, x.device, node)
@@ -175,6 +178,7 @@ class FKRun:
                 raise out_of_memory_error(node, n, chunk, error) from None
             raise
         result.trace.cost = meter.totals()
+        result.trace.notes.extend(self._patch_state.notes())
         result.trace.notes.extend(run_notes(result.trace))
         for note in result.trace.notes[1 if choice.note else 0:]:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)
@@ -191,11 +195,20 @@ class FKRun:
             return samples[reward_order(result.rewards)]
         return samples
 
-    def _install_chunking(self, model, model_patcher, x, notes: list) -> int:
-        """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped."""
+    def _install_chunking(self, model, model_patcher, x, notes: list, model_options: dict) -> int:
+        """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped.
+        Model patches that keep state between calls (APG's momentum, SAG's recorded attention) would see one
+        chunk's particles and then another's: with them the model runs all particles at once (the chunk still
+        sizes the VAE decodes), and a note says so."""
         n = x.shape[0]
         chunk = self.spec.chunk if self.spec.chunk > 0 else automatic_chunk(model_patcher, x) if model_patcher else n
         chunk = max(1, min(chunk, n))
+        stateful = stateful_patches(model_options) if chunk < n else []
+        if stateful:
+            notes.append(f"the model evaluates all particles at once, not in chunks of {chunk}: the model patch(es) "
+                         f"{', '.join(stateful)} keep state between model calls (e.g. APG's momentum), which "
+                         "chunks would mix between particles; if memory runs out, lower particles")
+            return chunk
         if chunk < n:
             model.inner_model = ChunkedModel(model.inner_model, chunk)
             notes.append(f"particles evaluated in chunks of {chunk}")
@@ -206,6 +219,8 @@ class FKRun:
         of the ``checks`` the pipeline switches to the full VAE (the engine's next reward call scores the final
         particles)."""
         event.cost = dict(pipeline.last_cost) if pipeline.last_cost is not None else None
+        if event.resampled:
+            self._patch_state.resampled(event.ancestors)
         self._report(event, pipeline.last_images)
         pipeline.final = len(pipeline.meter.checks) >= checks
         pipeline.meter.restart()  # the model clock runs from here to the next check

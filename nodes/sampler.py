@@ -29,6 +29,7 @@ from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .latents import LATENT_RATIOS, fix_empty_latent
+from .patch_state import stateful_patches
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_checks import (
@@ -200,7 +201,7 @@ class FKParticleSampler(io.ComfyNode):
                                          model_options=model.model_options).sigmas
         chunk = int(particle_chunk or 0) or automatic_chunk(model, latent_n)
         chunk = max(1, min(chunk, particles))
-        if chunk < particles:
+        if chunk < particles and not stateful_patches(model.model_options):  # else the model runs all at once
             model = model.clone()
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fk_core import FKConfig, FKError, ParticleFilter, steer
+from fk_core import FKConfig, FKError, ParticleFilter, steer, tempering
 from fk_core.collapse import collapse_notes, summary_lines
 from fk_core.tempering import raise_lambda
 from fk_core.weights import ess
@@ -44,15 +44,21 @@ def test_raise_lambda_with_equal_rewards_keeps_lambda():
 @pytest.mark.parametrize("mode", ["adaptive", "auto"])
 def test_adaptive_lambda_keeps_ess_and_rises(kind, mode):
     pf = ParticleFilter(6, kind, 5.0, resampling="systematic", lambda_mode=mode, strength=0.4)
-    events = [pf.observe(k, 1.0 / k, r) for k, r in ((1, R1), (2, R2), (3, RF))]
-    lambdas = [e.lmbda for e in events]
-    assert lambdas == sorted(lambdas) and lambdas[0] > 0
     previous = 0.0
-    for e in events:  # the target holds, unless even the previous λ missed it (then λ is held, not lowered)
-        assert e.ess >= 0.6 * 6 - 1e-9 or e.lmbda == previous
+    rose = 0
+    for k, r in ((1, R1), (2, R2), (3, RF)):
+        e = pf.observe(k, 1.0 / k, r)
+        ceiling = 5.0 if mode == "adaptive" else max(previous, tempering.AUTO_TILT / pf.reward_spread)
+        assert e.lmbda >= previous and e.lmbda <= ceiling * (1 + 1e-12)
+        at_ceiling = e.lmbda == pytest.approx(ceiling, rel=1e-12)
+        if e.lmbda > previous:  # it rose: to the target exactly (the bisection's feasible end), or to the ceiling
+            rose += 1
+            assert e.ess >= 0.6 * 6 - 1e-9
+            assert e.ess == pytest.approx(0.6 * 6, abs=1e-6) or at_ceiling
+        else:  # held: only because the previous λ already misses the target (or it is the ceiling)
+            assert e.ess < 0.6 * 6 or at_ceiling
         previous = e.lmbda
-    if mode == "adaptive":
-        assert max(lambdas) <= 5.0
+    assert rose >= 1
 
 
 @pytest.mark.parametrize("kind", ["diff", "max", "sum", "immediate"])
@@ -68,8 +74,35 @@ def test_final_weights_are_exp_lambda_final_r_whatever_the_lambda_path(kind, mod
         assert lam == 3.0
     else:  # auto: one more rise on the final rewards, to the target unless the carried weights already miss it
         assert lam >= last > 0
-        assert ess(final.log_weights) / 6 == pytest.approx(0.7, abs=1e-6) or lam == last
+        ceiling = max(last, tempering.AUTO_TILT / pf.reward_spread)
+        if lam > last:
+            assert ess(final.log_weights) / 6 == pytest.approx(0.7, abs=1e-6) or lam == pytest.approx(ceiling)
+        else:  # held: the final weights at the last λ already miss the target
+            assert ess(last * RF) / 6 < 0.7
     assert final.log_weights.exp().tolist() == pytest.approx(torch.softmax(lam * RF, 0).tolist(), rel=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "auto"])
+@pytest.mark.parametrize("kind", ["diff", "max"])
+def test_the_ess_target_counts_the_carried_weights(mode, kind):
+    """With an ESS threshold the weights of unresampled checks are carried: λ_t must keep ESS/N of the carried
+    weights times the new potentials at the target, not of the new potentials alone (which would let λ rise
+    too far whenever the carried weights are already uneven)."""
+    gm = two_modes(2)
+    rose = 0
+    for seed in range(5):
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.randn(16, 2, generator=g, dtype=torch.float64)
+        config = FKConfig(potential=kind, lambda_mode=mode, lmbda=50.0, strength=0.5, ess_threshold=0.3,
+                          window=(0.0, 1.0))
+        trace = steer(gm.denoise, karras_sigmas(20), noise, lambda x: x[:, 0], config, generator=g).trace
+        previous = 0.0
+        for step in trace.steps:
+            if step.lmbda > previous:
+                rose += 1
+                assert step.ess / 16 >= 0.5 - 1e-9, f"seed {seed}: λ rose to {step.lmbda:.4g}, ESS/N {step.ess / 16}"
+            previous = step.lmbda
+    assert rose >= 20
 
 
 def test_strength_zero_means_no_steering():

@@ -96,10 +96,17 @@ def test_trace_records_every_potential_step_and_a_consistent_lineage():
     assert d["num_particles"] == 6 and len(d["steps"]) == 4 and d["config"]["every"] == 2
 
 
-def test_adaptive_mode_skips_resampling_when_ess_is_high():
-    res = steer(GM.denoise, SIGMAS, noise(), lambda x: 0.0 * (x @ A), FKConfig(ess_threshold=0.5))
-    assert not any(s.resampled for s in res.trace.steps)
-    assert all(s.ancestors.tolist() == list(range(6)) for s in res.trace.steps)
+def test_adaptive_mode_resamples_exactly_when_ess_falls_below_the_threshold():
+    """A fixed λ with an ESS threshold: weights are carried while ESS/N stays at or above 0.5 (ancestors the
+    identity), and the population is resampled at the first check where it falls below."""
+    config = FKConfig(lmbda=2.0, lambda_mode="fixed", ess_threshold=0.5, window=(0.0, 1.0))
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, config)
+    steps = res.trace.steps
+    assert any(s.resampled for s in steps) and any(not s.resampled for s in steps), "both branches exercised"
+    for s in steps:
+        assert s.resampled == (s.ess < 0.5 * 6), f"step {s.step}: ESS {s.ess:.3f}, resampled {s.resampled}"
+        if not s.resampled:
+            assert s.ancestors.tolist() == list(range(6))
 
 
 def test_nan_rewards_are_dropped_and_reported():

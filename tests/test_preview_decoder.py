@@ -78,7 +78,7 @@ def is_taesd_image(images) -> bool:
     return bool(torch.allclose(images, torch.tensor(TAESD_IMAGE_RGB).expand_as(images), atol=1e-5))
 
 
-def run_node(fk, model, vae, reward, preview_decoder, every=1):
+def run_node(fk, model, vae, reward, preview_decoder, every=1, final_reward=None):
     import torch
 
     with torch.inference_mode():
@@ -86,12 +86,13 @@ def run_node(fk, model, vae, reward, preview_decoder, every=1):
             model=model, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),
             latent_image=comfy_host.empty_latent(1, SIZE), vae=vae, reward=reward, seed=3, steps=STEPS, cfg=1.0,
             sampler_name="euler_ancestral", scheduler="normal", denoise=1.0, particles=N, particle_chunk=0,
-            potential=fk.fk_core.FKConfig(lmbda=5.0, every=every), preview_decoder=preview_decoder)
+            potential=fk.fk_core.FKConfig(lmbda=5.0, every=every), preview_decoder=preview_decoder,
+            final_reward=final_reward)
     best_latent, best_image, sheet, all_images, trace = out.result
     return {"all": all_images, "trace": json.loads(trace), "text": out.ui["text"][0]}
 
 
-def run_sampler_path(fk, model, vae, reward, preview_decoder):
+def run_sampler_path(fk, model, vae, reward, preview_decoder, final_reward=None):
     """FK Sampler inside ComfyUI's SamplerCustom; returns the samples (all particles, best first)."""
     import comfy.samplers
     import torch
@@ -101,7 +102,7 @@ def run_sampler_path(fk, model, vae, reward, preview_decoder):
         fk_sampler = fk.nodes.sampler.FKSampler.execute(
             vae=vae, reward=reward, particles=N, sampler_name="euler_ancestral", particle_chunk=0,
             potential=fk.fk_core.FKConfig(lmbda=5.0, every=1), preview_decoder=preview_decoder,
-            **{"return": "all particles (sorted by reward)"}).result[0]
+            final_reward=final_reward, **{"return": "all particles (sorted by reward)"}).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
         out, _ = SamplerCustom().sample(model, True, 3, 1.0, comfy_host.tiny_conditioning(),
                                         comfy_host.tiny_conditioning(seed=1), fk_sampler, sigmas,
@@ -178,6 +179,39 @@ def test_final_decode_is_the_full_vae_of_the_returned_particles(fk_pack, oracle,
         samples = run_sampler_path(fk_pack, oracle, tiny_vae, reward, "TAESD")  # sorted by final reward
         final = reward.calls[-1]
         final = final[torch.sort(-final.mean(dim=(1, 2, 3)).double(), stable=True).indices]
+    assert torch.allclose(final, full_vae_images(tiny_vae, samples), atol=1e-5)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_final_judge_scores_full_vae_images_not_taesd_previews(fk_pack, oracle, tiny_vae, with_taesd, path):
+    """The steering reward sees the TAESD previews at the checks; the final judge scores the finished particles
+    once, decoded by the full VAE (the images the user gets), never the previews."""
+    import comfy.sample
+    import torch
+
+    steering, judge = RecordingReward(), RecordingReward()
+    judge.name = "recording judge"
+    captured = {}
+    real = comfy.sample.sample_custom
+
+    def capture(*args, **kwargs):
+        captured["samples"] = real(*args, **kwargs)
+        return captured["samples"]
+
+    if path == "FK Particle Sampler":
+        comfy.sample.sample_custom = capture
+        try:
+            run_node(fk_pack, oracle, tiny_vae, steering, "TAESD", final_reward=judge)
+        finally:
+            comfy.sample.sample_custom = real
+        samples, final = captured["samples"], judge.calls[-1]
+    else:
+        samples = run_sampler_path(fk_pack, oracle, tiny_vae, steering, "TAESD", final_reward=judge)
+        final = judge.calls[-1]  # the samples come back sorted by the judge's reward
+        final = final[torch.sort(-final.mean(dim=(1, 2, 3)).double(), stable=True).indices]
+    assert len(judge.calls) == 1
+    assert steering.calls and all(is_taesd_image(images) for images in steering.calls)
+    assert not is_taesd_image(final)
     assert torch.allclose(final, full_vae_images(tiny_vae, samples), atol=1e-5)
 
 

@@ -135,8 +135,38 @@ def test_tiny_owlv2_loads_and_scores_like_the_reference_processor(owl_dir):
         torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
     else:
         assert (ours - expected).abs().mean() < 0.01
-    # Non-square inputs are padded to a square (bottom/right) first.
-    assert reward.pixels(torch.rand(2, 3, 96, 128)).shape == (2, 3, 64, 64)
+    # Non-square inputs are padded to a square (bottom/right) with grey 0.5, as the original OWLv2 code and
+    # transformers 4's processor do; transformers 5's processor pads with 0 (black) instead, so there its pad is
+    # given the original's grey and the rest of its pipeline compared. 48 x 64: padding only; 80 x 112: padding
+    # then the shrink.
+    processor = Owlv2ImageProcessor.from_pretrained(str(owl_dir))
+    version5 = int(transformers.__version__.split(".")[0]) >= 5
+    for height, width in ((48, 64), (80, 112)):
+        wide = (distinct_images(2, width)[:, :height] * 255).round().to(torch.uint8)
+        ours = reward.pixels(wide.permute(0, 3, 1, 2).float() / 255)
+        assert ours.shape == (2, 3, 64, 64)
+        if version5:
+            black = processor(images=[a.permute(2, 0, 1) for a in wide], return_tensors="pt")["pixel_values"]
+            assert (ours - black)[..., height * 64 // width + 1:, :].abs().min() > 0.5  # grey, not black
+            grey = _grey_padding(Owlv2ImageProcessor).from_pretrained(str(owl_dir))
+            expected = grey(images=[a.permute(2, 0, 1) for a in wide], return_tensors="pt")["pixel_values"]
+            torch.testing.assert_close(ours, expected, atol=1e-4, rtol=0)
+        else:
+            expected = processor(images=[a.permute(2, 0, 1) for a in wide], return_tensors="pt")["pixel_values"]
+            if height == 48:
+                torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+            else:
+                assert (ours - expected).abs().mean() < 0.01
+
+
+def _grey_padding(processor_class):
+    """transformers 5's OWLv2 processor with the original OWLv2 padding value (grey 0.5, after rescaling)."""
+
+    class GreyPadded(processor_class):
+        def pad(self, images, *args, constant_value=0.0, **kwargs):
+            return super().pad(images, *args, constant_value=0.5, **kwargs)
+
+    return GreyPadded
 
 
 def test_owlv2_wrong_folders(owl_dir, tmp_path):

@@ -183,33 +183,59 @@ def tiny_hpsv3(tmp_path_factory):
     return save_tiny_hpsv3(tmp_path_factory.mktemp("HPSv3"))
 
 
-def test_hpsv3_matches_the_original_recipe(tiny_hpsv3):
-    """Reference: the full chat turn (not cut at <|Reward|>), the language model's last hidden state at the
-    <|Reward|> token, the float32 head, output 0 (mu) — as HPSv3's inferencer computes it."""
+def upstream_hpsv3_scores(model, head, tokenizer, template, images_uint8, prompt: str) -> torch.Tensor:
+    """HPSv3 as its own code scores, written from MizzenAI/HPSv3 (``HPSv3RewardInferencer.prepare_batch`` and
+    ``Qwen2VLRewardModelBT.forward``), independent of the pack's call: transformers' Qwen2VLImageProcessor at
+    min = max = 256·28·28 pixels, the full chat turn, the input embeddings built by hand (token embeddings with
+    the vision tower's output scattered over the image tokens), then the Qwen2-VL model called with
+    ``input_ids=None, position_ids=None, inputs_embeds=...`` (so every token, image or text, gets its
+    sequential position: no multimodal rotary positions), the float32 head at <|Reward|>, output 0 (mu)."""
+    from transformers import Qwen2VLImageProcessor
+
+    processor = Qwen2VLImageProcessor(min_pixels=256 * 28 * 28, max_pixels=256 * 28 * 28)
+    vision = processor(images=[a.permute(2, 0, 1) for a in images_uint8], return_tensors="pt")
+    tokens = int(vision["image_grid_thw"][0].prod()) // 4
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"},
+                                      {"type": "text", "text": INSTRUCTION.format(text_prompt=prompt)
+                                       + RATING_REQUEST}]}],
+        chat_template=template, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text.replace("<|image_pad|>", "<|image_pad|>" * tokens), return_tensors="pt")["input_ids"]
+    ids = ids.expand(len(images_uint8), -1)
+    with torch.no_grad():
+        model.model.rope_deltas = None  # nothing cached from an earlier call: upstream's pass starts afresh
+        inputs_embeds = model.model.language_model.embed_tokens(ids)
+        image_embeds = model.model.visual(vision["pixel_values"], grid_thw=vision["image_grid_thw"])
+        image_embeds = getattr(image_embeds, "pooler_output", image_embeds)  # transformers 5 returns an output
+        image_mask = (ids == model.config.image_token_id).unsqueeze(-1).expand_as(inputs_embeds)
+        inputs_embeds = inputs_embeds.masked_scatter(image_mask, image_embeds.to(inputs_embeds.dtype))
+        hidden = model.model(input_ids=None, position_ids=None, attention_mask=torch.ones_like(ids),
+                             inputs_embeds=inputs_embeds).last_hidden_state
+        at_token = hidden[ids == tokenizer.convert_tokens_to_ids(REWARD_TOKEN)]
+        return head(at_token.float())[:, 0]
+
+
+def test_hpsv3_matches_the_upstream_forward(tiny_hpsv3):
+    """The scores are HPSv3's own forward's (sequential positions), not transformers' standard multimodal one."""
     checkpoint, base, model, head, tokenizer = tiny_hpsv3
     reward = load_hpsv3(checkpoint, base)
-    images = distinct_images(3, 64)
+    uint8 = (distinct_images(3, 448) * 255).round().to(torch.uint8)  # 448² = 256·28·28: no resize on either side
+    images = uint8.float() / 255
     scores = reward.score(images, "a photo of a cat")
     assert len(set(scores.tolist())) == 3
     assert not torch.allclose(scores, reward.score(images, "a red dog")), "the prompt must matter"
-
     pixels, grid, tokens = qwen_vl.image_inputs(images.permute(0, 3, 1, 2), reward.settings)
     assert tokens == 256 and grid[0].tolist() == [1, 32, 32], "HPSv3 looks at exactly 256*28*28 pixels"
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"},
-                                      {"type": "text", "text": INSTRUCTION.format(text_prompt="a photo of a cat")
-                                       + RATING_REQUEST}]}],
-        chat_template=reward.template, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text.replace("<|image_pad|>", "<|image_pad|>" * tokens), return_tensors="pt")["input_ids"]
-    ids = ids.expand(3, -1)
-    with torch.no_grad():
-        if hasattr(model.model, "language_model"):  # transformers >= 4.52: model.model holds vision + language
-            hidden = model.model(**_reference_inputs(model, ids, pixels, grid)).last_hidden_state
-        else:  # older: the language model alone; its last hidden state (after the final norm) comes last
-            hidden = model(**_reference_inputs(model, ids, pixels, grid), output_hidden_states=True).hidden_states[-1]
-        at_token = hidden[ids == tokenizer.convert_tokens_to_ids(REWARD_TOKEN)]
-        expected = head(at_token.float())[:, 0]
+
+    expected = upstream_hpsv3_scores(model, head, tokenizer, reward.template, uint8, "a photo of a cat")
     torch.testing.assert_close(scores, expected, atol=1e-4, rtol=1e-4)
+    # The same model through transformers' standard forward (multimodal rotary positions for the image tokens)
+    # scores otherwise: the comparison above can tell the two apart.
+    ids = reward.prompt_ids("a photo of a cat", tokens).expand(3, -1)
+    with torch.no_grad():
+        standard = model.model(**_reference_inputs(model, ids, pixels, grid)).last_hidden_state[:, -1]
+        standard = head(standard.float())[:, 0]
+    assert (standard - expected).abs().max() > 1e-3
 
 
 def test_hpsv3_loads_both_key_layouts(tiny_hpsv3, tmp_path):

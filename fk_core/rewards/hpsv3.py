@@ -6,6 +6,9 @@ How the original scores (its ``HPSv3RewardInferencer``), reproduced here:
   resized to the new vocabulary (the checkpoint's embedding has that many rows);
 * one user turn: the image (resized to exactly 256·28·28 pixels, i.e. 256 image tokens), then the instruction
   below with the prompt filled in, then "Please provide the overall ratings of this image: <|Reward|> ... END";
+* the input embeddings are built by hand (token embeddings, image features scattered over the image tokens)
+  and the language model runs on them with no position ids: every token gets its sequential position, not
+  the multimodal rotary positions of transformers' standard Qwen2-VL forward (``Qwen2VLRewardModelBT.forward``);
 * the language model's last hidden state (after its final norm) at the ``<|Reward|>`` token goes through the
   head ``Linear(hidden, 1024) ReLU Dropout Linear(1024, 16) ReLU Linear(16, 2)`` in float32;
 * the two outputs are (mu, sigma) of the preference; the score is mu.
@@ -85,7 +88,6 @@ class HPSv3(Reward):
         self.template = template
         self.settings = settings
         self.reward_token_id = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
-        self._accepted = qwen_vl.forward_kwargs(model)
         self._ids_cache: dict[tuple[str, int], torch.Tensor] = {}
         self.freeze()
 
@@ -106,17 +108,29 @@ class HPSv3(Reward):
     def _score(self, images, prompt):
         pixels, grid, image_tokens = qwen_vl.image_inputs(images, self.settings)
         ids = self.prompt_ids(prompt, image_tokens).to(images.device).expand(images.shape[0], -1)
-        captured = []
-        hook = self.model.lm_head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-        try:
-            inputs = qwen_vl.model_inputs(self.model, ids, pixels, grid, self._accepted)
-            if "logits_to_keep" in self._accepted:  # the vocabulary projection is not needed at all
-                inputs["logits_to_keep"] = 1
-            self.model(**inputs)
-        finally:
-            hook.remove()
-        hidden = captured[0][:, -1]  # the final-norm hidden state at <|Reward|>
+        hidden = upstream_hidden_states(self.model, ids, pixels, grid)[:, -1]  # final-norm state at <|Reward|>
         return self.head(hidden.float())[:, 0]
+
+
+def upstream_hidden_states(model, ids: torch.Tensor, pixels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """The language model's last hidden states (after its final norm) as HPSv3's own forward computes them
+    (``Qwen2VLRewardModelBT.forward``): the token embeddings with the vision tower's output scattered over the
+    image tokens, then the language model on ``inputs_embeds`` with no position ids, i.e. sequential positions
+    for every token. That is how the checkpoint was trained and is evaluated; transformers' standard forward
+    would give the image tokens multimodal rotary positions and other scores. The language model is called
+    directly (not through Qwen2VLModel) so no rotary offset cached by an earlier generate call can leak in."""
+    inner = model.model
+    language = getattr(inner, "language_model", inner)  # transformers <= 4.51: model.model is the language model
+    visual = inner.visual if hasattr(inner, "visual") else model.visual
+    embeds = language.get_input_embeddings()(ids)
+    image = visual(pixels.to(next(visual.parameters()).dtype), grid_thw=grid)
+    image = getattr(image, "pooler_output", image)  # transformers 5 returns an output object (merged tokens)
+    mask = (ids == model.config.image_token_id).unsqueeze(-1).expand_as(embeds)
+    if int(mask[..., 0].sum()) != image.shape[0]:
+        raise BadWeightsError(f"HPSv3: {image.shape[0]} image features for {int(mask[..., 0].sum())} image tokens; "
+                              "the preprocessor settings do not match the vision tower")
+    embeds = embeds.masked_scatter(mask, image.to(embeds.dtype))
+    return language(inputs_embeds=embeds, position_ids=None, attention_mask=None, use_cache=False).last_hidden_state
 
 
 # ---------------------------------------------------------------------------------------------------
