@@ -25,7 +25,7 @@ from .seeds import segment_seed
 from .steppers import SegmentSampler, euler_ancestral
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
-from .window import NoiseRatio, classify, start_note
+from .window import NoiseRatio, classify, late_start_note, start_note
 
 STEP_RULES = ("euler_ancestral", "euler")
 OUTPUT_MODES = ("best", "sample")
@@ -221,7 +221,9 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     start = 0
     segment = 0
     early = 0  # window steps skipped because their previews were still blur (fk_core.window)
-    for k in potential_steps(num_steps, config.every, *config.window):
+    planned = potential_steps(num_steps, config.every, *config.window)
+    first_step, bounds = (planned[0] if planned else None), config.copy_variety
+    for k in planned:
         x = sampler(wrapped, x, sigmas[start:k + 1], extra_args=_segment_args(extra_args, segment),
                     callback=_shifted(callback, start), disable=disable)
         segment += 1
@@ -230,7 +232,11 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
         x0 = wrapped.evaluate(x, sigma * x.new_ones(n), **_segment_args(extra_args, segment))
         start = k
         # No reward call at a step the window skips: the x0 computed here still serves the next segment's first call
-        phase, stop = classify(float(sigma), x0, config.copy_variety, noise_ratio)
+        phase, stop = classify(float(sigma), x0, bounds, noise_ratio)
+        if phase == "stop" and k == first_step:  # see fk_core.window.late_start_note
+            stop.step = k
+            trace.notes.append(late_start_note(stop, num_steps))
+            bounds, phase = (1.0, 0.0), "check"
         if phase == "early":
             early += 1
             continue

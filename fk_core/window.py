@@ -88,6 +88,15 @@ def start_note(first: int, skipped: int, num_steps: int) -> str:
             "would end over 99% as different as independent samples)")
 
 
+def late_start_note(stop: "WindowStop", num_steps: int) -> str:
+    """Already below the bar at the window's first check: a window_start set late on purpose, or x0-predictions
+    that are no data yet (a model with random weights predicts noise as large as the input). Either way the rule
+    cannot tell where copies stop diverging, so the run keeps the window it was given."""
+    return (f"the copy-variety stop is off for this run: at the window's first check (step {stop.step} of "
+            f"{num_steps}) copies would already end only {stop.copy_variety:.0%} as different as independent "
+            f"samples (noise {stop.noise_ratio:.3g}, data scale {stop.data_scale:.3g}), so the window alone decides")
+
+
 def classify(sigma: float, x0: torch.Tensor, bounds: tuple[float, float],
              noise_ratio: Optional[NoiseRatio] = None) -> tuple[str, Optional[WindowStop]]:
     """("early", None), ("check", None) or ("stop", WindowStop) for a potential step at ``sigma`` whose

@@ -86,3 +86,11 @@ def test_bad_bounds_are_refused():
 def test_a_few_coordinates_have_no_data_scale_so_the_window_alone_decides():
     res, _ = run(FKConfig(window=(0.0, 1.0)), dim=2)
     assert res.trace.window_stop is None and len(res.trace.steps) == 28  # every step but the first and last
+
+
+def test_a_window_that_starts_past_the_bar_keeps_its_checks_and_says_so():
+    """A late window_start (or x0-predictions that are no data yet, as a random-weight model's): the rule cannot
+    place the stop, so the window alone decides and a note says why."""
+    res, _ = run(FKConfig(window=(0.7, 1.0)))
+    assert res.trace.window_stop is None and len(res.trace.steps) == 8  # steps 21..28 of 30
+    assert any(note.startswith("the copy-variety stop is off for this run") for note in res.trace.notes)
