@@ -132,7 +132,7 @@ def table_overhead(repeats: int) -> None:
             seg = euler_ancestral(1.0, g)
             reward_time[0] = 0.0
             t = time.perf_counter()
-            res = run_segments(noise * sigmas[0], sigmas, net, seg, reward, FKConfig(window=(0.0, 1.0)), g)
+            res = run_segments(noise * sigmas[0], sigmas, net, seg, reward, FKConfig(window=(0.0, 1.0)), generator=g)
             best_fk = min(best_fk, time.perf_counter() - t - reward_time[0])
             fk_calls = res.model_evaluations
         trace_bytes = sum(s.rewards.numel() * 8 * 2 + s.ancestors.numel() * 8 for s in res.trace.steps)
@@ -156,7 +156,7 @@ def bookkeeping_seconds(noise: torch.Tensor, sigmas: torch.Tensor, steps: int, r
         g = torch.Generator().manual_seed(2)
         t = time.perf_counter()
         run_segments(noise * sigmas[0], sigmas, free, euler_ancestral(1.0, g), reward,
-                     FKConfig(window=(0.0, 1.0)), g)
+                     FKConfig(window=(0.0, 1.0)), generator=g)
         best_fk = min(best_fk, time.perf_counter() - t)
     return max(0.0, best_fk - best_plain)
 

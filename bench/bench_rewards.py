@@ -75,7 +75,8 @@ def _build(name: str, folder: Path, device: str, dtype):
         start = time.perf_counter()
         from fk_core.rewards import load_imagereward
 
-        reward = load_imagereward(folder / "ImageReward.pt", folder / "med_config.json", vocab, device, dtype)
+        reward = load_imagereward(folder / "ImageReward.pt", folder / "med_config.json", vocab, device=device,
+                                  dtype=dtype)
         return reward, time.perf_counter() - start
     import open_clip
 
@@ -90,18 +91,18 @@ def _build(name: str, folder: Path, device: str, dtype):
         if name == "HPSv2.1":
             from fk_core.rewards import load_hpsv2
 
-            reward = load_hpsv2(weights, device, dtype)
+            reward = load_hpsv2(weights, device=device, dtype=dtype)
         elif name == "LAION aesthetic":
             from fk_core.rewards import load_laion_aesthetic
             from fk_core.rewards.clip_rewards import AestheticMLP
 
             torch.save(AestheticMLP(768).state_dict(), folder / "head.pth")
             start = time.perf_counter()
-            reward = load_laion_aesthetic(folder / "head.pth", weights, device, dtype, arch=arch)
+            reward = load_laion_aesthetic(folder / "head.pth", weights, device=device, dtype=dtype, arch=arch)
         else:
             from fk_core.rewards import load_clip_score
 
-            reward = load_clip_score(arch, weights, device, dtype)
+            reward = load_clip_score(arch, weights, device=device, dtype=dtype)
         return reward, time.perf_counter() - start
     if name == "PickScore":
         from test_rewards_learned import _write_clip_tokenizer_files
@@ -120,7 +121,7 @@ def _build(name: str, folder: Path, device: str, dtype):
         from fk_core.rewards import load_pickscore
 
         start = time.perf_counter()
-        reward = load_pickscore(folder / "model", folder / "processor", device, dtype)
+        reward = load_pickscore(folder / "model", folder / "processor", device=device, dtype=dtype)
         return reward, time.perf_counter() - start
     if name == "object counts":
         from test_rewards_learned import _write_clip_tokenizer_files
@@ -135,9 +136,9 @@ def _build(name: str, folder: Path, device: str, dtype):
         from fk_core.rewards import load_object_detector
 
         start = time.perf_counter()
-        return load_object_detector(folder, device, dtype), time.perf_counter() - start
+        return load_object_detector(folder, device=device, dtype=dtype), time.perf_counter() - start
     if name in VLM:
-        return _build_qwen(name, folder, device, dtype)
+        return _build_qwen(name, folder, device=device, dtype=dtype)
     raise ValueError(name)
 
 
@@ -174,7 +175,7 @@ def _build_qwen(name: str, folder: Path, device: str, dtype):
         from fk_core.rewards import load_vqa_judge
 
         start = time.perf_counter()
-        return load_vqa_judge(folder, device, dtype), time.perf_counter() - start
+        return load_vqa_judge(folder, device=device, dtype=dtype), time.perf_counter() - start
     from safetensors.torch import save_file
 
     from fk_core.rewards.hpsv3 import RankHead
@@ -189,7 +190,7 @@ def _build_qwen(name: str, folder: Path, device: str, dtype):
     from fk_core.rewards import load_hpsv3
 
     start = time.perf_counter()
-    return load_hpsv3(folder / "HPSv3.safetensors", base, device, dtype), time.perf_counter() - start
+    return load_hpsv3(folder / "HPSv3.safetensors", base, device=device, dtype=dtype), time.perf_counter() - start
 
 
 def _time_scoring(reward, images, repeats: int) -> float:
@@ -214,7 +215,7 @@ def run_one(name: str, device: str, dtype_name: str, repeats: int) -> dict:
     torch.manual_seed(0)
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
     with tempfile.TemporaryDirectory() as tmp:
-        reward, load_s = _build(name, Path(tmp), device, dtype)
+        reward, load_s = _build(name, Path(tmp), device=device, dtype=dtype)
         images = torch.rand(4, 512, 512, 3, device=device)
         if name in PIXEL_REWARDS:  # milliseconds each: average more runs so scheduler noise does not dominate
             repeats = max(repeats, 20)

@@ -31,7 +31,7 @@ STEP_RULES = ("euler_ancestral", "euler")
 OUTPUT_MODES = ("best", "sample")
 
 
-@dataclass
+@dataclass(kw_only=True)  # FKConfig(10.0) once meant λ; fields grew in between: names only
 class FKConfig:
     """Everything that defines a steered run except the model, the reward and the noise.
 
@@ -120,7 +120,7 @@ class ReuseFirstCall:
     Attribute access goes to the wrapped model, so a host sampler that inspects its model sees the real one.
     """
 
-    def __init__(self, model: Callable, enabled: bool = True):
+    def __init__(self, model: Callable, *, enabled: bool = True):
         self.model = model
         self.enabled = enabled
         self.evaluations = 0
@@ -186,7 +186,7 @@ def _shifted(callback: Optional[Callable], start: int) -> Optional[Callable]:
 
 
 def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler: SegmentSampler,
-                 reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig,
+                 reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig, *,
                  generator: Optional[torch.Generator] = None,
                  on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
                  extra_args: Optional[dict] = None, callback: Optional[Callable] = None,
@@ -213,7 +213,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     if num_steps < 1:
         raise FKError("need at least one sampling step (sigmas must have two or more entries)")
     extra_args = dict(extra_args or {})
-    pf = ParticleFilter(n, config.potential, config.lmbda, config.resampling, config.ess_threshold, generator,
+    pf = ParticleFilter(n, config.potential, config.lmbda, resampling=config.resampling,
+                        ess_threshold=config.ess_threshold, generator=generator,
                         lambda_mode=config.lambda_mode, strength=config.strength)
     trace = pf.new_trace(num_steps, config.to_dict())
     trace.notes.extend(notes or [])
@@ -288,7 +289,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
 
 
 def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,
-          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None,
+          noise: torch.Tensor, reward: Callable[[torch.Tensor], torch.Tensor], config: Optional[FKConfig] = None, *,
           generator: Optional[torch.Generator] = None,
           on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
           final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> FKResult:
@@ -317,7 +318,7 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
         return denoiser(x, sigma_batch.reshape(-1)[0])
 
     return run_segments(noise * sigmas[0], sigmas, model, euler_ancestral(eta, generator), reward,
-                        config, _cpu_generator(generator), on_potential_step, notes=notes,
+                        config, generator=_cpu_generator(generator), on_potential_step=on_potential_step, notes=notes,
                         final_reward=final_reward)
 
 

@@ -61,7 +61,7 @@ class FinalWeights:
 
 
 class ParticleFilter:
-    def __init__(self, num_particles: int, potential: str, lmbda: float, resampling: str = "systematic",
+    def __init__(self, num_particles: int, potential: str, lmbda: float, *, resampling: str = "systematic",
                  ess_threshold: Optional[float] = None, generator: Optional[torch.Generator] = None,
                  lambda_mode: str = "fixed", strength: float = 0.5):
         if num_particles < 1:

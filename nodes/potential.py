@@ -8,12 +8,14 @@ from ..fk_core import FKConfig, FKError
 from ..fk_core.potentials import POTENTIALS
 from ..fk_core.tempering import LAMBDA_MODES
 from .common import CATEGORY
+from .layouts import absent_means
 from .validation import check_widgets, message, require_widgets
 
 FKPotential = io.Custom("FK_POTENTIAL")
 NODE = "FK Potential Selector"
 
 RESAMPLING_SCHEMES = ("systematic", "stratified", "residual", "multinomial")
+ABSENT_MEANS = absent_means("FKPotentialSelector")  # what 0.1.0 did without lambda_mode/strength
 OUTPUT_CHOICES = ("best reward", "draw from final weights")
 _OUTPUT_MODE = {"best reward": "best", "draw from final weights": "sample"}
 
@@ -40,13 +42,18 @@ class FKPotentialSelector(io.ComfyNode):
                                         "best score it has had so far; 'diff' rewards improvement since the last "
                                         "check (the most faithful, keeps the most variety); 'sum' adds up every "
                                         "score (greediest); 'immediate' counts every score seen.")),
+                # lambda_mode and strength came after the first release (0.1.0): optional, so they sit after
+                # every required widget (a 0.1.0 save keeps its positions) and a 0.1.0 API prompt without them
+                # runs as it did (execute's defaults: fixed λ). web/fk_migrate.js maps saves of other layouts.
                 io.Combo.Input("lambda_mode", options=list(LAMBDA_MODES), default=defaults.lambda_mode,
+                               optional=True,
                                tooltip=("How hard the reward pushes. 'auto' (recommended): chosen at every check "
                                         "from the particles' own scores, so 'strength' means the same for every "
                                         "reward; lambda is not used. 'adaptive': the same, but never past "
                                         "lambda, which is also the final strength. 'fixed': lambda at every "
                                         "check (lambda 0 = no steering: plain best-of-N).")),
                 io.Float.Input("strength", default=defaults.strength, min=0.0, max=1.0, step=0.05,
+                               optional=True,
                                tooltip=("For 'auto' and 'adaptive': how much of the particles' variety each check "
                                         "may use up. 0 = no steering, 0.5 (recommended) = each check may leave "
                                         "about half the particles in play, 1 = the best particle takes all. "
@@ -86,8 +93,9 @@ class FKPotentialSelector(io.ComfyNode):
 
     @classmethod
     def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
-                ess_threshold: float, resampling: str, output: str, lambda_mode: str = "auto",
-                strength: float = 0.5, **kwargs) -> io.NodeOutput:
+                ess_threshold: float, resampling: str, output: str,
+                lambda_mode: str = ABSENT_MEANS["lambda_mode"], strength: float = ABSENT_MEANS["strength"],
+                **kwargs) -> io.NodeOutput:
         lmbda = kwargs["lambda"]
         values = {"potential": potential, "lambda_mode": lambda_mode, "strength": strength, "lambda": lmbda,
                   "every_n_steps": every_n_steps, "window_start": window_start, "window_end": window_end,

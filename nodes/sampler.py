@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import comfy.model_management
 import comfy.patcher_extension
@@ -29,6 +30,7 @@ from .common import CATEGORY, FK_REWARD
 from .conditioning import check_raw_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
 from .latents import LATENT_RATIOS, fix_empty_latent
+from .layouts import absent_means
 from .patch_state import stateful_patches
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
@@ -88,12 +90,29 @@ def _check_potential(potential, node: str) -> FKConfig:
     return potential
 
 
+def _show_under_node(cls, text: str | None) -> None:
+    """Text under the node in the front end (ComfyUI's progress text): FK Sampler has no text output, and a note
+    such as a swapped sampler must not be said only in the server console."""
+    if not text:
+        return
+    server = getattr(sys.modules.get("server"), "PromptServer", None)  # absent when the node runs outside a server
+    send = getattr(getattr(server, "instance", None), "send_progress_text", None)
+    if callable(send) and cls.hidden is not None and cls.hidden.unique_id is not None:
+        send(f"{SAMPLER}: {text}", cls.hidden.unique_id)
+
+
 def _final_reward_input():
     return FK_REWARD.Input("final_reward", optional=True,
                            tooltip=("Optional final judge (e.g. the VLM judge or HPSv3): scores only the finished "
                                     "particles and alone decides their final weights and which one is output; "
                                     "'reward' then only steers along the way. Costs one judge call per particle "
                                     "per run."))
+
+
+# A prompt without preview_decoder (written for 0.1.0, which had none) decodes with the full VAE as 0.1.0 did;
+# new workflows get the widget's default (auto).
+PREVIEW_DECODER_IF_ABSENT = absent_means("FKParticleSampler")["preview_decoder"]
+assert PREVIEW_DECODER_IF_ABSENT == absent_means("FKSampler")["preview_decoder"]
 
 
 def _preview_decoder_input():
@@ -170,7 +189,7 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None,
-                final_reward=None, preview_decoder=DEFAULT_PREVIEW_DECODER) -> io.NodeOutput:
+                final_reward=None, preview_decoder=PREVIEW_DECODER_IF_ABSENT) -> io.NodeOutput:
         problem = check_widgets(cls, PARTICLE_SAMPLER, {
             "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
             "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk,
@@ -207,7 +226,7 @@ class FKParticleSampler(io.ComfyNode):
                                        chunked_memory_estimate(chunk))
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=False, returns="all", chunk=chunk, final_reward=final_reward,
-                         **_live_callbacks(cls), preview_decoder=preview_decoder or DEFAULT_PREVIEW_DECODER)
+                         **_live_callbacks(cls), preview_decoder=preview_decoder or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, run = make_fk_ksampler(spec)
         callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
         try:
@@ -303,8 +322,9 @@ class FKSampler(io.ComfyNode):
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,
                          **_live_callbacks(cls),
-                         preview_decoder=kwargs.get("preview_decoder") or DEFAULT_PREVIEW_DECODER)
+                         preview_decoder=kwargs.get("preview_decoder") or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, _run = make_fk_ksampler(spec)
+        _show_under_node(cls, choose_inner_sampler(sampler_name).note)  # cached: the choice make_fk_ksampler made
         return io.NodeOutput(fk_sampler)
 
 

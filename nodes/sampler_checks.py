@@ -129,9 +129,35 @@ def free_memory_bytes(device) -> int | None:
     try:
         import comfy.model_management as mm
 
-        return int(mm.get_free_memory(device))
+        free = int(mm.get_free_memory(device))
     except (AttributeError, TypeError, RuntimeError):
         return None
+    if getattr(device, "type", str(device)) == "cpu":
+        room = address_space_room()
+        if room is not None:
+            free = min(free, room)
+    return free
+
+
+def address_space_room() -> int | None:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``, ``prlimit --as``,
+    RLIMIT_AS), or None without a limit. Free RAM above that limit cannot be used: an allocation past it fails
+    however much RAM the machine has."""
+    try:
+        import resource
+    except ImportError:  # Windows: no RLIMIT_AS
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(0, soft - _mapped_bytes())
+
+
+def _mapped_bytes() -> int:
+    """This process's current virtual size (what RLIMIT_AS counts)."""
+    import psutil  # a ComfyUI requirement
+
+    return int(psutil.Process().memory_info().vms)
 
 
 def check_memory(node: str, samples: torch.Tensor, particles: int, vae=None, device=None) -> None:

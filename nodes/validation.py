@@ -67,7 +67,7 @@ def number_problem(node: str, name: str, value: Any, low: float | None = None, h
         return message(node, name, "is NaN (not a number)", f"type {wanted}")
     if isinstance(value, float) and math.isinf(value):
         return message(node, name, f"is {shown(value)} (infinite)", f"type {wanted}")
-    if whole and float(value) != int(value):
+    if whole and isinstance(value, float) and not value.is_integer():  # an int is whole: float(2**64-1) is not
         return message(node, name, f"must be a whole number, got {shown(value)}", f"type {wanted}")
     if low is not None and value < low:
         return message(node, name, f"is {shown(value)}, below its minimum {_n(low)}",

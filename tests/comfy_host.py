@@ -527,8 +527,9 @@ class ComfyServer:
 
     def __init__(self, comfy_dir: Path, base_dir: Path, pack_dir: Path = PACK_DIR,
                  pack_name: str = PACK_MODULE_NAME, python: str = sys.executable, extra_args=(),
-                 extra_packs=(TEST_NODES_DIR,)):
+                 extra_packs=(TEST_NODES_DIR,), extra_env: dict | None = None):
         self.comfy_dir = Path(comfy_dir)
+        self.extra_env = dict(extra_env or {})  # the server's environment only (None: the variable removed)
         self.base = Path(base_dir)
         self.pack_dir = Path(pack_dir)
         self.pack_name = pack_name
@@ -567,6 +568,11 @@ class ComfyServer:
                "--database-url", "sqlite:///:memory:", *self.extra_args]
         self._log = open(self.log_path, "w")  # noqa: SIM115 (kept open for the server's lifetime)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for key, value in self.extra_env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
         self.proc = subprocess.Popen(cmd, cwd=self.comfy_dir, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -645,8 +651,8 @@ class ComfyServer:
             while outcome is None:
                 ws.settimeout(max(0.1, deadline - time.monotonic()))
                 raw = ws.recv()
-                if isinstance(raw, bytes):  # binary preview frames
-                    messages.append({"type": "binary", "bytes": len(raw)})
+                if isinstance(raw, bytes):  # binary frames: previews, and text shown under a node
+                    messages.append(_binary_message(raw))
                     continue
                 msg = json.loads(raw)
                 messages.append(msg)
@@ -672,6 +678,17 @@ class ComfyServer:
                 break
             time.sleep(0.05)
         return PromptResult(prompt_id=prompt_id, status=outcome, error=error, messages=messages, history=history)
+
+
+def _binary_message(raw: bytes) -> dict:
+    """A binary websocket frame: 4-byte event type; TEXT (3, ComfyUI's progress text under a node) carries a
+    4-byte node-id length, the node id and the text. Other frames (previews) are kept as their size."""
+    event = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if event == 3 and len(raw) >= 8:
+        size = int.from_bytes(raw[4:8], "big")
+        return {"type": "progress_text", "node": raw[8:8 + size].decode("utf-8", "replace"),
+                "text": raw[8 + size:].decode("utf-8", "replace")}
+    return {"type": "binary", "bytes": len(raw)}
 
 
 @dataclass

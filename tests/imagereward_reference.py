@@ -35,7 +35,25 @@ def make_offline_bert_cache(hf_home: Path, vocab_file: Path) -> None:
     (snapshot / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "model_max_length": 512}))
 
 
+def import_reference_package() -> None:
+    """Import the original package (and everything it needs) with its two side effects neutralised."""
+    sys.modules.setdefault("ImageReward.ReFL", types.ModuleType("ImageReward.ReFL"))
+    try:
+        import clip  # noqa: F401
+    except ImportError:
+        sys.modules["clip"] = types.ModuleType("clip")
+    import numpy  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from ImageReward.ImageReward import ImageReward  # noqa: F401
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--list-imports"]:  # where every module the reference needs comes from (hermetic test)
+        import_reference_package()
+        print(json.dumps({name: getattr(module, "__file__", None) for name, module in list(sys.modules.items())}))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--med-config", required=True, type=Path)
@@ -50,11 +68,7 @@ def main() -> None:
     make_offline_bert_cache(hf_home, args.vocab)
     os.environ["HF_HOME"] = str(hf_home)
     os.environ["HF_HUB_OFFLINE"] = "1"
-    sys.modules.setdefault("ImageReward.ReFL", types.ModuleType("ImageReward.ReFL"))
-    try:
-        import clip  # noqa: F401
-    except ImportError:
-        sys.modules["clip"] = types.ModuleType("clip")
+    import_reference_package()
 
     import time
 

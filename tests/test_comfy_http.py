@@ -33,7 +33,7 @@ def test_object_info_lists_fk_nodes_with_documented_inputs(comfy_server):
         assert set(inputs) == expected
         for name, spec in inputs.items():
             assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
-        assert info[node_id]["category"] == "sampling/FK steering"
+        assert info[node_id]["category"] == "model/sampling/FK steering"
     sampler = info["FKParticleSampler"]
     assert sampler["output_name"] == ["best_latent", "best_image", "contact_sheet", "all_particles", "trace_json"]
     assert sampler["output"] == ["LATENT", "IMAGE", "IMAGE", "IMAGE", "STRING"]

@@ -265,3 +265,26 @@ def test_callback_gets_step_indices_of_the_whole_run():
                  euler_ancestral(1.0, torch.Generator().manual_seed(0)), lambda x: x @ A, FKConfig(every=3),
                  callback=lambda info: steps.append(info["i"]))
     assert steps == list(range(len(SIGMAS) - 1))
+
+
+def test_public_api_takes_names_where_order_is_not_obvious():
+    """FKConfig(10.0) once meant λ = 10; fields were added before lmbda's position since, so positional use
+    would silently mean something else (issue 17): every field is keyword-only, and so are the options of the
+    public functions."""
+    import inspect
+
+    from fk_core import ParticleFilter, ReuseFirstCall, run_segments
+
+    with pytest.raises(TypeError):
+        FKConfig(10.0)
+    assert FKConfig(lmbda=10.0).lmbda == 10.0
+    for fn, first_keyword_only in ((steer, "generator"), (run_segments, "generator"),
+                                   (ParticleFilter.__init__, "resampling"), (ReuseFirstCall.__init__, "enabled")):
+        parameter = inspect.signature(fn).parameters[first_keyword_only]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, fn
+    from fk_core import rewards
+
+    for name in ("build_reward", "load_clip_score", "load_hpsv2", "load_laion_aesthetic", "load_object_detector",
+                 "load_hpsv3", "load_imagereward", "load_pickscore", "load_vqa_judge"):  # files first, options named
+        parameter = inspect.signature(getattr(rewards, name)).parameters["device"]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY, name

@@ -48,3 +48,44 @@ def test_importing_the_pack_is_light_and_offline():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_version_is_a_minor_bump_over_the_first_release_and_has_a_changelog_entry():
+    """0.1.0 was the first release; 0.2.0 changed node inputs (semver: at least a minor bump)."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    major, minor, _ = (int(x) for x in version.split("."))
+    assert (major, minor) >= (0, 2)
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert f"## {version}" in changelog and "## 0.1.0" in changelog
+    assert "fk_widget_layouts.json" in changelog  # how old workflows are migrated is said
+
+
+def test_requires_comfyui_starts_at_the_oldest_host_tested():
+    comfy = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["comfy"]
+    assert comfy["requires-comfyui"] == ">=0.3.64"
+
+
+def test_published_archive_leaves_development_files_out():
+    """.comfyignore (gitignore syntax, read here by git itself) keeps tests, benches, test beds, scripts and the
+    README's pictures out, and everything ComfyUI loads in."""
+    import shutil
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        import pytest
+
+        pytest.skip("not applicable: needs the git checkout (git applies .comfyignore's patterns)")
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    left_out = set(subprocess.run(["git", "-C", str(ROOT), "ls-files", "-i", "-c", "--exclude-from=.comfyignore"],
+                                  capture_output=True, text=True, check=True).stdout.split())
+    published = [f for f in files if f not in left_out]
+    for prefix in ("tests/", "bench/", "testbeds/", "docs/img/", "scripts/"):
+        assert not [f for f in published if f.startswith(prefix)], prefix
+    for needed in ("__init__.py", "pyproject.toml", "README.md", "CHANGELOG.md", "requirements.txt",
+                   "web/fk_live.js", "web/fk_migrate.js", "web/fk_widget_layouts.json", "nodes/layouts.py",
+                   "fk_core/engine.py", "workflows/fk_sd15.json"):
+        assert needed in published, needed
+    runtime = [f for f in published if f.endswith(".py")]
+    for path in runtime:
+        text = (ROOT / path).read_text()
+        assert not re.search(r"^\s*(from|import) (testbeds|tests|bench)\b", text, re.M), path

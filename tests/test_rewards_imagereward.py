@@ -124,6 +124,50 @@ PROMPTS = [
 ]
 
 
+# Packages the reference env may take from outside itself: torch, torchvision, timm (linked from the main venv by
+# scripts/setup-env.sh) and the binary packages torch pins exactly (nvidia, cuda, triton).
+SHARED_WITH_MAIN_ENV = {"torch", "torchgen", "functorch", "torchvision", "timm", "nvidia", "cuda", "triton"}
+
+
+def test_reference_env_imports_nothing_else_from_outside_itself():
+    """Hermetic: a new release of any package in the main env (transformers 5 pulling `kernels`, which needs a newer
+    huggingface_hub than the reference pins, broke it once) cannot reach the reference. Every module the reference
+    imports is the standard library's, the reference env's own, or one of torch/torchvision/timm."""
+    import os
+    import sysconfig
+
+    python = reference_python()
+    if python is None:
+        pytest.skip("no ImageReward reference env (~/.venvs/imagereward-ref or FK_IMAGEREWARD_REF_PYTHON); "
+                    "scripts/setup-env.sh creates it")
+    script = __file__.replace("test_rewards_imagereward.py", "imagereward_reference.py")
+    run = subprocess.run([str(python), script, "--list-imports"], check=False, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    modules = json.loads(run.stdout.strip().splitlines()[-1])
+    ref_prefix = os.path.realpath(Path(python).parent.parent)
+    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    outside = {}
+    for name, file in modules.items():
+        if not file or name in ("__main__", "__mp_main__") or name.split(".")[0] in SHARED_WITH_MAIN_ENV:
+            continue
+        real = os.path.realpath(file)
+        if real.startswith(ref_prefix + os.sep) or (real.startswith(stdlib + os.sep) and "site-packages" not in real):
+            continue
+        top = real.split("site-packages" + os.sep, 1)[-1].split(os.sep)[0] if "site-packages" in real else real
+        if top.split(".")[0] not in SHARED_WITH_MAIN_ENV:
+            outside[name] = real
+    assert not outside, f"the reference env imported these from outside itself: {sorted(outside.items())[:20]}"
+    for own in ("transformers", "huggingface_hub", "numpy", "PIL", "ImageReward"):
+        assert os.path.realpath(modules[own]).startswith(ref_prefix + os.sep), (own, modules[own])
+    assert "kernels" not in modules
+    ref_path = subprocess.run([str(python), "-c", "import sys, json; print(json.dumps(sys.path))"],
+                              capture_output=True, text=True, check=True).stdout
+    main_site = os.path.realpath(sysconfig.get_paths()["purelib"])  # the env running this test
+    if not main_site.startswith(ref_prefix + os.sep):
+        assert main_site not in {os.path.realpath(p) for p in json.loads(ref_path)}, "main site-packages on sys.path"
+
+
 @pytest.mark.slow
 def test_parity_with_original_imagereward_package(tmp_path):
     """Full-size BLIP ViT-L/16 (the package hard-codes it) with a 2-layer med encoder (allowed by its

@@ -77,8 +77,20 @@ def widget_values(node: dict, node_info: dict) -> dict:
     return named
 
 
-def to_api(workflow: dict, object_info: dict) -> dict:
-    """API-format prompt ({id: {"class_type", "inputs"}}) for every server-side node of a UI workflow."""
+def values_by_layout(node: dict, names: list[str]) -> dict:
+    """Widget values of a node saved in a known layout (names in widgets_values order, the seed's
+    ``control_after_generate`` included, as in web/fk_widget_layouts.json), control values dropped."""
+    values = list(node.get("widgets_values") or [])
+    if len(values) != len(names):
+        raise ValueError(f"node {node['id']} ({node['type']}): {len(values)} widget values, layout has {len(names)}")
+    return {name: value for name, value in zip(names, values) if name != "control_after_generate"}
+
+
+def to_api(workflow: dict, object_info: dict, saved_layouts: dict | None = None) -> dict:
+    """API-format prompt ({id: {"class_type", "inputs"}}) for every server-side node of a UI workflow.
+
+    ``saved_layouts``: {node id: widget names} for nodes saved in an older layout than the server's (what an old
+    release's front end would have sent: values by those names, newer inputs absent)."""
     nodes = {node["id"]: node for node in workflow["nodes"]}
     links = {link[0]: link for link in workflow["links"]}
     prompt = {}
@@ -89,7 +101,8 @@ def to_api(workflow: dict, object_info: dict) -> dict:
             raise ValueError(f"node {node_id} ({node['type']}) is muted or bypassed: not supported here")
         if node["type"] not in object_info:
             raise KeyError(f"node {node_id}: type {node['type']!r} is not registered on the server")
-        inputs = widget_values(node, object_info[node["type"]])
+        layout = (saved_layouts or {}).get(str(node_id))
+        inputs = values_by_layout(node, layout) if layout else widget_values(node, object_info[node["type"]])
         for slot in node.get("inputs", []):
             if slot.get("link") is None:
                 continue

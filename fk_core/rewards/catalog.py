@@ -91,21 +91,24 @@ def _folders(roots: Sequence[Path | str], subfolder: str) -> list[Path]:
 
 
 def clean_partial_download(folder: Path | None) -> None:
-    """Remove what an unfinished download leaves in ``folder``: the hub's ``.cache/huggingface`` (locks,
-    ``.incomplete`` files, metadata), hub-cache ``.lock``/``.incomplete`` files (open_clip's cache) and this
-    pack's own ``.part`` files. Finished weight files are never touched."""
+    """Remove what an unfinished download leaves in ``folder`` or any folder below it: the hub's
+    ``.cache/huggingface`` (locks, ``.incomplete`` files, metadata; a file downloaded into a sub-folder such as
+    ``ImageReward/bert-base-uncased`` keeps it there), hub-cache ``.lock``/``.incomplete`` files (open_clip's cache),
+    this pack's own ``.part`` files, then every folder left empty (``aesthetic/`` made for a download that never
+    came), ``folder`` included. Finished weight files are never touched."""
     if folder is None or not Path(folder).is_dir():
         return
     folder = Path(folder)
-    hub_cache = folder / ".cache" / "huggingface"
-    if hub_cache.is_dir():
-        shutil.rmtree(hub_cache)
-        if not any((folder / ".cache").iterdir()):
-            (folder / ".cache").rmdir()
+    for cache in sorted(folder.rglob(".cache"), key=lambda p: -len(p.parts)):
+        if (cache / "huggingface").is_dir():
+            shutil.rmtree(cache / "huggingface")
     for pattern in ("**/*.lock", "**/*.incomplete", "**/*.part"):
         for leftover in folder.glob(pattern):
             if leftover.is_file():
                 leftover.unlink()
+    for sub in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [folder]:
+        if sub.is_dir() and not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def _resolve_all(files, roots, subfolder, allow_download, extra_dirs=()) -> list[Path]:
@@ -224,7 +227,7 @@ def _chosen_folder(chosen: Path | None, judge_model: str | None) -> Path | None:
     return None
 
 
-def build_reward(name: str, roots: Sequence[Path | str], device: str | torch.device = "cpu",
+def build_reward(name: str, roots: Sequence[Path | str], *, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, weights_file: str | Path | None = None,
                  allow_download: bool = True, clip_architecture: str = "ViT-L-14",
                  clip_pretrained: str = "openai", target: float | None = None,

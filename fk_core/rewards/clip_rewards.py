@@ -139,7 +139,7 @@ def _finish(model, device, dtype):
     return model.to(device=device, dtype=dtype).eval()
 
 
-def load_clip_score(arch: str = "ViT-L-14", pretrained: str | Path | None = "openai",
+def load_clip_score(arch: str = "ViT-L-14", pretrained: str | Path | None = "openai", *,
                     device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                     cache_dir: str | Path | None = None, force_quick_gelu: bool = False,
                     scale: float = 100.0) -> OpenClipScore:
@@ -151,7 +151,7 @@ def load_clip_score(arch: str = "ViT-L-14", pretrained: str | Path | None = "ope
     return OpenClipScore(_finish(model, device, dtype), tokenizer, scale=scale, name=f"CLIP {arch}/{label}")
 
 
-def load_hpsv2(checkpoint: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+def load_hpsv2(checkpoint: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                arch: str = "ViT-H-14") -> OpenClipScore:
     """HPSv2.1 (``HPS_v2.1_compressed.pt``): a fine-tuned open_clip ViT-H-14. Score = cosine(image, prompt),
     the number HPSv2's own ``score()`` reports (about 0.2-0.35)."""
@@ -161,7 +161,7 @@ def load_hpsv2(checkpoint: str | Path, device: str | torch.device = "cpu", dtype
     return OpenClipScore(_finish(model, device, dtype), open_clip.get_tokenizer(arch), scale=1.0, name="HPSv2.1")
 
 
-def load_laion_aesthetic(head_file: str | Path, clip_pretrained: str | Path | None = "openai",
+def load_laion_aesthetic(head_file: str | Path, clip_pretrained: str | Path | None = "openai", *,
                          device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                          cache_dir: str | Path | None = None, arch: str = "ViT-L-14") -> LaionAesthetic:
     """Aesthetic predictor v2: ``sac+logos+ava1-l14-linearMSE.pth`` on OpenAI CLIP ViT-L/14 (QuickGELU,

@@ -179,7 +179,7 @@ def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(rows, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
 
 
-def load_object_detector(model_dir: str | Path, device: str | torch.device = "cpu",
+def load_object_detector(model_dir: str | Path, *, device: str | torch.device = "cpu",
                          dtype: torch.dtype = torch.float32, threshold: float = 0.3) -> ObjectCountReward:
     """An OWLv2 folder as published (e.g. google/owlv2-base-patch16-ensemble: config.json, model.safetensors,
     preprocessor_config.json, tokenizer files)."""

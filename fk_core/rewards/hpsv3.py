@@ -171,7 +171,7 @@ def _installed_layout(model, vision: dict, language: dict, lm_head: dict) -> dic
     return state
 
 
-def load_hpsv3(checkpoint: str | Path, base_dir: str | Path, device: str | torch.device = "cpu",
+def load_hpsv3(checkpoint: str | Path, base_dir: str | Path, *, device: str | torch.device = "cpu",
                dtype: torch.dtype = torch.float32) -> HPSv3:
     """``checkpoint``: HPSv3.safetensors; ``base_dir``: the Qwen2-VL-7B-Instruct config, tokenizer, preprocessor
     and chat-template files (no weights needed: every weight comes from the checkpoint)."""

@@ -90,7 +90,7 @@ def _read_med_config(path: str | Path) -> dict:
     return config
 
 
-def load_imagereward(checkpoint: str | Path, med_config: str | Path, vocab_file: str | Path,
+def load_imagereward(checkpoint: str | Path, med_config: str | Path, vocab_file: str | Path, *,
                      device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> ImageRewardScore:
     """Build ImageReward from the published files: ``ImageReward.pt``, ``med_config.json`` and BERT's vocab.txt."""
     config = _read_med_config(med_config)

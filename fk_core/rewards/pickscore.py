@@ -66,7 +66,7 @@ class PickScore(Reward):
         return self.model.logit_scale.exp().float() * (image @ self.text_embedding(prompt).T)[:, 0]
 
 
-def load_pickscore(model_dir: str | Path, processor_dir: str | Path | None = None,
+def load_pickscore(model_dir: str | Path, processor_dir: str | Path | None = None, *,
                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> PickScore:
     """``model_dir``: a saved CLIPModel (config.json + weights, e.g. yuvalkirstain/PickScore_v1);
     ``processor_dir``: its CLIPProcessor files (laion/CLIP-ViT-H-14-laion2B-s32B-b79K), default model_dir."""

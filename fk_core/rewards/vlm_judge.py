@@ -94,7 +94,7 @@ def from_pretrained_kwargs(dtype: torch.dtype) -> dict:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
-def load_vqa_judge(model_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+def load_vqa_judge(model_dir: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                    question: str = DEFAULT_QUESTION, answer: str = DEFAULT_ANSWER,
                    max_pixels: int = DEFAULT_MAX_PIXELS) -> VQAJudge:
     """A Qwen2-VL / Qwen2.5-VL / Qwen3-VL instruct model saved as a transformers folder (config.json, safetensors
