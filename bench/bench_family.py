@@ -131,7 +131,8 @@ def print_row(row: dict) -> None:
 
 
 def run(seeds: int, config: FKConfig, include_held_out: bool = True) -> list[dict]:
-    print(f"\n## Family of learned beds (testbeds.family), shipped defaults, {seeds} seeds per cell")
+    which = "shipped defaults" if config == FKConfig() else f"copy_variety {config.copy_variety}"
+    print(f"\n## Family of learned beds (testbeds.family), {which}, {seeds} seeds per cell")
     print("| bed | N | gain over stochastic best-of-N ± s.e. | gain over the stronger baseline ± s.e. (z) "
           "| hit FK / stochastic / stronger | variety (share of independent) | steering stopped (runs, mean "
           "fraction) |")
