@@ -97,3 +97,14 @@ def test_the_family_bed_never_reaches_the_pack():
 
     root = Path(__file__).resolve().parents[1]
     assert "comfy" not in (root / "fk_core" / "steppers.py").read_text().replace("ComfyUI", "")
+
+
+@pytest.mark.slow
+def test_training_is_deterministic(beds):
+    """Retraining every member from scratch (seeded, one thread) gives the cached weights bit for bit."""
+    state = family.train()
+    cached = family.load_state()
+    for key, value in cached.items():
+        if isinstance(value, dict):
+            for name, tensor in value.items():
+                assert torch.equal(state[key][name], tensor), (key, name)
