@@ -125,7 +125,7 @@ def measure(nodes, pack, args) -> list[dict]:
     import comfy.model_management as mm
 
     preview = pack.nodes.preview_decoder
-    check_cost = pack.nodes.check_cost
+    pipeline = pack.nodes.reward_pipeline
     model, clip, vae = load_checkpoint(nodes, args.ckpt)
     if clip is None or vae is None:
         sys.exit(f"{args.ckpt}: the checkpoint has no text encoder or VAE; this script needs both")
@@ -138,7 +138,7 @@ def measure(nodes, pack, args) -> list[dict]:
     device = mm.get_torch_device()
     taesd, _ = preview.choose_preview_decoder("TAESD", vae, base_model, device, "taesd_agreement")
     full = preview.FullVAEDecoder(vae, base_model)
-    input_size = check_cost.reward_input_size(reward)
+    input_size = pipeline.reward_input_size(reward)
     check_steps = pack.fk_core.schedule.potential_steps(args.steps, 1, 0.2, 1.0)
     print(f"checkpoint {args.ckpt}  reward {args.reward}  {taesd.label}  N={args.particles}  steps={args.steps}  "
           f"size={args.size}  cfg={args.cfg}  seeds={args.seeds}  reward input size={input_size}")
@@ -147,8 +147,8 @@ def measure(nodes, pack, args) -> list[dict]:
         x0s = sample_x0s(model, positive, negative, args.particles, args.size, args.steps, args.cfg, args.sampler,
                          args.scheduler, seed, check_steps)
         for k in check_steps:
-            full_r = score(full, x0s[k], reward, input_size, check_cost.fit_to_reward)
-            taesd_r = score(taesd, x0s[k], reward, input_size, check_cost.fit_to_reward)
+            full_r = score(full, x0s[k], reward, input_size, pack.fk_core.fit_to_reward)
+            taesd_r = score(taesd, x0s[k], reward, input_size, pack.fk_core.fit_to_reward)
             per_step[k].append(agreement(full_r, taesd_r))
     rows = []
     for k in check_steps:

@@ -1,15 +1,45 @@
 """fk_core — Feynman-Kac steering of diffusion samplers, in plain torch (no ComfyUI import).
 
-Library entry points:
+This module is the public face: hosts (the ComfyUI nodes in ``nodes/``, scripts, other hosts) import from here
+only. Library entry points:
 
 * :func:`steer` — FK steering with fk_core's own Euler-ancestral step rule.
-* :func:`run_segments` — the same particle loop driven by a host's sampler (how the ComfyUI nodes use it).
-* :class:`FKConfig`, :class:`FKResult`, :class:`Trace`, :class:`PotentialStep`.
+* :func:`run_segments` — the same particle loop driven by a host's sampler, model and scorer (how the ComfyUI
+  nodes use it); a scorer has two phases, ``check(x0, step)`` and ``final(x)`` (:mod:`fk_core.scoring`).
+* :class:`FKConfig`, :class:`FKResult`, :class:`Trace`, :class:`PotentialStep`, :class:`FKError`.
+* What hosts show: the trace's charts, the contact sheet, summary lines and the cost line; images for a reward
+  or a thumbnail; the reward catalogue.
 """
 
-from .engine import FKConfig, FKResult, ReuseFirstCall, run_segments, steer
-from .particles import FKError, ParticleFilter
+from .charts import TraceError, lineage_chart, load_trace, reward_ess_chart
+from .collapse import summary_lines
+from .contact_sheet import contact_sheet
+from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segments, steer
+from .errors import FKError
+from .images import downscale, encode_sprite, fit_to_reward
+from .live_view import LiveCallbacks, LiveReporter
+from .messages import choice_problem, file_name_problem, finite, is_tag, message, number_problem, options_text, shown
+from .particles import ParticleFilter
+from .potentials import POTENTIALS
+from .ranking import reward_order
+from .resampling import RESAMPLERS
+from .rewards import BoundReward, RewardInputError, WeightedSum
+from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
+from .rewards.detector import describe, parse_objects
+from .rewards.vlm_judge import DEFAULT_QUESTION
+from .rewards.weights import BadWeightsError, MissingWeightsError
+from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_score, name_of, notes_of
+from .seeds import derived_seed
+from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
 
-__all__ = ["FKConfig", "FKError", "FKResult", "ParticleFilter", "PotentialStep", "ReuseFirstCall", "Trace",
-           "run_segments", "steer"]
+__all__ = [
+    "BadWeightsError", "BoundReward", "COST_KEYS", "CostClock", "DEFAULT_QUESTION", "DETECTOR", "FKConfig", "FKError",
+    "FKResult", "LAMBDA_MODES", "LiveCallbacks", "LiveReporter", "MissingWeightsError", "OUTPUT_MODES", "POTENTIALS",
+    "ParticleFilter", "PotentialStep", "RESAMPLERS", "ReuseFirstCall", "RewardInputError", "SPECS", "Scored", "Trace",
+    "TraceError", "VLM_JUDGE", "WeightedSum", "build_reward", "choice_problem", "contact_sheet", "cost_summary",
+    "decode_and_score", "derived_seed", "describe", "downscale", "encode_sprite", "file_name_problem", "finite",
+    "fit_to_reward", "is_tag", "lineage_chart", "load_trace", "message", "name_of", "notes_of", "number_problem",
+    "options_text", "parse_objects", "reward_ess_chart", "reward_names", "reward_order", "run_segments", "shown",
+    "steer", "summary_lines",
+]

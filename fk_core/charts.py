@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .trace import lineage_paths as trace_lineage
 from .trace_format import TRACE_FORMAT, validate_trace  # noqa: F401 (TRACE_FORMAT: importers read it here)
 from .trace_format import TraceFormatError as TraceError  # one error class: charts add no checks of their own
 
@@ -56,21 +57,9 @@ def _num(v: Optional[float]) -> float:
 
 
 def lineage_paths(trace: TraceLike) -> list[list[int]]:
-    """For each final particle, its slot at every potential step (before resampling), then its final slot.
-
-    Same rule as ``Trace.lineage``: walking back, final particle i came from ``ancestors[i]`` of the last
-    step, and so on. ``paths[i][0]`` is the initial particle (``origin[i]``); ``paths[i][-1] == i``.
-    """
+    """For each final particle, its slot at every potential step, then its final slot (fk_core.trace's rule)."""
     t = load_trace(trace)
-    n = t["num_particles"]
-    current = list(range(n))
-    columns = [current]
-    for step in reversed(t["steps"]):
-        anc = step["ancestors"]
-        current = [anc[c] for c in current]
-        columns.append(current)
-    columns.reverse()
-    return [[col[i] for col in columns] for i in range(n)]
+    return trace_lineage([step["ancestors"] for step in t["steps"]], t["num_particles"])
 
 
 def reward_history(trace: TraceLike, particle: int) -> list[Optional[float]]:
@@ -202,6 +191,18 @@ def reward_ess_chart(trace: TraceLike, width: int = 768, height: int = 384) -> t
             d.line([px(x), y0, px(x), y1], fill=(90, 45, 50))
             d.polygon([(px(x) - 4, y0), (px(x) + 4, y0), (px(x), y0 + 7)], fill=RESAMPLE)
 
+    _draw_series(d, s, px, py, py_ess)
+
+    title = f"reward (band: min-max, 25-75%, median) · best #{s['best']} ancestry"
+    d.text((x0, 4), title, fill=TEXT, font=font)
+    d.text((x1, 4), "ESS", fill=ESS, font=font, anchor="ra")
+    d.text(((x0 + x1) / 2, height - 4), f"step (of {s['final_x']}) · red: resampled", fill=MUTED, font=small,
+           anchor="md")
+    return _to_tensor(img)
+
+
+def _draw_series(d: ImageDraw.ImageDraw, s: dict, px: Callable, py: Callable, py_ess: Callable) -> None:
+    """The reward band and median, the ESS line and the best final particle's reward history."""
     pts = [(x, q) for x, q in zip(s["x"], s["quantiles"]) if q]
     if s["final_quantiles"]:
         pts.append((s["final_x"], s["final_quantiles"]))
@@ -228,13 +229,6 @@ def reward_ess_chart(trace: TraceLike, width: int = 768, height: int = 384) -> t
         for x, y in bpts:
             d.ellipse([x - 3, y - 3, x + 3, y + 3], outline=BEST, width=2)
 
-    title = f"reward (band: min-max, 25-75%, median) · best #{s['best']} ancestry"
-    d.text((x0, 4), title, fill=TEXT, font=font)
-    d.text((x1, 4), "ESS", fill=ESS, font=font, anchor="ra")
-    d.text(((x0 + x1) / 2, height - 4), f"step (of {s['final_x']}) · red: resampled", fill=MUTED, font=small,
-           anchor="md")
-    return _to_tensor(img)
-
 
 # ---------------------------------------------------------------- lineage picture
 
@@ -247,6 +241,21 @@ def _reward_colour(r: float, lo: float, hi: float) -> tuple[int, int, int]:
     return (int(40 + 215 * u), int(70 + 150 * u), int(200 - 160 * u))
 
 
+def _draw_edges(d: ImageDraw.ImageDraw, steps: list, paths: list[list[int]], cx: Callable, cy: Callable) -> list:
+    """Who copied whom between columns, bright where the lineage reaches the end; returns, per column, the slots
+    that have a descendant among the final particles."""
+    alive = [set() for _ in range(len(steps) + 1)]
+    for path in paths:
+        for c, slot in enumerate(path):
+            alive[c].add(slot)
+    for c, step in enumerate(steps):  # edges from column c to c+1
+        for i, a in enumerate(step["ancestors"]):
+            live = i in alive[c + 1]
+            colour = (120, 150, 200) if live else (60, 62, 72)
+            d.line([cx(c), cy(a), cx(c + 1), cy(i)], fill=colour, width=2 if live else 1)
+    return alive
+
+
 def lineage_chart(trace: TraceLike, width: int = 768, height: int = 384,
                   highlight: Optional[int] = None) -> torch.Tensor:
     """The particles at each potential step (columns) and who copied whom (lines). Lines of lineages that
@@ -254,8 +263,7 @@ def lineage_chart(trace: TraceLike, width: int = 768, height: int = 384,
     in gold. Dots are coloured by reward. Returns ``[1, height, width, 3]``."""
     _check_size(width, height)
     t = load_trace(trace)
-    n = t["num_particles"]
-    steps = t["steps"]
+    n, steps = t["num_particles"], t["steps"]
     finals = t.get("final_rewards") or [None] * n
     if highlight is None:
         highlight = best_final_particle(t)
@@ -280,16 +288,7 @@ def lineage_chart(trace: TraceLike, width: int = 768, height: int = 384,
     flat = [v for col in rewards for v in col if math.isfinite(v)]
     lo, hi = (min(flat), max(flat)) if flat else (0.0, 1.0)
 
-    alive = [set() for _ in range(cols)]  # slots that have a descendant among the final particles
-    for path in paths:
-        for c, slot in enumerate(path):
-            alive[c].add(slot)
-
-    for c, step in enumerate(steps):  # edges from column c to c+1
-        for i, a in enumerate(step["ancestors"]):
-            live = i in alive[c + 1]
-            colour = (120, 150, 200) if live else (60, 62, 72)
-            d.line([cx(c), cy(a), cx(c + 1), cy(i)], fill=colour, width=2 if live else 1)
+    alive = _draw_edges(d, steps, paths, cx, cy)
     if highlight is not None:
         path = paths[highlight]
         d.line([(cx(c), cy(slot)) for c, slot in enumerate(path)], fill=BEST, width=3)

@@ -10,6 +10,8 @@ from typing import Optional, Sequence
 
 import torch
 
+from .ranking import reward_order
+
 BEST_COLOUR = (1.0, 0.78, 0.1)  # amber frame around the chosen particle
 PAD = 4  # pixels between tiles and around the grid
 BORDER = 3  # frame width around the chosen tile
@@ -19,11 +21,8 @@ CAPTION_LINE = 12  # pixels per caption line under the grid (PIL's built-in font
 
 def _rank_of(rewards: torch.Tensor) -> list[int]:
     """1-based rank by descending reward; NaN rewards rank last (in index order)."""
-    values = rewards.detach().to("cpu", torch.float64).reshape(-1)
-    keyed = [(-(float(v)) if math.isfinite(float(v)) else math.inf, i) for i, v in enumerate(values)]
-    order = [i for _, i in sorted(keyed)]
-    ranks = [0] * len(order)
-    for r, i in enumerate(order):
+    ranks = [0] * int(torch.as_tensor(rewards).numel())
+    for r, i in enumerate(reward_order(rewards).tolist()):
         ranks[i] = r + 1
     return ranks
 

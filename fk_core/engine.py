@@ -17,15 +17,18 @@ from typing import Any, Callable, Optional
 import torch
 
 from .collapse import collapse_notes
-from .particles import FKError, ParticleFilter
+from .errors import FKError
+from .input_notes import config_notes, run_notes
+from .particles import ParticleFilter
 from .potentials import POTENTIALS
 from .resampling import RESAMPLERS
 from .schedule import potential_steps
+from .scoring import CostClock, as_scorer, cost_totals, scored
 from .seeds import segment_seed
 from .steppers import SegmentSampler, euler_ancestral
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
-from .window import NoiseRatio, classify, late_start_note, start_note
+from .window import CopyWindow, NoiseRatio
 
 STEP_RULES = ("euler_ancestral", "euler")
 OUTPUT_MODES = ("best", "sample")
@@ -91,6 +94,8 @@ class FKResult:
     best_index: int  # highest final reward
     trace: Trace
     model_evaluations: int  # particle-batch model calls made by the loop (= steps for plain sampling)
+    final_images: Optional[torch.Tensor] = None  # what the final scorer looked at (a host's decoded particles)
+    chosen_index: int = -1  # the particle to output under config.output (run_segments sets it)
 
     @property
     def log_normalizer(self) -> float:
@@ -185,107 +190,159 @@ def _shifted(callback: Optional[Callable], start: int) -> Optional[Callable]:
     return lambda info: callback({**info, "i": info["i"] + start})
 
 
+class _Loop:
+    """One run's state between the segments: the particle filter, its trace, the model wrapper that reuses a
+    check's x0, the scorer, the cost record and who hears of the run."""
+
+    def __init__(self, n: int, num_steps: int, model: Callable, scorer, config: FKConfig,
+                 generator: Optional[torch.Generator], reuse_x0: bool, clock: Optional[CostClock],
+                 observer, on_potential_step: Optional[Callable]):
+        self.n, self.config, self.scorer, self.clock = n, config, scorer, clock
+        self.observer, self.on_potential_step = observer, on_potential_step
+        self.pf = ParticleFilter(n, config.potential, config.lmbda, resampling=config.resampling,
+                                 ess_threshold=config.ess_threshold, generator=generator,
+                                 lambda_mode=config.lambda_mode, strength=config.strength)
+        self.trace = self.pf.new_trace(num_steps, config.to_dict())
+        self.wrapped = ReuseFirstCall(model, enabled=reuse_x0)
+        self.generator = generator
+        self.check_costs: list[dict] = []
+        self.final_cost: Optional[dict] = None
+
+    def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, args: dict) -> torch.Tensor:
+        """The x0-prediction at a potential step, remembered for the next segment's first call."""
+        # Evaluated with the next segment's arguments: the call its first step would make, so it can reuse x0.
+        return self.wrapped.evaluate(x, sigma * x.new_ones(self.n), **args)
+
+    def check(self, x: torch.Tensor, k: int, sigma: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """A potential step: score the x0-prediction ``x0`` at ``sigma``, reweight, resample; returns the new x."""
+        model_s = self.clock.lap() if self.clock is not None else None
+        result = scored(self.scorer.check(x0, k))
+        event = self.pf.observe(k, float(sigma), result.rewards)
+        if model_s is not None:
+            event.cost = {"model_s": model_s, "decode_s": 0.0, "reward_s": 0.0, **result.cost}
+            self.check_costs.append(event.cost)
+        if event.resampled:
+            x = self.wrapped.reorder(x, event.ancestors)
+        if self.on_potential_step is not None:
+            self.on_potential_step(event, x0)
+        _tell(self.observer, "on_potential_step", event, result.images)
+        self.trace.steps.append(event)
+        if self.clock is not None:
+            self.clock.restart()  # the model clock runs from here to the next check
+        return x
+
+    def finish(self, x: torch.Tensor, sigmas: torch.Tensor, args: dict) -> FKResult:
+        """Score the finished particles, weight them, choose the output particle, record it all."""
+        final_sigma, trace = sigmas[-1], self.trace
+        if float(final_sigma) > 0:
+            # A schedule that stops above σ = 0 (the first pass of a split schedule) leaves noisy samples: score
+            # the x0-prediction there instead. The one case that costs a model evaluation beyond plain sampling.
+            target = self.wrapped.evaluate(x, final_sigma * x.new_ones(self.n), **args)
+            trace.notes.append(f"the schedule ends at sigma {float(final_sigma):.4g} > 0: final rewards score the "
+                               "x0-prediction there (one extra model evaluation)")
+        else:
+            target = x
+        if self.wrapped.refused:
+            trace.notes.append(f"the sampler changes the model options at each segment start (e.g. CFG++ post-CFG "
+                               f"hooks), so the x0 of a potential step could not be reused: {self.wrapped.refused} "
+                               "extra model evaluation(s), one per potential step")
+        if getattr(self.scorer, "final_name", None) is not None:
+            # λ·r_final(x0) minus the potentials applied along the lineage: the cheap reward's tilt cancels exactly.
+            trace.notes.append(f"final weights and output choice by {self.scorer.final_name}; "
+                               f"{getattr(self.scorer, 'name', 'the reward')} only steered the checks")
+        model_s = self.clock.lap() if self.clock is not None else None
+        result = scored(self.scorer.final(target))
+        # a final judge's λ is a new target on its own scale (fk_core.particles.ParticleFilter.finish)
+        final = self.pf.finish(result.rewards, new_reward=getattr(self.scorer, "final_name", None) is not None)
+        if model_s is not None:
+            self.final_cost = {"model_s": model_s, "decode_s": 0.0, "reward_s": 0.0, **result.cost}
+        return self._result(x, final, result.images)
+
+    def _result(self, x: torch.Tensor, final, images: Optional[torch.Tensor]) -> FKResult:
+        trace, pf = self.trace, self.pf
+        trace.origin = pf.origin.clone()
+        trace.final_rewards = final.rewards
+        trace.final_log_weights = final.log_weights
+        trace.final_invalid = [int(i) for i in torch.nonzero(~torch.isfinite(final.rewards)).flatten()]
+        trace.log_normalizer = pf.log_normalizer
+        trace.final_lmbda = pf.final_lmbda
+        trace.notes.extend(collapse_notes(trace.to_dict()))
+        trace.notes.extend(run_notes(trace))
+        if self.clock is not None:
+            trace.cost = cost_totals(self.check_costs, self.final_cost, getattr(self.scorer, "label", None))
+        result = FKResult(samples=x, rewards=final.rewards, log_weights=final.log_weights,
+                          best_index=final.best_index, trace=trace, model_evaluations=self.wrapped.evaluations,
+                          final_images=images)
+        result.chosen_index = result.pick(self.config.output, self.generator)
+        return result
+
+
+def _tell(observer, hook: str, *args) -> None:
+    """Call ``hook`` on the observer, or on each of a list of observers, that has it."""
+    for one in observer if isinstance(observer, (list, tuple)) else [observer]:
+        method = getattr(one, hook, None) if one is not None else None
+        if method is not None:
+            method(*args)
+
+
 def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler: SegmentSampler,
-                 reward: Callable[[torch.Tensor], torch.Tensor], config: FKConfig, *,
-                 generator: Optional[torch.Generator] = None,
+                 reward, config: FKConfig, *, generator: Optional[torch.Generator] = None,
                  on_potential_step: Optional[Callable[[PotentialStep, torch.Tensor], None]] = None,
                  extra_args: Optional[dict] = None, callback: Optional[Callable] = None,
                  disable: Optional[bool] = None, notes: Optional[list[str]] = None,
                  reuse_x0: bool = True,
                  final_reward: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                 clock: Optional[CostClock] = None, observer=None,
                  noise_ratio: Optional[NoiseRatio] = None) -> FKResult:
     """Run N particles (the batch of ``x``, already at sigmas[0]) through ``sigmas`` with FK steering.
 
     ``model(x, sigma_batch, **extra_args)`` → x0-prediction; ``sampler(model, x, sigmas_slice, extra_args=,
     callback=, disable=)`` is any k-diffusion sampler (see fk_core.steppers): it runs one segment between
     potential steps, with that segment's ``extra_args["seed"]`` (when there is one) from fk_core.seeds;
-    ``callback`` gets step indices of the whole run. ``reward(x0)`` → [N]. ``on_potential_step(event, x0)`` sees
-    each step's record and the x0 batch that was scored (before resampling). ``generator`` drives resampling
-    only (CPU); the sampler owns its noise. ``reuse_x0=False`` makes every segment's first call a real one
-    (for checking the reuse changes nothing).
-    ``final_reward`` (optional, e.g. a slow judge) scores only the finished samples: the final weights and
-    ``best_index`` then come from it, so the weighted output targets p·exp(λ·r_final) while ``reward`` only steers.
+    ``callback`` gets step indices of the whole run. ``reward`` is a scorer (see fk_core.scoring: ``check(x0,
+    step)`` at each potential step, ``final(x)`` on the finished particles) or a plain ``reward(x0) -> [N]``;
+    ``final_reward`` (optional with a plain reward, e.g. a slow judge) then scores only the finished samples:
+    the final weights and the output choice come from it, so the weighted output targets p·exp(λ·r_final)
+    while ``reward`` only steers. ``on_potential_step(event, x0)`` sees each step's record and the x0 batch
+    that was scored (before resampling). ``observer`` (e.g. a host's live view; or a list of them, told in order)
+    may have ``on_start(num_steps, particles)``, ``on_potential_step(event, images)`` (the images the scorer
+    looked at, or None) and ``on_finish(result)``. ``clock`` (a :class:`~fk_core.scoring.CostClock`) asks for
+    the cost record in ``trace.cost`` and each step's ``cost``. ``generator`` drives resampling and the output
+    draw only (CPU); the sampler owns its noise. ``reuse_x0=False`` makes every segment's first call a real one
+    (for checking the reuse changes nothing). ``notes`` (the host's remarks) open the trace's notes.
     ``noise_ratio(sigma)``: the noise-to-signal ratio of x at sigma (None: sigma itself, as for x0 + σ·ε; a
     rectified flow's is t/(1 − t), fk_core.steppers.flow_noise_ratio); it tells fk_core.window where to stop.
     """
-    n = x.shape[0]
-    num_steps = len(sigmas) - 1
+    n, num_steps = x.shape[0], len(sigmas) - 1
     if num_steps < 1:
         raise FKError("need at least one sampling step (sigmas must have two or more entries)")
     extra_args = dict(extra_args or {})
-    pf = ParticleFilter(n, config.potential, config.lmbda, resampling=config.resampling,
-                        ess_threshold=config.ess_threshold, generator=generator,
-                        lambda_mode=config.lambda_mode, strength=config.strength)
-    trace = pf.new_trace(num_steps, config.to_dict())
-    trace.notes.extend(notes or [])
-    wrapped = ReuseFirstCall(model, enabled=reuse_x0)
-    start = 0
-    segment = 0
-    early = 0  # window steps skipped because their previews were still blur (fk_core.window)
+    scorer = as_scorer(reward, final_reward)
+    loop = _Loop(n, num_steps, model, scorer, config, generator, reuse_x0, clock, observer, on_potential_step)
+    loop.trace.notes.extend([*(notes or []), *config_notes(config, num_steps), *getattr(scorer, "notes", [])])
+    _tell(observer, "on_start", num_steps, n)
+    if clock is not None:
+        clock.restart()
+    start = segment = 0
     planned = potential_steps(num_steps, config.every, *config.window)
-    first_step, bounds = (planned[0] if planned else None), config.copy_variety
+    window = CopyWindow(config.copy_variety, noise_ratio, num_steps, planned[0] if planned else None)
     for k in planned:
-        x = sampler(wrapped, x, sigmas[start:k + 1], extra_args=_segment_args(extra_args, segment),
+        x = sampler(loop.wrapped, x, sigmas[start:k + 1], extra_args=_segment_args(extra_args, segment),
                     callback=_shifted(callback, start), disable=disable)
         segment += 1
-        sigma = sigmas[k]
-        # Evaluated with the next segment's arguments: the call its first step would make, so it can reuse x0.
-        x0 = wrapped.evaluate(x, sigma * x.new_ones(n), **_segment_args(extra_args, segment))
         start = k
+        x0 = loop.evaluate(x, sigmas[k], _segment_args(extra_args, segment))
         # No reward call at a step the window skips: the x0 computed here still serves the next segment's first call
-        phase, stop = classify(float(sigma), x0, bounds, noise_ratio)
-        if phase == "stop" and k == first_step:  # see fk_core.window.late_start_note
-            stop.step = k
-            trace.notes.append(late_start_note(stop, num_steps))
-            bounds, phase = (1.0, 0.0), "check"
-        if phase == "early":
-            early += 1
-            continue
+        phase = window.phase(k, sigmas[k], x0, loop.trace)
         if phase == "stop":
-            stop.step = k
-            trace.window_stop = stop.to_dict()
-            trace.notes.append(stop.note(num_steps))
             break
-        if early and not trace.steps:
-            trace.notes.append(start_note(k, early, num_steps))
-        event = pf.observe(k, float(sigma), reward(x0))
-        if event.resampled:
-            x = wrapped.reorder(x, event.ancestors)
-        if on_potential_step is not None:
-            on_potential_step(event, x0)
-        trace.steps.append(event)
-    x = sampler(wrapped, x, sigmas[start:], extra_args=_segment_args(extra_args, segment),
+        if phase == "check":
+            x = loop.check(x, k, sigmas[k], x0)
+    x = sampler(loop.wrapped, x, sigmas[start:], extra_args=_segment_args(extra_args, segment),
                 callback=_shifted(callback, start), disable=disable)
-    final_sigma = sigmas[num_steps]
-    if float(final_sigma) > 0:
-        # A schedule that stops above σ = 0 (the first pass of a split schedule) leaves noisy samples: score the
-        # x0-prediction there instead. The one case that costs a model evaluation beyond plain sampling.
-        scored = wrapped.evaluate(x, final_sigma * x.new_ones(n), **_segment_args(extra_args, segment))
-        trace.notes.append(f"the schedule ends at sigma {float(final_sigma):.4g} > 0: final rewards score the "
-                           "x0-prediction there (one extra model evaluation)")
-    else:
-        scored = x
-    if wrapped.refused:
-        trace.notes.append(f"the sampler changes the model options at each segment start (e.g. CFG++ post-CFG "
-                           f"hooks), so the x0 of a potential step could not be reused: {wrapped.refused} extra "
-                           "model evaluation(s), one per potential step")
-    if final_reward is not None:
-        # λ·r_final(x0) minus the potentials applied along the lineage: the cheap reward's tilt cancels exactly.
-        judge, steering = getattr(final_reward, "name", "the final reward"), getattr(reward, "name", "the reward")
-        trace.notes.append(f"final weights and output choice by {judge}; {steering} only steered the checks")
-    scorer = final_reward or reward
-    if hasattr(scorer, "final"):  # a host's scorer that decodes previews cheaply (nodes' RewardPipeline): the
-        scorer.final = True  # finished samples get the full decode even when the window stopped the checks early
-    final = pf.finish(scorer(scored), new_reward=final_reward is not None)
-    trace.origin = pf.origin.clone()
-    trace.final_rewards = final.rewards
-    trace.final_log_weights = final.log_weights
-    trace.final_invalid = [int(i) for i in torch.nonzero(~torch.isfinite(final.rewards)).flatten()]
-    trace.log_normalizer = pf.log_normalizer
-    trace.final_lmbda = pf.final_lmbda
-    trace.notes.extend(collapse_notes(trace.to_dict()))
-    return FKResult(samples=x, rewards=final.rewards, log_weights=final.log_weights,
-                    best_index=final.best_index, trace=trace, model_evaluations=wrapped.evaluations)
+    result = loop.finish(x, sigmas, _segment_args(extra_args, segment))
+    _tell(observer, "on_finish", result)
+    return result
 
 
 def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas: torch.Tensor,

@@ -32,15 +32,12 @@ from typing import Optional
 import torch
 
 from . import tempering
+from .errors import FKError
+from .log_weights import ess, log_mean_exp, log_normalise
 from .potentials import LineageState, final_log_weight, log_potential, potential_terms
 from .resampling import resample
 from .tempering import LAMBDA_MODES, ess_target, raise_lambda
 from .trace import PotentialStep, Trace
-from .weights import ess, log_mean_exp, log_normalise
-
-
-class FKError(ValueError):
-    """A run that cannot continue (e.g. every particle's reward was NaN). The message says why."""
 
 
 def _valid_rewards(rewards: torch.Tensor, n: int, where: str) -> tuple[torch.Tensor, torch.Tensor]:

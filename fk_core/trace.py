@@ -66,14 +66,7 @@ class Trace:
 
     def lineage(self) -> list[list[int]]:
         """For each final particle, its index at every potential step (oldest first), ending at itself."""
-        n = self.num_particles
-        paths = [[i] for i in range(n)]
-        current = torch.arange(n)
-        for event in reversed(self.steps):
-            current = event.ancestors[current]
-            for i in range(n):
-                paths[i].append(int(current[i]))
-        return [list(reversed(p)) for p in paths]
+        return lineage_paths([[int(a) for a in event.ancestors] for event in self.steps], self.num_particles)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,3 +85,16 @@ class Trace:
             "cost": dict(self.cost) if self.cost is not None else None,
             "window_stop": dict(self.window_stop) if self.window_stop is not None else None,
         }
+
+
+def lineage_paths(ancestors: list[list[int]], n: int) -> list[list[int]]:
+    """The lineage rule: for each final particle, its slot at every potential step (before resampling), then its
+    final slot. Walking back, final particle i came from ``ancestors[-1][i]``, that one from ``ancestors[-2]``
+    of it, and so on; ``paths[i][0]`` is the initial particle, ``paths[i][-1] == i``."""
+    current = list(range(n))
+    columns = [current]
+    for step in reversed(ancestors):
+        current = [int(step[c]) for c in current]
+        columns.append(current)
+    columns.reverse()
+    return [[col[i] for col in columns] for i in range(n)]

@@ -113,3 +113,30 @@ def classify(sigma: float, x0: torch.Tensor, bounds: tuple[float, float],
     if share > begin:
         return "early", None
     return "check", None
+
+
+class CopyWindow:
+    """The rule applied along one run: ``phase`` says "early", "check" or "stop" for each potential step, and
+    writes the trace's ``window_stop`` and its notes."""
+
+    def __init__(self, bounds: tuple[float, float], noise_ratio: Optional[NoiseRatio], num_steps: int,
+                 first_step: Optional[int]):
+        self.bounds, self.noise_ratio, self.num_steps, self.first_step = bounds, noise_ratio, num_steps, first_step
+        self.early = 0  # window steps skipped because their previews were still blur
+
+    def phase(self, step: int, sigma, x0: torch.Tensor, trace) -> str:
+        phase, stop = classify(float(sigma), x0, self.bounds, self.noise_ratio)
+        if stop is not None:
+            stop.step = step
+        if phase == "stop" and step == self.first_step:  # see late_start_note
+            trace.notes.append(late_start_note(stop, self.num_steps))
+            self.bounds, phase = (1.0, 0.0), "check"
+        if phase == "early":
+            self.early += 1
+        elif phase == "stop":
+            trace.window_stop = stop.to_dict()
+            trace.notes.append(stop.note(self.num_steps))
+        elif self.early and not trace.steps:
+            trace.notes.append(start_note(step, self.early, self.num_steps))
+            self.early = 0
+        return phase

@@ -8,10 +8,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..fk_core import FKError
-from ..fk_core.charts import TraceError, lineage_chart, load_trace, reward_ess_chart
+from ..fk_core import FKError, TraceError, lineage_chart, load_trace, message, reward_ess_chart
 from .common import CATEGORY
-from .validation import check_widgets, message
+from .validation import check_widgets, require_widgets
 
 NODE = "FK Trace Charts"
 TRACE_ADVICE = "connect the trace_json output of an FK sampler (the trace of one run, unedited)"
@@ -48,9 +47,7 @@ class FKTraceCharts(io.ComfyNode):
 
     @classmethod
     def execute(cls, trace: str, width: int, height: int, highlight: int) -> io.NodeOutput:
-        problem = check_widgets(cls, NODE, {"width": width, "height": height, "highlight": highlight})
-        if problem:
-            raise FKError(problem)
+        require_widgets(cls, NODE, {"width": width, "height": height, "highlight": highlight})
         if not isinstance(trace, str):
             raise FKError(message(NODE, "trace", f"must be the JSON text of a trace, got {type(trace).__name__}",
                                   TRACE_ADVICE))

@@ -1,5 +1,6 @@
-"""One FK run inside ComfyUI's sampler machinery: :class:`FKRun` is the SAMPLER function that drives
-``fk_core.run_segments`` and keeps what happened in :attr:`FKRun.result`.
+"""One FK run inside ComfyUI's sampler machinery: :class:`FKRun` is the SAMPLER function that plugs ComfyUI's
+sampler function, model and decoders into ``fk_core.run_segments`` and keeps what happened in
+:attr:`FKRun.outcome`.
 
 No maths here. Everything happens inside ONE call of ComfyUI's sampler machinery (``KSAMPLER.sample``), so
 LoRAs, ControlNets, model patches, CFG and every model family (eps, v-prediction, flow) work unchanged:
@@ -7,8 +8,11 @@ LoRAs, ControlNets, model patches, CFG and every model family (eps, v-prediction
 * ``model``            = the k-diffusion model ComfyUI hands the sampler function (KSamplerX0Inpaint);
 * the segment sampler  = the chosen ComfyUI sampler's own ``sampler_function``, as it is (the engine hands it
                          each segment's sigmas, a per-segment noise seed and a step-shifted callback);
-* ``reward(x0)``       = :class:`~.reward_pipeline.RewardPipeline`: the checks decode with the preview decoder
-                         (TAESD or the full VAE), the final particles with the full VAE; scored on the device.
+* the scorer          = :class:`~.reward_pipeline.ComfyScorer`: the checks decode with the preview decoder
+                         (TAESD or the full VAE), the final particles with the full VAE; scored on the device;
+* the observer        = the node's live view (nodes/live.py), passed in by the node.
+
+The engine owns the schedule, the cost record, the notes and the choice of the output particle.
 
 The engine's one-shot cache hands the x0 computed at a potential step to the next segment's first model call,
 so FK makes exactly as many model evaluations as plain sampling of the same N-particle batch; samplers that
@@ -22,29 +26,23 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import comfy.model_management
 import comfy.samplers
 import torch
 
-from ..fk_core import FKConfig, FKError, FKResult, run_segments
-from ..fk_core.input_notes import config_notes, run_notes
-from ..fk_core.schedule import potential_steps
-from ..fk_core.seeds import derived_seed
+from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, message, reward_order, run_segments
 from ..fk_core.steppers import flow_noise_ratio
-from .check_cost import CostMeter
 from .chunking import ChunkedModel, automatic_chunk
-from .conditioning import check_conditioning_batch
+from .conditioning import check_guider_conditioning
 from .patch_state import ParticleStateKeeper, stateful_patches
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
-from .reward_pipeline import ReloadBeforeCall, RewardPipeline
+from .reward_pipeline import ComfyScorer, ReloadBeforeCall
 from .sampler_checks import (
     PARTICLE_SAMPLER,
     SAMPLER,
-    check_guider_conditioning,
     check_memory,
     check_noised_latent,
     check_sigmas,
@@ -54,6 +52,7 @@ from .sampler_checks import (
 from .sampler_choice import SamplerChoice, choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
+
 
 @dataclass
 class FKRunSpec:
@@ -67,27 +66,26 @@ class FKRunSpec:
     expand: bool  # True: the incoming batch is ONE latent to be expanded into N particles (SAMPLER path)
     returns: str = "all"  # "all": every particle in index order; "chosen": only the output particle; "sorted"
     chunk: int = 0  # UNet batch chunk (0 = automatic from free memory)
-    on_start: Optional[Callable] = None  # (num_steps, particles) -> None, when sampling starts
-    on_potential_step: Optional[Callable] = None  # (event, images) -> None : the live UI hook
-    on_finish: Optional[Callable] = None  # (FKResult) -> None, once sampling is done
     final_reward: Optional[Callable] = None  # optional FK_REWARD that alone weights and chooses the final particles
     preview_decoder: str = DEFAULT_PREVIEW_DECODER  # decoder of the checks: auto | full VAE | TAESD
+    live: object = None  # the run's observer (nodes/live.py LiveCallbacks): on_start, on_potential_step, on_finish
+
+    @property
+    def node(self) -> str:
+        return SAMPLER if self.expand else PARTICLE_SAMPLER
 
 
 @dataclass
 class FKRunOutcome:
-    """What one run produced, beyond the samples ComfyUI gets back: read by the node after sampling."""
+    """What the last run produced beyond the samples ComfyUI gets back: read by the node after sampling."""
 
-    result: FKResult
-    chosen_index: int
-    final_images: Optional[torch.Tensor]  # decoded final particles [N,H,W,C] (reused, no second decode)
+    result: FKResult  # samples, rewards, weights, best and chosen particle, decoded final images, trace
     sampler: SamplerChoice
     chunk: int
-    notes: list = field(default_factory=list)
 
     def trace_dict(self) -> dict:
         data = self.result.trace.to_dict()
-        data["chosen_index"] = self.chosen_index
+        data["chosen_index"] = self.result.chosen_index
         data["best_index"] = self.result.best_index
         data["sampler"] = {"requested": self.sampler.requested, "used": self.sampler.used,
                            "note": self.sampler.note}
@@ -98,137 +96,94 @@ class FKRunOutcome:
 
 class FKRun:
     """The function a ComfyUI KSAMPLER calls, as an object: :meth:`sample` runs FK steering and returns the
-    samples ComfyUI expects; :attr:`result` then holds the :class:`FKRunOutcome` (None before the first run).
+    samples ComfyUI expects; :attr:`outcome` then holds the :class:`FKRunOutcome` (None before the first run).
 
-    A SAMPLER can be run several times (ComfyUI caches node outputs): each :meth:`sample` replaces the result.
+    A SAMPLER can be run several times (ComfyUI caches node outputs): each :meth:`sample` replaces the outcome.
     """
 
-    def __init__(self, spec: FKRunSpec, ksampler_object=None):
+    def __init__(self, spec: FKRunSpec, ksampler_object, choice: SamplerChoice):
         self.spec = spec
         self.ksampler_object = ksampler_object  # the KSAMPLER calling us (its max_denoise rule, SAMPLER path)
-        self.result: Optional[FKRunOutcome] = None
+        self.choice = choice  # the ComfyUI sampler run between potential steps
+        self.outcome: Optional[FKRunOutcome] = None
 
     def sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None, **_unused):
         """Run FK steering on ``x`` (ComfyUI's noised latent batch); returns what the spec asks for."""
-        spec = self.spec
-        self.result = None
+        spec, node, self.outcome = self.spec, self.spec.node, None
         extra_args = dict(extra_args or {})
-        guider = model.inner_model
-        base_model = guider.inner_model
-        model_patcher = getattr(guider, "model_patcher", None)
-        node = SAMPLER if spec.expand else PARTICLE_SAMPLER
-        check_conditioning_batch(guider, node)
-        check_guider_conditioning(node, guider)
-        check_sigmas(node, sigmas)
-        check_noised_latent(node, x)
-        check_memory(node, x, spec.particles, spec.vae)
-
-        if spec.particles < 1:
-            raise FKError(f"{node}: particles must be at least 1, got {spec.particles}; set particles to 1 or more")
-        if spec.expand:
-            if x.shape[0] != 1:
-                raise FKError(f"FK Sampler: the latent batch is {x.shape[0]}, but FK Sampler expands ONE latent "
-                              f"into {spec.particles} particles. Use a batch size of 1 (or FK Particle Sampler).")
-            x = _expand_particles(model, self.ksampler_object, x, sigmas, extra_args, spec.particles)
-        n = x.shape[0]
-
-        choice = choose_inner_sampler(spec.sampler_name)
-        notes = [choice.note] if choice.note else []
-        notes += config_notes(spec.config, len(sigmas) - 1)
-        # What the rewards say of themselves: what the detector understood, a judge that runs on the CPU …
-        notes += [note for r in (spec.reward, spec.final_reward) for note in getattr(r, "notes", None) or []]
-        if choice.note:
-            log.warning("FK steering: %s", choice.note)
-        inner = comfy.samplers.sampler_object(choice.used)
-
+        x = self._particles(model, x, sigmas, extra_args)
+        notes = [self.choice.note] if self.choice.note else []
         patch_options = extra_args.get("model_options") or {}
-        chunk = self._install_chunking(model, model_patcher, x, notes, patch_options)
-        self._patch_state = ParticleStateKeeper(patch_options, n)  # reorders patches' per-particle state
-        sampling_models = ([model_patcher] if model_patcher is not None else []) + \
-            list(getattr(guider, "loaded_models", None) or [])
-        preview, preview_note = choose_preview_decoder(spec.preview_decoder, spec.vae, base_model, x.device, node)
-        if preview_note:
-            notes.append(preview_note)
-        meter = CostMeter(x.device, preview.label)
-        pipeline = RewardPipeline(spec.vae, spec.reward, base_model, sampling_models, chunk, preview=preview,
-                                  meter=meter, node=node)
-        checks = len(potential_steps(len(sigmas) - 1, spec.config.every, *spec.config.window))
-        pipeline.final = checks == 0  # no check at all: the first reward call scores the final particles
-        # A final judge scores only the finished particles, through the full VAE (one decode + one judge call).
-        final_pipeline = None
-        if spec.final_reward is not None:
-            final_pipeline = RewardPipeline(spec.vae, spec.final_reward, base_model, sampling_models, chunk,
-                                            meter=meter, node=node)
-            final_pipeline.final = True
-        if spec.on_start is not None:
-            spec.on_start(len(sigmas) - 1, n)
+        chunk = self._install_chunking(model, x, notes, patch_options)
+        scorer = self._scorer(model, x, chunk, notes)
+        # model patches' per-particle state follows the resampling; the live view hears of the run
+        observers = [ParticleStateKeeper(patch_options, x.shape[0]), spec.live]
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
+        inner = comfy.samplers.sampler_object(self.choice.used)
         sampler = functools.partial(inner.sampler_function, **inner.extra_options)  # ComfyUI's, as it is
-        meter.restart()
         try:
-            result = run_segments(x, sigmas, ReloadBeforeCall(model, pipeline), sampler, pipeline, spec.config,
-                                  generator=generator,
-                                  on_potential_step=functools.partial(self._on_check, pipeline, checks),
-                                  extra_args=extra_args, callback=_interruptible(callback), disable=disable,
-                                  notes=notes, final_reward=final_pipeline, noise_ratio=_noise_ratio(model))
+            result = run_segments(x, sigmas, ReloadBeforeCall(model, scorer), sampler, scorer, spec.config,
+                                  generator=generator, extra_args=extra_args, callback=_interruptible(callback),
+                                  disable=disable, notes=notes, clock=scorer.clock, observer=observers,
+                                  noise_ratio=_noise_ratio(model))
         except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
             if is_out_of_memory(error):
-                raise out_of_memory_error(node, n, chunk, error) from None
+                raise out_of_memory_error(node, x.shape[0], chunk, error) from None
             raise
-        result.trace.cost = meter.totals()
-        result.trace.notes.extend(self._patch_state.notes())
-        result.trace.notes.extend(run_notes(result.trace))
-        for note in result.trace.notes[1 if choice.note else 0:]:  # the console too: FK Sampler shows no text
+        for note in result.trace.notes:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)
-        chosen = result.pick(spec.config.output, generator)
-        final_images = (final_pipeline or pipeline).last_images
-        self.result = FKRunOutcome(result=result, chosen_index=chosen, final_images=final_images,
-                                   sampler=choice, chunk=chunk, notes=list(result.trace.notes))
-        if spec.on_finish is not None:
-            spec.on_finish(result)
-        samples = result.samples
+        self.outcome = FKRunOutcome(result=result, sampler=self.choice, chunk=chunk)
         if spec.returns == "chosen":
-            return samples[chosen:chosen + 1]
-        if spec.returns == "sorted":
-            return samples[reward_order(result.rewards)]
-        return samples
+            return result.samples[result.chosen_index:result.chosen_index + 1]
+        return result.samples[reward_order(result.rewards)] if spec.returns == "sorted" else result.samples
 
-    def _install_chunking(self, model, model_patcher, x, notes: list, model_options: dict) -> int:
+    def _particles(self, model, x, sigmas, extra_args: dict) -> torch.Tensor:
+        """The inputs as the sampler got them, checked; on the SAMPLER path the one latent made N particles
+        (FK Particle Sampler checked its latent, batch and memory before making them)."""
+        spec, node = self.spec, self.spec.node
+        check_guider_conditioning(node, model.inner_model)
+        check_sigmas(node, sigmas)
+        check_noised_latent(node, x)
+        if not spec.expand:
+            return x
+        check_memory(node, x, spec.particles, spec.vae)
+        if x.shape[0] != 1:
+            raise FKError(message(node, "latent", f"batch is {x.shape[0]}, but FK Sampler expands ONE latent into "
+                                  f"{spec.particles} particles", "use a batch size of 1 (or FK Particle Sampler)"))
+        return _expand_particles(model, self.ksampler_object, x, sigmas, extra_args, spec.particles)
+
+    def _install_chunking(self, model, x, notes: list, model_options: dict) -> int:
         """The chunk size (the spec's, else automatic from free memory); below N the guider is wrapped.
         Model patches that keep state between calls (APG's momentum, SAG's recorded attention) would see one
         chunk's particles and then another's: with them the model runs all particles at once (the chunk still
         sizes the VAE decodes), and a note says so."""
-        n = x.shape[0]
-        chunk = self.spec.chunk if self.spec.chunk > 0 else automatic_chunk(model_patcher, x) if model_patcher else n
+        n, patcher = x.shape[0], getattr(model.inner_model, "model_patcher", None)
+        chunk = self.spec.chunk if self.spec.chunk > 0 else automatic_chunk(patcher, x) if patcher else n
         chunk = max(1, min(chunk, n))
         stateful = stateful_patches(model_options) if chunk < n else []
         if stateful:
             notes.append(f"the model evaluates all particles at once, not in chunks of {chunk}: the model patch(es) "
                          f"{', '.join(stateful)} keep state between model calls (e.g. APG's momentum), which "
                          "chunks would mix between particles; if memory runs out, lower particles")
-            return chunk
-        if chunk < n:
+        elif chunk < n:
             model.inner_model = ChunkedModel(model.inner_model, chunk)
             notes.append(f"particles evaluated in chunks of {chunk}")
         return chunk
 
-    def _on_check(self, pipeline: RewardPipeline, checks: int, event, _x0) -> None:
-        """After each check: its cost goes into the step record, the live view hears of it, and after the last
-        of the ``checks`` the pipeline switches to the full VAE (the engine's next reward call scores the final
-        particles)."""
-        event.cost = dict(pipeline.last_cost) if pipeline.last_cost is not None else None
-        if event.resampled:
-            self._patch_state.resampled(event.ancestors)
-        self._report(event, pipeline.last_images)
-        pipeline.final = len(pipeline.meter.checks) >= checks
-        pipeline.meter.restart()  # the model clock runs from here to the next check
-
-    def _report(self, event, images) -> None:
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        if self.spec.on_potential_step is not None:
-            self.spec.on_potential_step(event, images)
+    def _scorer(self, model, x, chunk: int, notes: list) -> ComfyScorer:
+        """Checks decode with the preview decoder, the final particles with the full VAE, ``chunk`` at a time."""
+        spec, guider = self.spec, model.inner_model
+        base_model = guider.inner_model
+        patcher = getattr(guider, "model_patcher", None)
+        sampling_models = ([patcher] if patcher is not None else []) + list(getattr(guider, "loaded_models", None)
+                                                                            or [])
+        preview, preview_note = choose_preview_decoder(spec.preview_decoder, spec.vae, base_model, x.device,
+                                                       spec.node)
+        notes.extend([preview_note] if preview_note else [])
+        return ComfyScorer(spec.node, spec.vae, spec.reward, spec.final_reward, base_model, sampling_models, chunk,
+                           preview=preview, clock=CostClock(x.device))
 
 
 def _interruptible(callback: Optional[Callable]) -> Callable:
@@ -240,13 +195,6 @@ def _interruptible(callback: Optional[Callable]) -> Callable:
             callback(info)
 
     return step
-
-
-def reward_order(rewards: torch.Tensor) -> torch.Tensor:
-    """Particle indices by descending reward, NaN last (stable)."""
-    r = torch.as_tensor(rewards).detach().to("cpu", torch.float64).reshape(-1)
-    key = torch.where(torch.isfinite(r), -r, torch.full_like(r, math.inf))
-    return torch.sort(key, stable=True).indices
 
 
 def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> torch.Tensor:
@@ -285,11 +233,14 @@ def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> 
 
 
 def make_fk_ksampler(spec: FKRunSpec) -> tuple[comfy.samplers.KSAMPLER, FKRun]:
-    """A ComfyUI SAMPLER object running FK steering, and the run whose ``.result`` it fills in."""
-    choice = choose_inner_sampler(spec.sampler_name)  # fail early with a clear message
+    """A ComfyUI SAMPLER object running FK steering, and the run whose ``.outcome`` it fills in. The sampler
+    between potential steps is chosen here, once (an unusable choice fails before any model work)."""
+    choice = choose_inner_sampler(spec.sampler_name, spec.node)
+    if choice.note:
+        log.warning("FK steering: %s", choice.note)
     inner = comfy.samplers.sampler_object(choice.used)
     ksampler = comfy.samplers.KSAMPLER(lambda *a, **k: None, inpaint_options=dict(inner.inpaint_options))
-    run = FKRun(spec, ksampler)
+    run = FKRun(spec, ksampler, choice)
     ksampler.sampler_function = run.sample
     return ksampler, run
 

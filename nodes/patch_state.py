@@ -150,6 +150,15 @@ class ParticleStateKeeper:
                 elif not isinstance(value, _SCALARS + _CODE_LIKE):
                     self.unreachable.add(f"{label} ({name})")
 
+    def on_potential_step(self, event, _images) -> None:
+        """As a run's observer (fk_core.run_segments): reorder after each resampling."""
+        if event.resampled:
+            self.resampled(event.ancestors)
+
+    def on_finish(self, result) -> None:
+        """As a run's observer: what was (not) reordered goes into the trace's notes, before the live view's turn."""
+        result.trace.notes.extend(self.notes())
+
     def notes(self) -> list[str]:
         out = []
         if self.reordered:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fk_core import FKConfig, FKError
-from ..fk_core.potentials import POTENTIALS
-from ..fk_core.tempering import LAMBDA_MODES
+from ..fk_core import LAMBDA_MODES, POTENTIALS, FKConfig, message
 from .common import CATEGORY
 from .layouts import absent_means
-from .validation import check_widgets, message, require_widgets
+from .validation import check_widgets, require_widgets
 
 FKPotential = io.Custom("FK_POTENTIAL")
 NODE = "FK Potential Selector"
@@ -89,7 +87,7 @@ class FKPotentialSelector(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values):
         # Taking **values switches off ComfyUI's own min/max/option checks for every input: re-check them all.
-        return _problem(cls, values) or True
+        return check_widgets(cls, NODE, values, _window_problem, _lambda_problem) or True
 
     @classmethod
     def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
@@ -100,13 +98,8 @@ class FKPotentialSelector(io.ComfyNode):
         values = {"potential": potential, "lambda_mode": lambda_mode, "strength": strength, "lambda": lmbda,
                   "every_n_steps": every_n_steps, "window_start": window_start, "window_end": window_end,
                   "ess_threshold": ess_threshold, "resampling": resampling, "output": output}
-        require_widgets(cls, NODE, values)  # linked widget values were not checked at queue time
-        problem = _window_problem(window_start, window_end)
-        if lambda_mode == "adaptive" and float(lmbda) < 0:
-            problem = message(NODE, "lambda", f"is {float(lmbda):g}, but an adaptive lambda rises from 0 up to lambda",
-                              "set lambda to 0 or more, or use lambda_mode fixed to steer away from the reward")
-        if problem:
-            raise FKError(problem)
+        # linked widget values were not checked at queue time
+        require_widgets(cls, NODE, values, _window_problem, _lambda_problem)
         config = FKConfig(potential=potential, lmbda=float(lmbda), lambda_mode=lambda_mode,
                           strength=float(strength), every=int(every_n_steps),
                           window=(float(window_start), float(window_end)),
@@ -115,15 +108,20 @@ class FKPotentialSelector(io.ComfyNode):
         return io.NodeOutput(config)
 
 
-def _window_problem(window_start, window_end) -> str | None:
+def _window_problem(values) -> str | None:
+    window_start, window_end = values.get("window_start"), values.get("window_end")
     if window_start is not None and window_end is not None and window_start > window_end:
         return message(NODE, "window_start", f"({window_start:g}) is after window_end ({window_end:g})",
                        "set window_start to at most window_end (0 = start of the run, 1 = its end)")
     return None
 
 
-def _problem(cls, values) -> str | None:
-    return check_widgets(cls, NODE, values) or _window_problem(values.get("window_start"), values.get("window_end"))
+def _lambda_problem(values) -> str | None:
+    lmbda = values.get("lambda")
+    if values.get("lambda_mode") == "adaptive" and lmbda is not None and float(lmbda) < 0:
+        return message(NODE, "lambda", f"is {float(lmbda):g}, but an adaptive lambda rises from 0 up to lambda",
+                       "set lambda to 0 or more, or use lambda_mode fixed to steer away from the reward")
+    return None
 
 
 NODES = [FKPotentialSelector]

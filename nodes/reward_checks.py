@@ -13,8 +13,8 @@ from typing import Any
 import folder_paths
 import torch
 
-from ..fk_core import FKError
-from .validation import check_widgets, file_name_problem, is_tag, message, shown
+from ..fk_core import FKError, file_name_problem, is_tag, message, shown
+from .validation import check_widgets
 
 LOADER = "FK Reward Loader"
 COMBINE = "FK Reward Combine"
@@ -128,7 +128,3 @@ def _plain(text: str) -> str:
 def prompt_error(error: Exception, reward: str) -> Exception:
     return type(error)(message(LOADER, "prompt", f"is empty, but {reward} compares the image with a prompt",
                                "connect the positive prompt text (or type it) into the prompt input"))
-
-
-def combine_problem(node_cls, values: Mapping[str, Any]) -> str | None:
-    return check_widgets(node_cls, COMBINE, values)

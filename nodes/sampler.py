@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 
-import comfy.model_management
 import comfy.patcher_extension
 import comfy.sample
 import comfy.samplers
@@ -21,54 +20,39 @@ import latent_preview
 import torch
 from comfy_api.latest import io, ui
 
-from ..fk_core import FKConfig, FKError
-from ..fk_core.collapse import summary_lines
-from ..fk_core.contact_sheet import contact_sheet
-from .check_cost import cost_summary
+from ..fk_core import FKConfig, FKError, contact_sheet, cost_summary, message, reward_order, summary_lines
 from .chunking import automatic_chunk, chunked_memory_estimate
 from .common import CATEGORY, FK_REWARD
-from .conditioning import check_raw_conditioning
-from .fk_run import FKRunSpec, make_fk_ksampler, reward_order
+from .conditioning import check_conditioning
+from .fk_run import FKRunSpec, make_fk_ksampler
 from .latents import LATENT_RATIOS, fix_empty_latent
 from .layouts import absent_means
+from .live import live_callbacks
 from .patch_state import stateful_patches
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
 from .sampler_checks import (
     PARTICLE_SAMPLER,
     SAMPLER,
-    check_conditioning,
     check_latent,
     check_memory,
     is_out_of_memory,
     out_of_memory_error,
 )
-from .sampler_choice import choose_inner_sampler
-from .validation import check_widgets, message
+from .validation import check_widgets, require_widgets
 
 log = logging.getLogger("fk_steering")
 
 MAX_PARTICLES = 256
 
-# The live view's hook (nodes/live.py's live_callbacks, set in nodes/__init__.py; tests swap it):
-# ``LIVE_HOOKS["factory"](node_id)`` -> an object with ``on_start(num_steps, particles)``,
-# ``on_potential_step(event, images)`` and ``on_finish(result)`` (nodes/live.py LiveCallbacks).
-#   event: fk_core PotentialStep; images: the decoded x0 images [N,H,W,C] the reward just scored (no second
-#   decode); result: fk_core FKResult after the final weighting. All run on the sampling thread.
-LIVE_HOOKS: dict = {"factory": None}
+
+def _live_view(cls):
+    """The live view of this node (web/fk_live.js via nodes/live.py): the observer its runs report to."""
+    return live_callbacks(getattr(getattr(cls, "hidden", None), "unique_id", None))
 
 
-def _live_callbacks(cls) -> dict:
-    """The live hook's callbacks as FKRunSpec fields (on_start, on_potential_step, on_finish); missing ones None."""
-    factory = LIVE_HOOKS.get("factory")
-    if factory is None:
-        return {}
-    node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-    hooks = factory(node_id)
-    return {name: getattr(hooks, name, None) for name in ("on_start", "on_potential_step", "on_finish")}
-
-
-def _denoise_problem(denoise) -> str | None:
+def _denoise_problem(values) -> str | None:
+    denoise = values.get("denoise")
     if isinstance(denoise, (int, float)) and denoise <= 0.0:
         return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
                        "set denoise above 0 (1 = text-to-image, below 1 = img2img)")
@@ -184,90 +168,85 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values):
         # **values turns ComfyUI's own min/max/option checks off for every input: they are re-checked here.
-        return check_widgets(cls, PARTICLE_SAMPLER, values) or _denoise_problem(values.get("denoise")) or True
+        return check_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem) or True
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
                 scheduler, denoise, particles, particle_chunk=0, potential=None,
                 final_reward=None, preview_decoder=PREVIEW_DECODER_IF_ABSENT) -> io.NodeOutput:
-        problem = check_widgets(cls, PARTICLE_SAMPLER, {
-            "seed": seed, "steps": steps, "cfg": cfg, "sampler_name": sampler_name, "scheduler": scheduler,
-            "denoise": denoise, "particles": particles, "particle_chunk": particle_chunk,
-            "preview_decoder": preview_decoder}) or _denoise_problem(denoise)
-        if problem:  # widgets linked from other nodes were not checked when the prompt was queued
-            raise FKError(problem)
-        config = _check_potential(potential, PARTICLE_SAMPLER)
-        _check_reward(reward, PARTICLE_SAMPLER)
-        if final_reward is not None:
-            _check_reward(final_reward, PARTICLE_SAMPLER, "final_reward")
-        check_raw_conditioning(positive, "positive", PARTICLE_SAMPLER)
-        check_raw_conditioning(negative, "negative", PARTICLE_SAMPLER)
-        check_conditioning(PARTICLE_SAMPLER, positive, "positive")
-        check_conditioning(PARTICLE_SAMPLER, negative, "negative")
+        values = dict(locals())
+        # widgets linked from other nodes were not checked when the prompt was queued
+        require_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem)
+        config = _check_links(PARTICLE_SAMPLER, potential, reward, final_reward)
+        for label, conditioning in (("positive", positive), ("negative", negative)):
+            check_conditioning(PARTICLE_SAMPLER, conditioning, label)
         check_latent(PARTICLE_SAMPLER, latent_image, model)
         check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles, vae)
         latent = fix_empty_latent(model, latent_image)
-        if latent.shape[0] != 1:
-            raise FKError(f"FK Particle Sampler takes ONE latent (batch size 1) and makes {particles} particles "
-                          f"from it; got batch {latent.shape[0]}. Set the latent's batch size to 1.")
-        choice = choose_inner_sampler(sampler_name)
-
         latent_n = latent.expand(particles, *latent.shape[1:]).contiguous()
-        noise = comfy.sample.prepare_noise(latent_n, seed)
-        noise_mask = latent_image.get("noise_mask")
-        sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=choice.used,
-                                         scheduler=scheduler, denoise=denoise,
-                                         model_options=model.model_options).sigmas
-        chunk = int(particle_chunk or 0) or automatic_chunk(model, latent_n)
-        chunk = max(1, min(chunk, particles))
+        chunk = max(1, min(int(particle_chunk or 0) or automatic_chunk(model, latent_n), particles))
         if chunk < particles and not stateful_patches(model.model_options):  # else the model runs all at once
             model = model.clone()
             model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.PREPARE_SAMPLING, "fk_steering_chunk",
                                        chunked_memory_estimate(chunk))
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
-                         expand=False, returns="all", chunk=chunk, final_reward=final_reward,
-                         **_live_callbacks(cls), preview_decoder=preview_decoder or PREVIEW_DECODER_IF_ABSENT)
+                         expand=False, returns="all", chunk=chunk, final_reward=final_reward, live=_live_view(cls),
+                         preview_decoder=preview_decoder or PREVIEW_DECODER_IF_ABSENT)
         fk_sampler, run = make_fk_ksampler(spec)
-        callback = latent_preview.prepare_callback(model, sigmas.shape[-1] - 1)
+        sigmas = comfy.samplers.KSampler(model, steps=steps, device=model.load_device, sampler=run.choice.used,
+                                         scheduler=scheduler, denoise=denoise,
+                                         model_options=model.model_options).sigmas
         try:
-            samples = comfy.sample.sample_custom(model, noise, cfg, fk_sampler, sigmas, positive, negative,
-                                                 latent_n, noise_mask=noise_mask, callback=callback,
-                                                 disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+            samples = comfy.sample.sample_custom(
+                model, comfy.sample.prepare_noise(latent_n, seed), cfg, fk_sampler, sigmas, positive, negative,
+                latent_n, noise_mask=latent_image.get("noise_mask"), seed=seed,
+                callback=latent_preview.prepare_callback(model, sigmas.shape[-1] - 1),
+                disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
         except (RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 raise out_of_memory_error(PARTICLE_SAMPLER, particles, chunk, error) from None
             raise
-        outcome = run.result
-        result = outcome.result
-        chosen = outcome.chosen_index
-        images = outcome.final_images
-        if images is None or images.shape[0] != particles:  # reward never saw final images: decode now
-            images = vae.decode(samples)
-        order = reward_order(result.rewards)
-
-        # Like KSampler: the latent's own keys travel on, except those describing the input (ComfyUI 0.11+ drops
-        # the downscale ratios once the empty latent has been sized for the model).
-        best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", *LATENT_RATIOS)}
-        best_latent["samples"] = samples[chosen:chosen + 1].clone()
-        if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
-            best_latent["noise_mask"] = best_latent["noise_mask"][:1]
-        trace = outcome.trace_dict()
-        trace["order"] = [int(i) for i in order]
-        sheet = contact_sheet(images, result.rewards, chosen, caption=summary_lines(trace))
-        summary = _summary(outcome)
-        preview = ui.PreviewImage(sheet, cls=cls)
-        ui_dict = {**preview.as_dict(), "text": [summary]}
-        return io.NodeOutput(best_latent, images[chosen:chosen + 1].clone(), sheet, images[order].clone(),
-                             json.dumps(trace), ui=ui_dict)
+        return _outputs(cls, run.outcome, samples, latent_image, vae)
 
 
-def _summary(outcome) -> str:
+def _check_links(node: str, potential, reward, final_reward) -> FKConfig:
+    """The linked inputs a widget check does not see: the potential (its FKConfig) and the rewards."""
+    config = _check_potential(potential, node)
+    _check_reward(reward, node)
+    if final_reward is not None:
+        _check_reward(final_reward, node, "final_reward")
+    return config
+
+
+def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
+    """best_latent, best_image, contact_sheet, all_particles (best first), trace_json and the node's preview."""
     result = outcome.result
-    r = result.rewards[outcome.chosen_index]
-    lines = [f"particle {outcome.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
+    chosen = result.chosen_index
+    images = result.final_images
+    if images is None or images.shape[0] != samples.shape[0]:  # reward never saw final images: decode now
+        images = vae.decode(samples)
+    order = reward_order(result.rewards)
+    # Like KSampler: the latent's own keys travel on, except those describing the input (ComfyUI 0.11+ drops
+    # the downscale ratios once the empty latent has been sized for the model).
+    best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", *LATENT_RATIOS)}
+    best_latent["samples"] = samples[chosen:chosen + 1].clone()
+    if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
+        best_latent["noise_mask"] = best_latent["noise_mask"][:1]
+    trace = outcome.trace_dict()
+    trace["order"] = [int(i) for i in order]
+    sheet = contact_sheet(images, result.rewards, chosen, caption=summary_lines(trace))
+    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)]}
+    return io.NodeOutput(best_latent, images[chosen:chosen + 1].clone(), sheet, images[order].clone(),
+                         json.dumps(trace), ui=ui_dict)
+
+
+def _summary(outcome, trace: dict) -> str:
+    result = outcome.result
+    r = result.rewards[result.chosen_index]
+    lines = [f"particle {result.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
     if result.trace.cost is not None:
         lines.append(cost_summary(result.trace.cost))
-    lines += summary_lines(outcome.trace_dict())  # λ, ESS, survivors, lineages, then every note (sampler's too)
+    lines += summary_lines(trace)  # λ, ESS, survivors, lineages, then every note (sampler's too)
     return "\n".join(lines)
 
 
@@ -310,21 +289,16 @@ class FKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, vae, reward, particles, sampler_name, particle_chunk=0, potential=None, final_reward=None,
                 **kwargs) -> io.NodeOutput:
-        problem = check_widgets(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
-                                                    "sampler_name": sampler_name, **kwargs})
-        if problem:
-            raise FKError(problem)
-        config = _check_potential(potential, SAMPLER)
-        _check_reward(reward, SAMPLER)
-        if final_reward is not None:
-            _check_reward(final_reward, SAMPLER, "final_reward")
+        require_widgets(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
+                                       "sampler_name": sampler_name, **kwargs})
+        config = _check_links(SAMPLER, potential, reward, final_reward)
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,
-                         **_live_callbacks(cls),
+                         live=_live_view(cls),
                          preview_decoder=kwargs.get("preview_decoder") or PREVIEW_DECODER_IF_ABSENT)
-        fk_sampler, _run = make_fk_ksampler(spec)
-        _show_under_node(cls, choose_inner_sampler(sampler_name).note)  # cached: the choice make_fk_ksampler made
+        fk_sampler, run = make_fk_ksampler(spec)
+        _show_under_node(cls, run.choice.note)
         return io.NodeOutput(fk_sampler)
 
 

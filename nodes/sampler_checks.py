@@ -2,7 +2,8 @@
 nodes/validation.py), plus the run-time checks that tell a model problem from a reward problem.
 
 * widget values (NaN/inf, ranges, unknown sampler/scheduler/return mode): nodes/validation.py check_widgets;
-* tensors: NaN/inf in the latent or conditioning named as such, latent channels against the model, mask size;
+* tensors: NaN/inf in the latent named as such, latent channels against the model, mask size (the conditioning:
+  conditioning.py);
 * memory: the N-particle latent and noise are estimated before they are allocated; a real out-of-memory in a
   chunk is reported with the same advice (:func:`out_of_memory_error`), after the models are freed;
 * sigmas on the SAMPLER path: empty, increasing, non-finite;
@@ -15,8 +16,7 @@ from typing import Any
 
 import torch
 
-from ..fk_core import FKError
-from .validation import message
+from ..fk_core import FKError, finite, message
 
 PARTICLE_SAMPLER = "FK Particle Sampler"
 SAMPLER = "FK Sampler"
@@ -25,10 +25,6 @@ LATENT_COPIES = 6
 IMAGE_COPIES = 2
 MEMORY_HEADROOM = 0.8  # of the free memory; the rest is left to the model and the VAE
 MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the resolution"
-
-
-def _finite(t: torch.Tensor) -> bool:
-    return bool(torch.isfinite(t).all()) if t.is_floating_point() or t.is_complex() else True
 
 
 def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
@@ -44,7 +40,7 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
         raise FKError(message(node, "latent_image", f"has batch {samples.shape[0]}, but FK takes ONE latent "
                               "(batch size 1) and makes the particles itself",
                               "set the latent's batch size to 1 and raise particles instead"))
-    if not _finite(samples):
+    if not finite(samples):
         bad = int((~torch.isfinite(samples)).sum())
         raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
                               "re-encode the image or use a fresh Empty Latent Image; the reward is not the cause"))
@@ -54,7 +50,7 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
                               f"{channels}", "use the VAE and the empty-latent node that match this model"))
     mask = latent_image.get("noise_mask")
     if mask is not None and torch.is_tensor(mask):
-        if not _finite(mask):
+        if not finite(mask):
             raise FKError(message(node, "latent_image", "has a noise mask with NaN/inf values",
                                   "rebuild the mask (Set Latent Noise Mask)"))
         if mask.ndim >= 3 and mask.shape[0] not in (1,):
@@ -74,37 +70,6 @@ def _model_channels(model) -> int | None:
         return int(model.model.latent_format.latent_channels)
     except (AttributeError, TypeError, ValueError):
         return None
-
-
-def check_conditioning(node: str, conditioning: Any, label: str) -> None:
-    """CONDITIONING as a node receives it: [[tensor, {…}], …]; NaN/inf anywhere is refused by name."""
-    if not isinstance(conditioning, (list, tuple)):
-        raise FKError(message(node, label, f"is not CONDITIONING (got {type(conditioning).__name__})",
-                              "connect a CLIP Text Encode output"))
-    for item in conditioning:
-        if not isinstance(item, (list, tuple)) or not item or not torch.is_tensor(item[0]):
-            raise FKError(message(node, label, "is not CONDITIONING (an entry has no tensor)",
-                                  "connect a CLIP Text Encode output"))
-        tensors = [("", item[0])]
-        extras = item[1] if len(item) > 1 and isinstance(item[1], dict) else {}
-        tensors += [(f" ({key})", v) for key, v in extras.items() if torch.is_tensor(v)]
-        for where, tensor in tensors:
-            if not _finite(tensor):
-                raise FKError(message(node, label, f"conditioning{where} contains NaN/inf values",
-                                      "re-encode the prompt; check the text encoder and any conditioning node "
-                                      "before it (the reward is not the cause)"))
-
-
-def check_guider_conditioning(node: str, guider) -> None:
-    """The SAMPLER path: conditioning as the guider holds it ({"positive": [{"model_conds": …}], …})."""
-    for name, entries in (getattr(guider, "conds", None) or {}).items():
-        for entry in entries or []:
-            for key, value in (entry.get("model_conds") or {}).items():
-                tensor = getattr(value, "cond", None)
-                if torch.is_tensor(tensor) and not _finite(tensor):
-                    raise FKError(message(node, name, f"conditioning ({key}) contains NaN/inf values",
-                                          "re-encode the prompt; check the text encoder and any conditioning node "
-                                          "before it (the reward is not the cause)"))
 
 
 def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None) -> int:
@@ -205,7 +170,7 @@ def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
         size = sigmas.numel() if torch.is_tensor(sigmas) else 0
         raise FKError(message(node, "sigmas", f"has {size} value(s): no step to take",
                               "connect a scheduler (e.g. BasicScheduler) with at least 1 step"))
-    if not _finite(sigmas):
+    if not finite(sigmas):
         raise FKError(message(node, "sigmas", "contain NaN/inf values", "connect a scheduler node's SIGMAS"))
     if bool((sigmas[1:] > sigmas[:-1]).any()):
         raise FKError(message(node, "sigmas", "increase somewhere (a sampler goes from noise down to 0)",
@@ -213,7 +178,7 @@ def check_sigmas(node: str, sigmas: torch.Tensor) -> None:
 
 
 def check_noised_latent(node: str, x: torch.Tensor) -> None:
-    if not _finite(x):
+    if not finite(x):
         raise FKError(message(node, "latent_image", "(the sampler's input) contains NaN/inf values",
                               "check the latent and the noise node feeding SamplerCustom; the reward is not the "
                               "cause"))
@@ -250,8 +215,3 @@ def check_scores(node: str, scores: Any, name: str, bad_x0: torch.Tensor) -> tor
         raise FKError(message(node, "reward", f"{name} returned NaN/inf for every particle although the "
                               "images were fine", "check the reward model and its weights, or pick another reward"))
     return scores
-
-
-def reward_name(reward) -> str:
-    name = getattr(reward, "name", None)
-    return str(name) if name else type(reward).__name__

@@ -20,7 +20,7 @@ import comfy.model_sampling
 import comfy.samplers
 import torch
 
-from ..fk_core import FKError
+from ..fk_core import FKError, message, options_text
 
 SUGGESTED = "euler_ancestral, dpmpp_2m_sde, dpmpp_sde or er_sde"
 
@@ -56,22 +56,22 @@ class SamplerChoice:
     note: Optional[str]  # set when the sampler was substituted
 
 
-def choose_inner_sampler(name: str) -> SamplerChoice:
+def choose_inner_sampler(name: str, node: str = "FK steering") -> SamplerChoice:
     """The ComfyUI sampler FK runs for the user's choice ``name``; raises FKError with what to pick instead."""
     if name not in comfy.samplers.SAMPLER_NAMES:
-        raise FKError(f"FK steering: sampler_name '{name}' is not a sampler of this ComfyUI; choose one of "
-                      f"{comfy.samplers.SAMPLER_NAMES}")
+        raise FKError(message(node, "sampler_name", f"{name!r} is not a sampler of this ComfyUI",
+                              f"choose one of {options_text(comfy.samplers.SAMPLER_NAMES)}"))
     stochastic, problem = probe_sampler(name)
     if stochastic:
         return SamplerChoice(name, name, None)
     if problem is not None:
-        raise FKError(f"FK steering: sampler_name '{name}' could not be checked for random noise ({problem}); FK "
-                      f"needs a stochastic sampler. Pick one such as {SUGGESTED}.")
+        raise FKError(message(node, "sampler_name", f"{name!r} could not be checked for random noise ({problem}); "
+                              "FK needs a stochastic sampler", f"Pick one such as {SUGGESTED}"))
     sibling = stochastic_sibling(name)
     if sibling is None:
-        raise FKError(f"FK steering: sampler_name '{name}' is deterministic (its result does not depend on the "
-                      "noise seed), so copies made by resampling would stay identical and it has no stochastic "
-                      f"sibling here. Pick a stochastic sampler such as {SUGGESTED}.")
+        raise FKError(message(node, "sampler_name", f"{name!r} is deterministic (its result does not depend on the "
+                              "noise seed), so copies made by resampling would stay identical, and it has no "
+                              "stochastic sibling here", f"Pick a stochastic sampler such as {SUGGESTED}"))
     note = (f"sampler '{name}' is deterministic: resampled copies of a particle would stay identical, so FK "
             f"uses its stochastic sibling '{sibling}' instead (stochastic choices: {SUGGESTED}, …)")
     return SamplerChoice(name, sibling, note)

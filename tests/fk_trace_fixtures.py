@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -40,12 +42,13 @@ PACK_DIR = Path(__file__).resolve().parents[1]
 
 
 def load_pack_file(relative: str):
-    """Import one self-contained pack module by path (``nodes`` would clash with ComfyUI's own ``nodes``)."""
-    name = "fk_test_" + relative.replace("/", "_").removesuffix(".py")
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PACK_DIR / relative)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """Import one pack module by path, e.g. ``nodes/live.py``, with its relative imports of ``fk_core`` working:
+    the pack is mounted as the package ``fk_test_pack`` (the name ``nodes`` would clash with ComfyUI's own) and
+    its ``nodes`` package is entered without running ``nodes/__init__.py`` (which needs ComfyUI)."""
+    package = "fk_test_pack"
+    if package not in sys.modules:
+        for name, folder in ((package, PACK_DIR), (f"{package}.nodes", PACK_DIR / "nodes")):
+            module = types.ModuleType(name)
+            module.__path__ = [str(folder)]
+            sys.modules[name] = module
+    return importlib.import_module(f"{package}.{relative.removesuffix('.py').replace('/', '.')}")

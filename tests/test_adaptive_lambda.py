@@ -7,8 +7,8 @@ import torch
 
 from fk_core import FKConfig, FKError, ParticleFilter, steer, tempering
 from fk_core.collapse import collapse_notes, summary_lines
+from fk_core.log_weights import ess
 from fk_core.tempering import raise_lambda
-from fk_core.weights import ess
 from testbeds.toy import karras_sigmas, two_modes
 
 R1 = torch.tensor([0.1, 0.4, -0.3, 0.9, 0.0, 0.2], dtype=torch.float64)

@@ -234,7 +234,7 @@ def test_live_hook_gets_already_decoded_images(fk, oracle_model, vae, monkeypatc
             on_potential_step=lambda event, images: seen.append((event.step, images.shape[0], images.ndim == 4)),
             on_finish=lambda result: finished.append(result.best_index))
 
-    monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", factory)
+    monkeypatch.setattr(fk.nodes.sampler, "live_callbacks", factory)
     out = run_node(fk, model, vae, reward, particles=4)
     assert [s[0] for s in seen] == [step["step"] for step in out["trace"]["steps"]]
     assert all(count == 4 and is_image_batch for _, count, is_image_batch in seen)
@@ -257,7 +257,7 @@ def test_live_hook_object_hears_the_start_with_step_count(fk, oracle_model, vae,
         def on_finish(self, result):
             calls.append(("finish", result.best_index))
 
-    monkeypatch.setitem(fk.nodes.sampler.LIVE_HOOKS, "factory", lambda node_id: Hooks())
+    monkeypatch.setattr(fk.nodes.sampler, "live_callbacks", lambda node_id: Hooks())
     out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), particles=4)
     assert calls[0] == ("start", STEPS, 4)
     assert [c[1] for c in calls if c[0] == "step"] == [step["step"] for step in out["trace"]["steps"]]

@@ -267,6 +267,74 @@ def test_callback_gets_step_indices_of_the_whole_run():
     assert steps == list(range(len(SIGMAS) - 1))
 
 
+class TwoPhaseScorer:
+    """A scorer as hosts write one: check(x0, step) scores previews, final(x) the finished particles, each with
+    'images' (here: x0 itself) and a measured cost."""
+
+    name, final_name, label, notes = "steer", "judge", "test decoder", ["the scorer's own remark"]
+
+    def __init__(self):
+        self.checks, self.finals = [], 0
+
+    def check(self, x0, step):
+        from fk_core import Scored
+
+        self.checks.append(step)
+        return Scored(x0 @ A, images=x0, cost={"decode_s": 0.5, "reward_s": 0.25})
+
+    def final(self, x):
+        from fk_core import Scored
+
+        self.finals += 1
+        return Scored(-(x @ A), images=x * 2, cost={"decode_s": 1.0, "reward_s": 2.0})
+
+
+class Observer:
+    def __init__(self):
+        self.calls = []
+
+    def on_start(self, num_steps, particles):
+        self.calls.append(("start", num_steps, particles))
+
+    def on_potential_step(self, event, images):
+        self.calls.append(("step", event.step, images.shape))
+
+    def on_finish(self, result):
+        self.calls.append(("finish", result.chosen_index))
+
+
+def test_two_phase_scorer_observer_and_cost_record():
+    """The engine owns the schedule (check steps), the cost record, the notes and the output choice; the
+    observer hears the run with the images the scorer looked at."""
+    from fk_core import CostClock
+    from fk_core.schedule import potential_steps
+
+    scorer, observer = TwoPhaseScorer(), Observer()
+    config = FKConfig(every=2, window=(0.0, 1.0), output="sample")
+    res = run_segments(noise() * SIGMAS[0], SIGMAS, lambda x, s, **kw: GM.denoise(x, s[0]),
+                       euler_ancestral(1.0, torch.Generator().manual_seed(1)), scorer, config,
+                       generator=torch.Generator().manual_seed(2), clock=CostClock(), observer=[observer])
+    steps = [int(k) for k in potential_steps(len(SIGMAS) - 1, 2, 0.0, 1.0)]
+    assert scorer.checks == steps and scorer.finals == 1
+    torch.testing.assert_close(res.rewards, -(res.samples @ A))  # the final phase weighted the particles
+    torch.testing.assert_close(res.final_images, res.samples * 2)
+    assert observer.calls[0] == ("start", len(SIGMAS) - 1, 6) and observer.calls[-1] == ("finish", res.chosen_index)
+    assert [c[1] for c in observer.calls[1:-1]] == steps and all(c[2] == (6, 2) for c in observer.calls[1:-1])
+    cost = res.trace.cost
+    assert (cost["checks"], cost["preview_decoder"]) == (len(steps), "test decoder")
+    assert (cost["decode_s"], cost["final_reward_s"]) == (0.5 * len(steps), 2.0)
+    assert all(set(s.cost) == {"model_s", "decode_s", "reward_s"} for s in res.trace.steps)
+    assert "the scorer's own remark" in res.trace.notes
+    assert any("final weights and output choice by judge; steer only steered" in n for n in res.trace.notes)
+    assert float(res.log_weights[res.chosen_index].exp()) > 0  # drawn from the final weights
+
+
+def test_steer_users_get_the_notes_and_the_chosen_particle():
+    res = steer(GM.denoise, SIGMAS, noise(), lambda x: x @ A, FKConfig(window=(0.91, 0.95), output="best"))
+    assert any("best-of-N" in n for n in res.trace.notes)  # config_notes, made by the engine itself
+    assert res.chosen_index == res.best_index and res.trace.cost is None  # no clock: no timings in the trace
+
+
 def test_public_api_takes_names_where_order_is_not_obvious():
     """FKConfig(10.0) once meant λ = 10; fields were added before lmbda's position since, so positional use
     would silently mean something else (issue 17): every field is keyword-only, and so are the options of the

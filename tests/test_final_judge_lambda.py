@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fk_core import FKConfig, ParticleFilter, steer, tempering
-from fk_core.weights import ess, log_normalise
+from fk_core.log_weights import ess, log_normalise
 from testbeds.toy import karras_sigmas, two_modes
 
 N = 16

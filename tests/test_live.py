@@ -1,4 +1,5 @@
-"""nodes/live.py: the websocket payloads of the live view — shape, throttling, bounded sizes, quiet no-op."""
+"""fk_core/live_view.py and nodes/live.py: the live view's payloads — shape, throttling, bounded sizes — and their
+way over ComfyUI's websocket, a quiet no-op without a server."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import torch
 from fk_trace_fixtures import load_pack_file, toy_run
 from PIL import Image
 
-# nodes/ holds ComfyUI adapters imported relative to the pack; live.py stands alone: load it by path.
+import fk_core.live_view as view
+from fk_core import encode_sprite
+
+# nodes/ holds ComfyUI adapters imported relative to the pack; live.py needs no ComfyUI: load it by path.
 live = load_pack_file("nodes/live.py")
-EVENT_DONE, EVENT_STEP = live.EVENT_DONE, live.EVENT_STEP
-LiveReporter, comfy_sender, encode_sprite = live.LiveReporter, live.comfy_sender, live.encode_sprite
-step_record, thumb_size_for = live.step_record, live.thumb_size_for
+comfy_sender = live.comfy_sender
+EVENT_DONE, EVENT_STEP = view.EVENT_DONE, view.EVENT_STEP
+LiveReporter, step_record, thumb_size_for = view.LiveReporter, view.step_record, view.thumb_size_for
 
 
 class FakeClock:
@@ -176,7 +180,7 @@ def test_only_the_events_the_view_listens_to():
 def test_gallery_tiles_are_no_wider_than_the_thumbnails():
     """web/fk_live.js caps a tile at the largest thumbnail sent: wider tiles would blur and take the chart's room."""
     js = (Path(__file__).resolve().parents[1] / "web" / "fk_live.js").read_text()
-    assert f"const MAX_TILE_PX = {live.MAX_THUMB_PX};" in js
+    assert f"const MAX_TILE_PX = {view.MAX_THUMB_PX};" in js
 
 
 def test_wrong_image_count_is_a_clear_error():
@@ -252,14 +256,9 @@ def test_step_record_counts_copies():
     assert rec["rewards"][1] is None and rec["log_weights"][1] is None
 
 
-class Outcome:  # what the sampler adapter passes to on_finish
-    def __init__(self, result, chosen_index=2):
-        self.result, self.chosen_index = result, chosen_index
-
-
 def test_live_callbacks_match_the_sampler_hook():
     """The adapter's hook: factory(node_id) -> on_start(num_steps, particles), on_potential_step(event, images),
-    on_finish(outcome). on_start opens the run at once with the step count the status line shows as "of N"."""
+    on_finish(result). on_start opens the run at once with the step count the status line shows as "of N"."""
     rec = Recorder()
     hook = live.live_callbacks("9", send=rec, clock=FakeClock())
     hook.on_start(8, 4)
@@ -267,7 +266,8 @@ def test_live_callbacks_match_the_sampler_hook():
     assert start == (EVENT_STEP, {**start[1], "steps": [], "num_steps": 8, "particles": 4, "node": "9"})
     result = toy_run(particles=4, steps=8, every=2,
                      on_potential_step=lambda e: hook.on_potential_step(e, torch.rand(4, 16, 16, 3)))
-    hook.on_finish(Outcome(result))
+    result.chosen_index = 2  # e.g. drawn from the final weights: the particle the node outputs
+    hook.on_finish(result)
     first_step = rec.events[1][1]
     assert first_step["steps"] and "thumbs" in first_step  # the start event did not hold the first check back
     assert {d["run"] for _, d in rec.events} == {start[1]["run"]}
@@ -322,6 +322,6 @@ def test_optional_step_numbers_are_sent_when_present():
     # the final trace keeps them too (rounded the same way)
     trace = {"steps": [{**result.trace.steps[0].to_dict(), "lmbda": 3.14159, "survivors": 3,
                         "cost": {"model_s": 1.23456}}], "final_rewards": None}
-    (step,) = live.compact_trace(trace)["steps"]
+    (step,) = view.compact_trace(trace)["steps"]
     assert (step["lmbda"], step["survivors"], step["cost"]) == (3.142, 3, {"model_s": 1.23})
     assert step["ancestors"] == trace["steps"][0]["ancestors"]

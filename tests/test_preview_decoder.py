@@ -321,7 +321,7 @@ def test_cost_per_check_and_totals_in_trace_and_text(fk_pack, oracle, tiny_vae, 
 def test_live_hook_sees_cost_and_check_images(fk_pack, oracle, tiny_vae, with_taesd, monkeypatch):
     seen = []
     hooks = types.SimpleNamespace(on_potential_step=lambda event, images: seen.append((dict(event.cost), images)))
-    monkeypatch.setitem(fk_pack.nodes.sampler.LIVE_HOOKS, "factory", lambda node_id: hooks)
+    monkeypatch.setattr(fk_pack.nodes.sampler, "live_callbacks", lambda node_id: hooks)
     run_node(fk_pack, oracle, tiny_vae, RecordingReward(), "TAESD")
     assert len(seen) == number_of_checks(fk_pack)
     assert all(set(cost) == {"model_s", "decode_s", "reward_s"} and is_taesd_image(images) for cost, images in seen)

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from fk_core.log_weights import ess, log_normalise
 from fk_core.resampling import RESAMPLERS, resample
-from fk_core.weights import ess, log_normalise
 
 SCHEMES = sorted(RESAMPLERS)
 W = torch.tensor([0.05, 0.30, 0.0, 0.15, 0.40, 0.10], dtype=torch.float64)

@@ -18,8 +18,8 @@ import pytest
 import torch
 import web_browser as wb
 from comfy_host import ComfyServer
-from fk_trace_fixtures import load_pack_file
 
+from fk_core import encode_sprite
 from fk_core.charts import lineage_paths, reward_history
 from fk_core.schedule import potential_steps
 
@@ -404,7 +404,7 @@ def test_bad_or_foreign_events_are_ignored_quietly(browser, page, server):
     assert (state["tiles"], state["dropped"], state["copied"], state["chartPoints"]) == (2, 1, 1, 1)
 
     # a new run on the same node starts from scratch; its thumbnails come from the sprite
-    sprite = load_pack_file("nodes/live.py").encode_sprite(torch.rand(3, 16, 16, 3), 16, 64_000)
+    sprite = encode_sprite(torch.rand(3, 16, 16, 3), 16, 64_000)
     step = {**good["steps"][0], "rewards": [0.1, 0.2, 0.3], "log_weights": [-1.1, -1.1, -1.1],
             "ancestors": [0, 1, 2], "copies": [1, 1, 1], "dropped": [], "resampled": False, "invalid": []}
     new_run = {"node": node, "run": "r3", "particles": 3, "num_steps": 4, "steps": [step], "thumbs": sprite,
@@ -552,3 +552,48 @@ def test_example_workflow_has_no_overlapping_nodes(browser, page, server, mode):
     fit_view(page)
     shot(page, "09-example-after-run")
     assert_no_overlap(node_boxes(page))
+
+
+HISTORY = "async () => await (await fetch('/history')).json()"
+
+
+def history_length(page) -> int:
+    return len(page.evaluate(HISTORY))
+
+
+def node_text_of_last_prompt(page, node_id: str, before: int, timeout_ms: int = 60_000) -> str:
+    """The node's text output in the prompt that finished after ``before`` prompts (the view hears of the run
+    before the prompt's history entry is written: wait for it)."""
+    for _ in range(timeout_ms // 250):
+        history = list(page.evaluate(HISTORY).values())
+        if len(history) > before and node_id in history[-1].get("outputs", {}):
+            return history[-1]["outputs"][node_id]["text"][0]
+        page.wait_for_timeout(250)
+    raise AssertionError(f"no history entry with node {node_id}'s output after {before} prompts")
+
+
+def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
+    """Output "draw from final weights": the particle the node outputs (a draw, not the best) is the one the live
+    view frames in its lineage and names in its status line once the run is done."""
+    for seed in range(40, 46):  # λ = 0: the draw is uniform, so most seeds draw another particle than the best
+        node = load_example(page, server, particles=8, seed=seed + {CLASSIC: 0, VUE: 100}[mode], lmbda=0.0)
+        page.evaluate("""() => { const pot = window.app.graph.findNodesByType("FKPotentialSelector")[0];
+                          pot.widgets.find((w) => w.name === "output").value = "draw from final weights"; }""")
+        page.evaluate("(id) => { const v = window.app.graph.getNodeById(Number(id)).fkLiveView; v.fkOld = v.trace; }",
+                      node)
+        before = history_length(page)
+        queue(page)
+        page.wait_for_function("""(id) => { const v = window.app.graph.getNodeById(Number(id)).fkLiveView;
+                                  return v.state === "done" && v.trace && v.trace !== v.fkOld; }""", arg=node,
+                               timeout=300_000)
+        view = wb.view_state(page, node)
+        chosen = int(re.match(r"particle (\d+) of", node_text_of_last_prompt(page, node, before)).group(1))
+        best = int(page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace.final_rewards"
+                                 ".reduce((b, r, i, a) => (r ?? -Infinity) > (a[b] ?? -Infinity) ? i : b, 0)", node))
+        if chosen != best:
+            break
+    else:
+        pytest.fail("every seed drew the best particle: the test cannot tell the two apart")
+    shot(page, "drawn-output")
+    assert view["selected"] == str(chosen), f"the node outputs particle {chosen}, the view frames {view['selected']}"
+    assert f"chosen #{chosen}" in view["status"], view["status"]

@@ -25,15 +25,15 @@ class Recorder:
 
 @contextlib.contextmanager
 def recording_live_view(fk, node_id: str):
-    """Point the samplers' live hook at a Recorder (no throttling) for the duration of the block."""
+    """Give the samplers a live view that sends to a Recorder (no throttling) for the duration of the block."""
     rec = Recorder()
-    hooks = fk.nodes.sampler.LIVE_HOOKS
-    saved = hooks["factory"]
-    hooks["factory"] = lambda _node: fk.nodes.live.live_callbacks(node_id, send=rec, max_events_per_second=0)
+    sampler = fk.nodes.sampler
+    saved = sampler.live_callbacks
+    sampler.live_callbacks = lambda _node: fk.nodes.live.live_callbacks(node_id, send=rec, max_events_per_second=0)
     try:
         yield rec
     finally:
-        hooks["factory"] = saved
+        sampler.live_callbacks = saved
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 // Data: websocket events sent by the pack's server side (nodes/live.py), one run per "run" id:
 //   fk_steering.step  {node, run, particles, num_steps, steps: [record...], thumbs?: {sprite, cols, rows, w, h}}
 //                     (the first event of a run may have no steps: the run has started)
-//   fk_steering.done  {node, run, best_index, trace: Trace.to_dict()}
+//   fk_steering.done  {node, run, best_index, chosen_index, trace: Trace.to_dict()}
+//                     (chosen_index: the particle the node outputs, framed after the run; best_index when absent)
 // A step record may carry lmbda, survivors and cost ({model_s, decode_s, reward_s}); the view shows what is there.
 // Cancel and errors come from ComfyUI's own execution_interrupted / execution_error events.
 // Without those events (server side absent) the widget only shows a one-line hint: nothing else changes.
@@ -204,6 +205,7 @@ class LiveView {
     this.thumbsStep = null;
     this.trace = null;
     this.bestIndex = null;
+    this.chosenIndex = null;
     this.selected = null;
     this.state = run ? "running" : "idle";
     this.eventLog = [];
@@ -263,7 +265,8 @@ class LiveView {
     this.steps = data.trace.steps.map(withCopies); // the complete record wins over what arrived live
     this.byStep = new Map(this.steps.map((s) => [s.step, s]));
     this.bestIndex = data.best_index;
-    this.selected = data.best_index;
+    this.chosenIndex = Number.isInteger(data.chosen_index) ? data.chosen_index : data.best_index;
+    this.selected = this.chosenIndex; // what the node outputs: a draw from the final weights need not be the best
     this.state = "done";
     this.scheduleDraw();
   }
@@ -319,8 +322,8 @@ class LiveView {
       idle: "FK live view: queue the prompt to watch the particles.",
       running: [`running · ${this.particles} particles · step ${last ? last.step : 0}${of}`, ...numbers].join(" · "),
       done: `done · ${this.particles} particles` + (this.numSteps ? ` · ${this.numSteps} steps` : "") +
-        ` · best #${this.bestIndex}` +
-        (this.trace?.final_rewards ? ` reward ${fmt(this.trace.final_rewards[this.bestIndex])}` : ""),
+        ` · ${this.chosenIndex === this.bestIndex ? "best" : "chosen"} #${this.chosenIndex}` +
+        (this.trace?.final_rewards ? ` reward ${fmt(this.trace.final_rewards[this.chosenIndex])}` : ""),
       cancelled: `cancelled at step ${last ? last.step : 0}${of} · showing what was computed`,
     }[this.state];
     this.status.textContent = text;
@@ -611,7 +614,8 @@ class LiveView {
     this.detail.dataset.particle = String(this.selected);
     this.detail.textContent =
       `#${this.selected} (from initial #${paths[this.selected][0]}` +
-      `${this.selected === this.bestIndex ? ", best" : ""}) rewards: ` + hist.map(fmt).join(" → ");
+      `${this.selected === this.bestIndex ? ", best" : this.selected === this.chosenIndex ? ", chosen" : ""})` +
+      ` rewards: ${hist.map(fmt).join(" → ")}`;
   }
 
   destroy() {

@@ -15,7 +15,7 @@ Folder layout under a reward root (ComfyUI: ``models/fk_rewards``)::
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,61 +139,35 @@ def resolve_pickscore_dirs(roots: Sequence[Path | str], allow_download: bool = T
                                    if (d / "config.json").is_file() and d.name == "PickScore_v1"), None)
     target = Path(roots[0]) / "PickScore_v1" if roots else None
     if model_dir is None:
-        model_dir = _snapshot(PICKSCORE_MODEL_REPO, target, ["config.json"], allow_download, weights=True)
+        model_dir = download_snapshot(PICKSCORE_MODEL_REPO, target, _pickscore_weights, ["config.json"],
+                                      allow_download, "PickScore", "models/fk_rewards/PickScore_v1")
     processor_dir = model_dir / "processor"
     if not (processor_dir / "preprocessor_config.json").is_file():
         if (model_dir / "preprocessor_config.json").is_file() and (model_dir / "tokenizer_config.json").is_file():
             processor_dir = model_dir
         else:
-            processor_dir = _snapshot(PICKSCORE_PROCESSOR_REPO, processor_dir, ["preprocessor_config.json"],
-                                      allow_download, weights=False)
+            processor_dir = download_snapshot(PICKSCORE_PROCESSOR_REPO, processor_dir, ["*.json", "*.txt"],
+                                              ["preprocessor_config.json"], allow_download, "PickScore")
     return model_dir, processor_dir
 
 
-def _snapshot(repo: str, target: Path | None, must_have: list[str], allow_download: bool, weights: bool) -> Path:
-    what = "config.json and model.safetensors" if weights else "tokenizer and preprocessor json/txt files"
-    instruction = (f"Download the files of https://huggingface.co/{repo} ({what}) "
-                   f"into {target or 'models/fk_rewards/PickScore_v1'}")
-    if target is None or not allow_download or offline():
-        why = "no reward folder" if target is None else "downloads are off" if not allow_download else "offline"
-        raise MissingWeightsError(f"PickScore files not found ({why}). {instruction}.")
-    try:
-        from huggingface_hub import HfApi, snapshot_download
+def _pickscore_weights() -> list[str]:
+    """The PickScore repository's config and ONE weights file (safetensors when it has them)."""
+    from huggingface_hub import HfApi
 
-        print(f"[FK rewards] downloading {repo} -> {target}", flush=True)
-        if weights:
-            names = HfApi().list_repo_files(repo)
-            chosen = "model.safetensors" if "model.safetensors" in names else "pytorch_model.bin"
-            patterns = ["config.json", chosen]
-        else:
-            patterns = ["*.json", "*.txt"]
-        clean_partial_download(target)
-        snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
-    except BaseException as error:  # noqa: BLE001 - every failure ends in the same instruction
-        clean_partial_download(target)
-        if not isinstance(error, Exception):  # interrupted: cleaned up, let the interruption through
-            raise
-        raise MissingWeightsError(
-            f"PickScore download failed ({type(error).__name__}: {error}). {instruction}."
-        ) from None
-    missing = [name for name in must_have if not (target / name).is_file()]
-    if missing:
-        raise MissingWeightsError(f"download of {repo} did not produce {missing}. {instruction}.")
-    return target
+    names = HfApi().list_repo_files(PICKSCORE_MODEL_REPO)
+    return ["config.json", "model.safetensors" if "model.safetensors" in names else "pytorch_model.bin"]
 
 
-def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_download: bool,
-                 patterns: list[str], must_have: Sequence[str], label: str) -> Path:
-    """A transformers snapshot ``<root>/<subfolder>/<repo name>``: found in any root, else downloaded (only the
-    files matching ``patterns``) into the first root. Offline, the error names the repository, files and folder."""
-    name = repo.rstrip("/").split("/")[-1]
-    for root in roots:
-        candidate = Path(root) / subfolder / name
-        if all((candidate / need).is_file() for need in must_have):
-            return candidate
-    target = Path(roots[0]) / subfolder / name if roots else None
-    instruction = (f"Download {', '.join(patterns)} of https://huggingface.co/{repo} into "
-                   f"{target or f'models/fk_rewards/{subfolder}/{name}'}")
+def download_snapshot(repo: str, target: Path | None, patterns: list[str] | Callable[[], list[str]],
+                      must_have: Sequence[str], allow_download: bool, label: str,
+                      shown_target: str | None = None) -> Path:
+    """The one download routine: the files of hub ``repo`` matching ``patterns`` (a list, or a function that
+    lists them once online) into ``target``, from scratch; whatever goes wrong ends in one instruction to the
+    user naming the repository, the files and the folder, and leaves no partial download behind."""
+    listed = ", ".join(patterns) if isinstance(patterns, list) else "config.json and the model weights"
+    instruction = (f"Download {listed} of https://huggingface.co/{repo} into "
+                   f"{target or shown_target or 'models/fk_rewards'}")
     if target is None or not allow_download or offline():
         why = "no reward folder" if target is None else "downloads are off" if not allow_download else \
             "offline mode (HF_HUB_OFFLINE=1)"
@@ -204,17 +178,32 @@ def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_d
 
         print(f"[FK rewards] downloading {repo} -> {target}", flush=True)
         clean_partial_download(target)  # from scratch, not from a killed run
-        snapshot_download(repo, local_dir=str(target), allow_patterns=patterns)
+        snapshot_download(repo, local_dir=str(target), allow_patterns=patterns if isinstance(patterns, list)
+                          else patterns())
     except BaseException as error:  # noqa: BLE001 - network, auth, disk: all end in the same instruction to the user
         clean_partial_download(target)
         if not isinstance(error, Exception):  # interrupted: cleaned up, let the interruption through
             raise
         raise MissingWeightsError(f"{label} download failed ({type(error).__name__}: {error}). {instruction}.") \
             from None
-    missing = [need for need in must_have if not (target / need).is_file()]
+    missing = [need for need in must_have if not (Path(target) / need).is_file()]
     if missing:
         raise MissingWeightsError(f"download of {repo} did not produce {missing}. {instruction}.")
-    return target
+    return Path(target)
+
+
+def model_folder(roots: Sequence[Path | str], subfolder: str, repo: str, allow_download: bool,
+                 patterns: list[str], must_have: Sequence[str], label: str) -> Path:
+    """A transformers snapshot ``<root>/<subfolder>/<repo name>``: found in any root, else downloaded (only the
+    files matching ``patterns``) into the first root."""
+    name = repo.rstrip("/").split("/")[-1]
+    for root in roots:
+        candidate = Path(root) / subfolder / name
+        if all((candidate / need).is_file() for need in must_have):
+            return candidate
+    target = Path(roots[0]) / subfolder / name if roots else None
+    return download_snapshot(repo, target, patterns, must_have, allow_download, label,
+                             f"models/fk_rewards/{subfolder}/{name}")
 
 
 def _chosen_folder(chosen: Path | None, judge_model: str | None) -> Path | None:
@@ -227,6 +216,126 @@ def _chosen_folder(chosen: Path | None, judge_model: str | None) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class BuildRequest:
+    """What :func:`build_reward` was asked for, as every builder of the table sees it."""
+
+    roots: Sequence[Path | str]
+    device: str | torch.device
+    dtype: torch.dtype
+    chosen: Path | None  # a weights file picked in the node (replaces the default main file)
+    allow_download: bool
+    clip_architecture: str
+    clip_pretrained: str
+    target: float | None
+    color: str
+    judge_model: str | None
+
+    @property
+    def extra(self) -> list[Path]:
+        """The chosen file's folder, searched first for companion files (e.g. med_config.json)."""
+        return [self.chosen.parent] if self.chosen is not None else []
+
+    def files(self, files, subfolder: str) -> list[Path]:
+        return _resolve_all(files, self.roots, subfolder, self.allow_download, self.extra)
+
+
+def _imagereward(req: BuildRequest) -> Reward:
+    from .imagereward import load_imagereward
+
+    checkpoint_file, med_file, vocab_file = IMAGEREWARD_FILES
+    # A vocab.txt sitting right next to the checkpoint is accepted as well as bert-base-uncased/vocab.txt.
+    flat_vocab = find_local("vocab.txt", req.extra + _folders(req.roots, "ImageReward"))
+    needed = ([] if req.chosen else [checkpoint_file]) + [med_file] + ([] if flat_vocab else [vocab_file])
+    found = dict(zip([w.filename for w in needed], req.files(needed, "ImageReward"), strict=True))
+    return load_imagereward(req.chosen or found[checkpoint_file.filename], found[med_file.filename],
+                            flat_vocab or found[vocab_file.filename], device=req.device, dtype=req.dtype)
+
+
+def _hpsv2(req: BuildRequest) -> Reward:
+    from .clip_rewards import load_hpsv2
+
+    return load_hpsv2(req.chosen or req.files(HPS_FILES, "HPSv2")[0], device=req.device, dtype=req.dtype)
+
+
+def _aesthetic(req: BuildRequest) -> Reward:
+    from .clip_rewards import load_laion_aesthetic
+
+    head = req.chosen or req.files(AESTHETIC_FILES, "aesthetic")[0]
+    with _cleaned_on_failure(_cache_dir(req.roots)):
+        return load_laion_aesthetic(head, req.clip_pretrained, device=req.device, dtype=req.dtype,
+                                    cache_dir=_cache_dir(req.roots), arch=req.clip_architecture)
+
+
+def _clip_score(req: BuildRequest) -> Reward:
+    from .clip_rewards import load_clip_score
+
+    # OpenAI weights loaded from a file need a "-quickgelu" architecture name (a tag would imply it).
+    with _cleaned_on_failure(_cache_dir(req.roots)):
+        return load_clip_score(req.clip_architecture, req.chosen or req.clip_pretrained, device=req.device,
+                               dtype=req.dtype, cache_dir=_cache_dir(req.roots))
+
+
+def _hpsv3(req: BuildRequest) -> Reward:
+    from .hpsv3 import load_hpsv3
+
+    checkpoint = req.chosen or req.files(HPSV3_FILES, "HPSv3")[0]
+    base = next((d / "Qwen2-VL-7B-Instruct" for d in [checkpoint.parent] + _folders(req.roots, "HPSv3")
+                 if (d / "Qwen2-VL-7B-Instruct" / "config.json").is_file()), None)
+    base = base or model_folder(req.roots, "HPSv3", HPSV3_BASE_REPO, req.allow_download, CONFIG_FILES,
+                                ["config.json", "preprocessor_config.json"], "HPSv3's Qwen2-VL-7B-Instruct")
+    return load_hpsv3(checkpoint, base, device=req.device, dtype=req.dtype)
+
+
+def _snapshot_folder(req: BuildRequest, subfolder: str, default_repo: str, label: str) -> Path:
+    return _chosen_folder(req.chosen, req.judge_model) or model_folder(
+        req.roots, subfolder, req.judge_model or default_repo, req.allow_download, MODEL_FILES,
+        ["config.json", "preprocessor_config.json"], label)
+
+
+def _vlm_judge(req: BuildRequest) -> Reward:
+    from .vlm_judge import load_vqa_judge
+
+    folder = _snapshot_folder(req, "vlm", VLM_DEFAULT_REPO, "VLM judge")
+    return load_vqa_judge(folder, device=req.device, dtype=req.dtype)
+
+
+def _detector(req: BuildRequest) -> Reward:
+    from .detector import load_object_detector
+
+    folder = _snapshot_folder(req, "owlv2", DETECTOR_DEFAULT_REPO, "OWLv2 detector")
+    return load_object_detector(folder, device=req.device, dtype=req.dtype)
+
+
+def _pickscore(req: BuildRequest) -> Reward:
+    from .pickscore import load_pickscore
+
+    model_dir = _chosen_folder(req.chosen, None)
+    model_dir, processor_dir = resolve_pickscore_dirs(req.roots, req.allow_download, model_dir)
+    return load_pickscore(model_dir, processor_dir, device=req.device, dtype=req.dtype)
+
+
+# name -> builder. Pixel statistics need nothing but their own settings; learned rewards find (or download)
+# their files under the reward roots first.
+BUILDERS: dict[str, Callable[[BuildRequest], Reward]] = {
+    "ImageReward": _imagereward,
+    "PickScore": _pickscore,
+    "HPSv2.1": _hpsv2,
+    "HPSv3": _hpsv3,
+    VLM_JUDGE: _vlm_judge,
+    DETECTOR: _detector,
+    "LAION aesthetic": _aesthetic,
+    "CLIP score": _clip_score,
+    "sharpness": lambda req: classic.Sharpness(),
+    "saturation": lambda req: classic.Saturation(),
+    "colorfulness": lambda req: classic.Colorfulness(),
+    "brightness": lambda req: classic.BrightnessTarget(0.5 if req.target is None else req.target),
+    "contrast": lambda req: classic.ContrastTarget(0.25 if req.target is None else req.target),
+    "target color": lambda req: classic.TargetColor(req.color),
+    "JPEG compressibility": lambda req: classic.JpegCompressibility(),
+}
+
+
 def build_reward(name: str, roots: Sequence[Path | str], *, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, weights_file: str | Path | None = None,
                  allow_download: bool = True, clip_architecture: str = "ViT-L-14",
@@ -236,88 +345,12 @@ def build_reward(name: str, roots: Sequence[Path | str], *, device: str | torch.
     receives downloads). ``weights_file`` overrides the default main file (its folder is searched first for
     companion files such as med_config.json). ``judge_model``: the hub repository (or a local folder) of the VLM
     judge or the detector (default Qwen/Qwen2.5-VL-3B-Instruct, google/owlv2-base-patch16-ensemble)."""
-    spec(name)
-    if name == "sharpness":
-        return classic.Sharpness()
-    if name == "saturation":
-        return classic.Saturation()
-    if name == "colorfulness":
-        return classic.Colorfulness()
-    if name == "brightness":
-        return classic.BrightnessTarget(0.5 if target is None else target)
-    if name == "contrast":
-        return classic.ContrastTarget(0.25 if target is None else target)
-    if name == "target color":
-        return classic.TargetColor(color)
-    if name == "JPEG compressibility":
-        return classic.JpegCompressibility()
-
-    chosen = Path(weights_file) if weights_file else None
+    learned = spec(name).learned
+    chosen = Path(weights_file) if weights_file and learned else None
     if chosen is not None and not chosen.exists():
         raise MissingWeightsError(f"weights file {chosen} does not exist")
-    extra = [chosen.parent] if chosen is not None else []
-    if name == "ImageReward":
-        from .imagereward import load_imagereward
-
-        checkpoint_file, med_file, vocab_file = IMAGEREWARD_FILES
-        # A vocab.txt sitting right next to the checkpoint is accepted as well as bert-base-uncased/vocab.txt.
-        flat_vocab = find_local("vocab.txt", extra + _folders(roots, "ImageReward"))
-        needed = ([] if chosen else [checkpoint_file]) + [med_file] + ([] if flat_vocab else [vocab_file])
-        found = dict(zip([w.filename for w in needed],
-                         _resolve_all(needed, roots, "ImageReward", allow_download, extra), strict=True))
-        return load_imagereward(chosen or found[checkpoint_file.filename], found[med_file.filename],
-                                flat_vocab or found[vocab_file.filename], device=device, dtype=dtype)
-    if name == "HPSv2.1":
-        from .clip_rewards import load_hpsv2
-
-        checkpoint = chosen or _resolve_all(HPS_FILES, roots, "HPSv2", allow_download)[0]
-        return load_hpsv2(checkpoint, device=device, dtype=dtype)
-    if name == "LAION aesthetic":
-        from .clip_rewards import load_laion_aesthetic
-
-        head = chosen or _resolve_all(AESTHETIC_FILES, roots, "aesthetic", allow_download)[0]
-        with _cleaned_on_failure(_cache_dir(roots)):
-            return load_laion_aesthetic(head, clip_pretrained, device=device, dtype=dtype,
-                                        cache_dir=_cache_dir(roots), arch=clip_architecture)
-    if name == "CLIP score":
-        from .clip_rewards import load_clip_score
-
-        # OpenAI weights loaded from a file need a "-quickgelu" architecture name (a tag would imply it).
-        with _cleaned_on_failure(_cache_dir(roots)):
-            return load_clip_score(clip_architecture, chosen or clip_pretrained, device=device, dtype=dtype,
-                                   cache_dir=_cache_dir(roots))
-    if name == "HPSv3":
-        from .hpsv3 import load_hpsv3
-
-        checkpoint = chosen or _resolve_all(HPSV3_FILES, roots, "HPSv3", allow_download)[0]
-        base = next((d / "Qwen2-VL-7B-Instruct" for d in [checkpoint.parent] + _folders(roots, "HPSv3")
-                     if (d / "Qwen2-VL-7B-Instruct" / "config.json").is_file()), None)
-        base = base or model_folder(roots, "HPSv3", HPSV3_BASE_REPO, allow_download, CONFIG_FILES,
-                                    ["config.json", "preprocessor_config.json"], "HPSv3's Qwen2-VL-7B-Instruct")
-        return load_hpsv3(checkpoint, base, device=device, dtype=dtype)
-    if name == VLM_JUDGE:
-        from .vlm_judge import load_vqa_judge
-
-        folder = _chosen_folder(chosen, judge_model) or model_folder(
-            roots, "vlm", judge_model or VLM_DEFAULT_REPO, allow_download, MODEL_FILES,
-            ["config.json", "preprocessor_config.json"], "VLM judge")
-        return load_vqa_judge(folder, device=device, dtype=dtype)
-    if name == DETECTOR:
-        from .detector import load_object_detector
-
-        folder = _chosen_folder(chosen, judge_model) or model_folder(
-            roots, "owlv2", judge_model or DETECTOR_DEFAULT_REPO, allow_download, MODEL_FILES,
-            ["config.json", "preprocessor_config.json"], "OWLv2 detector")
-        return load_object_detector(folder, device=device, dtype=dtype)
-    if name == "PickScore":
-        from .pickscore import load_pickscore
-
-        model_dir = None
-        if chosen is not None:
-            model_dir = chosen if chosen.is_dir() else chosen.parent
-        model_dir, processor_dir = resolve_pickscore_dirs(roots, allow_download, model_dir)
-        return load_pickscore(model_dir, processor_dir, device=device, dtype=dtype)
-    raise AssertionError(f"catalogued reward {name!r} has no builder")  # pragma: no cover
+    return BUILDERS[name](BuildRequest(roots, device, dtype, chosen, allow_download, clip_architecture,
+                                       clip_pretrained, target, color, judge_model))
 
 
 @contextmanager
