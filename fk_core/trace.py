@@ -62,6 +62,7 @@ class Trace:
     final_lmbda: float = float("nan")  # the λ of the final weighting: the output targets p·exp(final_lmbda·r)
     notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
     cost: Optional[dict[str, Any]] = None  # host-measured totals (model / check decode / check reward seconds …)
+    window_stop: Optional[dict[str, Any]] = None  # where and why steering stopped early (fk_core.window), or None
 
     def lineage(self) -> list[list[int]]:
         """For each final particle, its index at every potential step (oldest first), ending at itself."""
@@ -82,6 +83,7 @@ class Trace:
             "final_lmbda": self.final_lmbda if torch.isfinite(torch.tensor(self.final_lmbda)) else None,
             "notes": list(self.notes),
             "cost": dict(self.cost) if self.cost is not None else None,
+            "window_stop": dict(self.window_stop) if self.window_stop is not None else None,
         }
 
 
