@@ -2,6 +2,7 @@
 
     python bench/bench_defaults.py              # both tables (a few minutes on 2 shared CPU cores)
     python bench/bench_defaults.py --seeds 40   # quicker, larger standard errors
+    python bench/bench_defaults.py --family     # the defaults on the family of learned beds (bench_family.py)
 
 Learned bed (testbeds.digits; reward log p(digit 3 | x0) from a classifier, 30 Euler-ancestral steps) and
 rare-attribute bed (testbeds.rare; 0.3% of p0, reward sigmoid, 50 steps). For N = 4 and 8, every method
@@ -36,13 +37,19 @@ RARE_STEPS = 50
 
 
 def candidates(quick: bool) -> list[tuple[str, FKConfig, float]]:
-    """(name, config, auto ceiling): best-of-N, the old default, the new one and its neighbours, a λ sweep."""
+    """(name, config, auto ceiling): best-of-N, the old defaults, the shipped one and its neighbours, a λ sweep.
+
+    Every row but the two old defaults stops by the copy-variety rule (fk_core.window) as the shipped default does.
+    """
     tilt = tempering.AUTO_TILT
     auto = dict(potential="max", lambda_mode="auto")
+    off = dict(copy_variety=(1.0, 0.0))  # the copy-variety stop (fk_core.window) switched off
     rows = [("best-of-N (λ = 0)", FKConfig(lmbda=0.0, lambda_mode="fixed"), tilt),
-            ("old default: max, λ 10 fixed, window 0.2–1", FKConfig(potential="max", lmbda=10.0, lambda_mode="fixed",
-                                                                    window=(0.2, 1.0)), tilt),
-            ("**new default**: max, auto, strength 0.5, window 0.2–0.8", FKConfig(), tilt),
+            ("old default: max, λ 10 fixed, window 0.2–1, no stop", FKConfig(potential="max", lmbda=10.0,
+                                                                             lambda_mode="fixed", window=(0.2, 1.0),
+                                                                             **off), tilt),
+            ("previous default: max, auto, strength 0.5, window 0.2–0.8, no stop", FKConfig(**off), tilt),
+            ("**default**: the same with the copy-variety stop", FKConfig(), tilt),
             ("max, auto, strength 0.3", FKConfig(**auto, strength=0.3), tilt),
             ("max, auto, strength 0.7", FKConfig(**auto, strength=0.7), tilt),
             ("max, auto, strength 0.5, window 0.2–1", FKConfig(**auto, window=(0.2, 1.0)), tilt),
@@ -153,9 +160,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="skip the fixed-λ sweep")
     parser.add_argument("--only", choices=("learned", "rare"))
+    parser.add_argument("--family", action="store_true",
+                        help="the shipped defaults on the family of learned beds (bench/bench_family.py) instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
+    if args.family:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_family
+
+        bench_family.run(60 if args.seeds == 100 else args.seeds, FKConfig())
+        print(f"\n({time.perf_counter() - started:.0f} s)")
+        return
     if args.only in (None, "learned"):
         learned_bed(args.seeds, args.quick)
     if args.only in (None, "rare"):

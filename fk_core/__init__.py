@@ -6,6 +6,7 @@ only. Library entry points:
 * :func:`steer` — FK steering with fk_core's own Euler-ancestral step rule.
 * :func:`run_segments` — the same particle loop driven by a host's sampler, model and scorer (how the ComfyUI
   nodes use it); a scorer has two phases, ``check(x0, step)`` and ``final(x)`` (:mod:`fk_core.scoring`).
+* :func:`steer_discrete` — the same for masked (discrete) diffusion over token sequences (:mod:`fk_core.discrete`).
 * :class:`FKConfig`, :class:`FKResult`, :class:`Trace`, :class:`PotentialStep`, :class:`FKError`.
 * What hosts show: the trace's charts, the contact sheet, summary lines and the cost line; images for a reward
   or a thumbnail; the reward catalogue.
@@ -14,6 +15,7 @@ only. Library entry points:
 from .charts import TraceError, lineage_chart, load_trace, reward_ess_chart
 from .collapse import summary_lines
 from .contact_sheet import contact_sheet
+from .discrete import steer_discrete
 from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segments, steer
 from .errors import FKError
 from .images import downscale, encode_sprite, fit_to_reward
@@ -76,5 +78,5 @@ __all__ = [
     "lineage_chart", "load_trace", "message", "middle_frame", "model_source_problem", "name_of", "notes_of",
     "number_problem", "options_text", "parse_objects", "pick_frames", "replay_payload", "reward_ess_chart",
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
-    "strip", "summary_lines", "video_reward_problem",
+    "steer_discrete", "strip", "summary_lines", "video_reward_problem",
 ]

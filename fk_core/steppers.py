@@ -9,6 +9,7 @@ particle loop as they are, and fk_core's own sampler below is one more of them.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -50,3 +51,79 @@ def _randn_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.
     """Gaussian noise drawn from ``generator`` on its own device, then moved to x's (same stream anywhere)."""
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def flow_noise_ratio(t: float) -> float:
+    """Noise-to-signal ratio of a rectified-flow point x_t = (1 − t)·x0 + t·ε: t / (1 − t) (inf at t = 1).
+
+    A k-diffusion (VE) point x0 + σ·ε has ratio σ; this maps a flow's t onto that same scale."""
+    t = float(t)
+    return math.inf if t >= 1.0 else t / (1.0 - t)
+
+
+def euler_ancestral_rf(eta: float = 1.0, generator: Optional[torch.Generator] = None) -> SegmentSampler:
+    """ComfyUI's flow ancestral step (k_diffusion ``sample_euler_ancestral_RF``) for x_t = (1 − t)·x0 + t·ε:
+    an Euler step down to t_down, then rescale and fresh noise so the point lands at t_next."""
+
+    def sample(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Optional[dict] = None,
+               callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
+        extra_args = extra_args or {}
+        ones = x.new_ones(x.shape[0])
+        for i in range(len(sigmas) - 1):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            denoised = model(x, sigma * ones, **extra_args)
+            if callback is not None:
+                callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+            if sigma_next == 0:
+                x = denoised
+                continue
+            sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
+            alpha_next, alpha_down = 1 - sigma_next, 1 - sigma_down
+            renoise = (sigma_next**2 - sigma_down**2 * alpha_next**2 / alpha_down**2).clamp(min=0) ** 0.5
+            ratio = sigma_down / sigma
+            x = ratio * x + (1 - ratio) * denoised
+            if eta > 0:
+                x = (alpha_next / alpha_down) * x + _randn_like(x, generator) * renoise
+        return x
+
+    return sample
+
+
+def dpmpp_2m_sde(eta: float = 1.0, generator: Optional[torch.Generator] = None, flow: bool = False) -> SegmentSampler:
+    """DPM-Solver++(2M) SDE (midpoint), as ComfyUI's ``sample_dpmpp_2m_sde``, in half-log-SNR λ = log(α/σ):
+    −log σ for x0 + σ·ε, log((1 − t)/t) for a flow (``flow=True``, where α = 1 − t). Gaussian noise from
+    ``generator`` instead of a Brownian tree. Its history restarts with every segment (first order after a check)."""
+
+    def half_log_snr(s: torch.Tensor) -> torch.Tensor:
+        return s.logit().neg() if flow else s.log().neg()
+
+    def sample(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Optional[dict] = None,
+               callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
+        extra_args = extra_args or {}
+        ones = x.new_ones(x.shape[0])
+        if flow and len(sigmas) > 1 and sigmas[0] >= 1:  # log-SNR is -inf at t = 1 (ComfyUI offsets it too)
+            sigmas = sigmas.clone()
+            sigmas[0] = 1.0 - 1e-4
+        old_denoised, h_last = None, None
+        for i in range(len(sigmas) - 1):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            denoised = model(x, sigma * ones, **extra_args)
+            if callback is not None:
+                callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+            if sigma_next == 0:
+                x = denoised
+                old_denoised = None
+                continue
+            lam, lam_next = half_log_snr(sigma), half_log_snr(sigma_next)
+            h = lam_next - lam
+            h_eta = h * (eta + 1)
+            alpha_next = sigma_next * lam_next.exp()
+            x = sigma_next / sigma * (-h * eta).exp() * x + alpha_next * (-h_eta).expm1().neg() * denoised
+            if old_denoised is not None:
+                x = x + 0.5 * alpha_next * (-h_eta).expm1().neg() * (h / h_last) * (denoised - old_denoised)
+            if eta > 0:
+                x = x + _randn_like(x, generator) * sigma_next * (-2 * h * eta).expm1().neg().sqrt()
+            old_denoised, h_last = denoised, h
+        return x
+
+    return sample

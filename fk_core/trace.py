@@ -69,6 +69,7 @@ class Trace:
     notes: list[str] = field(default_factory=list)  # human-readable remarks (e.g. sampler substitutions)
     cost: Optional[dict[str, Any]] = None  # host-measured totals (model / check decode / check reward seconds …)
     final_components: Optional[dict[str, Any]] = None  # a combined reward's terms for the final particles
+    window_stop: Optional[dict[str, Any]] = None  # where and why steering stopped early (fk_core.window), or None
 
     def lineage(self) -> list[list[int]]:
         """For each final particle, its index at every potential step (oldest first), ending at itself."""
@@ -89,6 +90,7 @@ class Trace:
             "final_lmbda": self.final_lmbda if torch.isfinite(torch.tensor(self.final_lmbda)) else None,
             "notes": list(self.notes),
             "cost": dict(self.cost) if self.cost is not None else None,
+            "window_stop": dict(self.window_stop) if self.window_stop is not None else None,
         }
         return record if self.final_components is None else {**record, "final_components": self.final_components}
 

@@ -34,6 +34,7 @@ import comfy.samplers
 import torch
 
 from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, message, reward_order, run_segments
+from ..fk_core.steppers import flow_noise_ratio
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_guider_conditioning
 from .patch_state import ParticleStateKeeper, stateful_patches
@@ -128,7 +129,8 @@ class FKRun:
         try:
             result = run_segments(x, sigmas, ReloadBeforeCall(model, scorer), sampler, scorer, spec.config,
                                   generator=generator, extra_args=extra_args, callback=_interruptible(callback),
-                                  disable=disable, notes=notes, clock=scorer.clock, observer=observers)
+                                  disable=disable, notes=notes, clock=scorer.clock, observer=observers,
+                                  noise_ratio=_noise_ratio(model))
         except (RuntimeError, MemoryError) as error:  # a chunk (or the reward) did not fit: say what to lower
             if is_out_of_memory(error):
                 raise out_of_memory_error(node, x.shape[0], chunk, error) from None
@@ -253,3 +255,12 @@ def make_fk_ksampler(spec: FKRunSpec) -> tuple[comfy.samplers.KSAMPLER, FKRun]:
     run = FKRun(spec, ksampler, choice)
     ksampler.sampler_function = run.sample
     return ksampler, run
+
+
+def _noise_ratio(model) -> Optional[Callable[[float], float]]:
+    """σ → noise-to-signal ratio for fk_core.window: t/(1 − t) for a rectified flow (CONST: Flux, SD3, …); None
+    (σ itself) for every model ComfyUI samples as x0 + σ·ε."""
+    import comfy.model_sampling
+
+    sampling = getattr(getattr(getattr(model, "inner_model", None), "inner_model", None), "model_sampling", None)
+    return flow_noise_ratio if isinstance(sampling, comfy.model_sampling.CONST) else None

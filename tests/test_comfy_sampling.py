@@ -36,7 +36,10 @@ def run_node(fk, model, vae, reward, *, seed=1, steps=STEPS, cfg=1.0, sampler="e
              potential=None, latent=None, denoise=1.0, chunk=0, positive=None, negative=None):
     import torch
 
-    config = potential if potential is not None else fk.fk_core.FKConfig(lmbda=20.0, lambda_mode="fixed", every=2)
+    # checks where the schedule says: the copy-variety stop (fk_core.window) would read the random-weight model's
+    # x0 scale, which says nothing about a real model
+    config = potential if potential is not None else fk.fk_core.FKConfig(lmbda=20.0, lambda_mode="fixed", every=2,
+                                                                         copy_variety=(1.0, 0.0))
     with torch.inference_mode():
         out = fk.nodes.sampler.FKParticleSampler.execute(
             model=model, positive=positive or comfy_host.tiny_conditioning(),
@@ -399,3 +402,16 @@ def test_sampler_path_is_deterministic(fk, oracle_model, vae):
     b, _ = run_sampler_path(fk, model, vae, reward, seed=4, particles=4, steps=4, sampler="dpmpp_2m_sde")
     c, _ = run_sampler_path(fk, model, vae, reward, seed=5, particles=4, steps=4, sampler="dpmpp_2m_sde")
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_a_flow_model_is_read_on_the_flow_noise_scale(fk, oracle_model, vae):
+    """fk_core.window reads the noise left as t/(1 − t) for a CONST (rectified-flow) model, σ itself otherwise."""
+    for kind in ("flow", "eps"):
+        model, _ = oracle_model(kind)
+        out = run_node(fk, model, vae, comfy_host.ModeReward(vae, SIZE), steps=20,
+                       potential=fk.fk_core.FKConfig(window=(0.0, 1.0)))
+        stop = out["trace"]["window_stop"]
+        assert stop is not None, kind  # the oracle's modes are decided long before the end
+        expected = stop["sigma"] / (1 - stop["sigma"]) if kind == "flow" else stop["sigma"]
+        assert stop["noise_ratio"] == pytest.approx(expected, rel=1e-6), kind
+        assert any(note.startswith("steering stopped at step") for note in out["trace"]["notes"])

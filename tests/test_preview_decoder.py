@@ -86,7 +86,8 @@ def run_node(fk, model, vae, reward, preview_decoder, every=1, final_reward=None
             model=model, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),
             latent_image=comfy_host.empty_latent(1, SIZE), vae=vae, reward=reward, seed=3, steps=STEPS, cfg=1.0,
             sampler_name="euler_ancestral", scheduler="normal", denoise=1.0, particles=N, particle_chunk=0,
-            potential=fk.fk_core.FKConfig(lmbda=5.0, every=every), preview_decoder=preview_decoder,
+            potential=fk.fk_core.FKConfig(lmbda=5.0, every=every, copy_variety=(1.0, 0.0)),
+            preview_decoder=preview_decoder,
             final_reward=final_reward)
     best_latent, best_image, sheet, all_images, trace = out.result
     return {"all": all_images, "trace": json.loads(trace), "text": out.ui["text"][0]}
@@ -101,7 +102,8 @@ def run_sampler_path(fk, model, vae, reward, preview_decoder, final_reward=None)
     with torch.inference_mode():
         fk_sampler = fk.nodes.sampler.FKSampler.execute(
             vae=vae, reward=reward, particles=N, sampler_name="euler_ancestral", particle_chunk=0,
-            potential=fk.fk_core.FKConfig(lmbda=5.0, every=1), preview_decoder=preview_decoder,
+            potential=fk.fk_core.FKConfig(lmbda=5.0, every=1, copy_variety=(1.0, 0.0)),
+            preview_decoder=preview_decoder,
             final_reward=final_reward, **{"return": "all particles (sorted by reward)"}).result[0]
         sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", STEPS)
         out, _ = SamplerCustom().sample(model, True, 3, 1.0, comfy_host.tiny_conditioning(),
