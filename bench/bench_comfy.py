@@ -7,19 +7,22 @@ For N in {4, 8, 16}, on a tiny real-architecture SD1.5-family UNet (random weigh
 * FK wall time split into reward time (VAE decode + reward) and the rest; the target is
   rest <= 1.10 x plain batch N, and rows of FK(N) == rows of plain batch N exactly.
 
-Cost of a check (--cost): a real-architecture SD1.5 UNet (860 M parameters) and SD1.5 VAE (AutoencoderKL, 84 M)
-with random weights, plus a TAESD decoder (ComfyUI's class, random weights) in a temporary models/vae_approx; for
-N = 4 and 8, 20 steps, a pixel reward, a check at every step of the default window, side by side in one run:
-plain KSampler batch N followed by the VAE decode of its N images (a plain workflow needs that decode to get
-images; FK's final full-VAE decode does the same work inside the sampler), FK with preview_decoder "full VAE" and
-FK with "TAESD", their ratios to plain, and the per-check decode + reward cost from FK's own trace. The last line
-is ``cost N=8: full=X.XX taesd=Y.YY`` (the two ratios; process CPU time on a CPU device, where the machine may be
-shared, wall time on a GPU). Target: taesd <= 1.35.
+Cost of a check (--cost): full-size real-architecture UNets with random weights — SD1.5 (860 M parameters) and,
+with ``--cost-models sdxl``, SDXL (2.6 B) — and the SD VAE (AutoencoderKL, 84 M), plus a TAESD decoder (ComfyUI's
+class, random weights, saved as the file ComfyUI's previews look for) in a temporary models/vae_approx; for
+N = 4 and 8, 20 steps, a pixel reward, the shipped defaults (``FKConfig()``), side by side in one run: plain
+KSampler batch N followed by the VAE decode of its N images (a plain workflow needs that decode to get images;
+FK's final full-VAE decode does the same work inside the sampler), FK with preview_decoder "full VAE" and FK with
+"TAESD", their ratios to plain, the per-check decode + reward cost from FK's own trace and, on a GPU, the peak
+VRAM. ``--device auto`` runs on the GPU when there is one (UNet in fp16 there). The last lines are
+``cost <model> N=8: full=X.XX taesd=Y.YY`` (process CPU time on a CPU device, where the machine may be shared,
+wall time on a GPU). Target: taesd <= 1.35.
 
 Memory (--memory): peak process memory growth while sampling N=64 vs N=8 at the same particle chunk (8), each
 in a fresh subprocess (peak RSS on CPU, or torch.cuda.max_memory_allocated on a GPU). Target: within 1.2x.
 
-Usage:  python bench/bench_comfy.py [--steps 20] [--size 16] [--repeats 3] [--memory] [--cost [--cost-size 16]]
+Usage:  python bench/bench_comfy.py [--steps 20] [--size 16] [--repeats 3] [--memory]
+        python bench/bench_comfy.py --cost [--cost-size 64] [--cost-models sd15 sdxl] [--cost-repeats 2]
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ found a sunset in 2% of runs instead of 60%): coarse structure spread over many 
 far above the per-element scale, which this Gaussian model cannot see. The stop bound has no such problem: by
 then the coarse structure is long decided.
 
-Both act only inside the fractional window (``FKConfig.window``), which stays an outer bound. Here
-Both only act inside the fractional window (``FKConfig.window``), which stays an outer bound. Here
+Both act only inside the fractional window (``FKConfig.window``), which stays an outer bound.
 Nothing here reads a reward, so the rule is free of the reward's units; it only decides which steps are checks
 (a stopping time), and the final weighting still removes every potential applied, so the weighted output keeps
 its target (tests/test_exact_target.py).
