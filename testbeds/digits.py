@@ -150,13 +150,11 @@ def _train(denoiser_iterations: int, classifier_iterations: int) -> dict:
             "classifier": classifier.state_dict(), "held_out_accuracy": accuracy}
 
 
-@dataclass
-class DigitsBed:
-    denoiser: DigitDenoiser
-    classifier: DigitClassifier
+class TargetDigit:
+    """The reward and attribute of a digits bed, from its ``classifier`` (logits over 10 digits) and ``target``."""
+
+    classifier: torch.nn.Module
     target: int
-    held_out_accuracy: float
-    training_seconds: Optional[float] = None
 
     @torch.no_grad()
     def reward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -166,6 +164,15 @@ class DigitsBed:
     @torch.no_grad()
     def has_attribute(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(x).argmax(1) == self.target
+
+
+@dataclass
+class DigitsBed(TargetDigit):
+    denoiser: DigitDenoiser
+    classifier: DigitClassifier
+    target: int
+    held_out_accuracy: float
+    training_seconds: Optional[float] = None
 
     @staticmethod
     def images(x: torch.Tensor) -> torch.Tensor:

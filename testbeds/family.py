@@ -228,7 +228,7 @@ def flow_sigmas(steps: int, shift: float = FLOW_SHIFT) -> torch.Tensor:
 
 
 @dataclass
-class Bed:
+class Bed(digits.TargetDigit):
     """One learned bed: a member in one parametrisation, a stochastic sampler, a target digit, a step count."""
 
     name: str
@@ -269,14 +269,6 @@ class Bed:
     def noise_ratio(self):
         """σ → noise-to-signal ratio of x (eps: σ itself; flow: t / (1 − t)), for fk_core.window."""
         return None if self.kind == "eps" else flow_noise_ratio
-
-    @torch.no_grad()
-    def reward(self, x0: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self.classifier(x0), dim=1)[:, self.target].double()
-
-    @torch.no_grad()
-    def has_attribute(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(x).argmax(1) == self.target
 
     def plain(self, n: int, seed: int) -> torch.Tensor:
         """n independent plain samples with the bed's own stochastic sampler."""

@@ -719,25 +719,32 @@ def remove_tree(path: Path) -> None:
 WAN_TEXT_DIM = 16
 
 
-def build_tiny_wan(seed: int = 0):
-    """A ModelPatcher around ComfyUI's own WAN21 (Wan 2.1 text-to-video, a flow model: CONST sampling) with a
-    tiny WanModel config (dim 32, one block, ~27 k parameters); latents [B, 16, T, H, W], H and W even."""
+def tiny_video_patcher(config, seed: int):
+    """A ModelPatcher around the model of a supported-model ``config`` (fp32, CPU, every weight defined by
+    :func:`init_weights_`), as ComfyUI's loader would wrap a checkpoint of that family."""
     import comfy.model_management as mm
     import comfy.model_patcher
-    import comfy.supported_models
     import torch
 
-    unet_config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 32,
-                   "text_dim": WAN_TEXT_DIM, "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16,
-                   "patch_size": (1, 2, 2), "text_len": 8, "window_size": (-1, -1), "qk_norm": True,
-                   "cross_attn_norm": True, "eps": 1e-6}
-    config = comfy.supported_models.WAN21_T2V(unet_config)
     config.set_inference_dtype(torch.float32, None)
     model = config.get_model({}, device=torch.device("cpu"))
     init_weights_(model.diffusion_model, seed)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
+
+
+def build_tiny_wan(seed: int = 0):
+    """A ModelPatcher around ComfyUI's own WAN21 (Wan 2.1 text-to-video, a flow model: CONST sampling) with a
+    tiny WanModel config (dim 32, one block, ~27 k parameters); latents [B, 16, T, H, W], H and W even."""
+    import comfy.supported_models
+
+    unet_config = {"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "freq_dim": 32,
+                   "text_dim": WAN_TEXT_DIM, "num_heads": 2, "num_layers": 1, "in_dim": 16, "out_dim": 16,
+                   "patch_size": (1, 2, 2), "text_len": 8, "window_size": (-1, -1), "qk_norm": True,
+                   "cross_attn_norm": True, "eps": 1e-6}
+    config = comfy.supported_models.WAN21_T2V(unet_config)
+    return tiny_video_patcher(config, seed)
 
 
 HUNYUAN_POOLED_DIM = 8
@@ -750,10 +757,7 @@ def build_tiny_hunyuan_video(seed: int = 0):
     import dataclasses
 
     import comfy.ldm.hunyuan_video.model
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models
-    import torch
 
     settings = dict(in_channels=16, out_channels=16, vec_in_dim=HUNYUAN_POOLED_DIM, context_in_dim=WAN_TEXT_DIM,
                     hidden_size=32, mlp_ratio=2.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[4, 6, 6],
@@ -762,12 +766,7 @@ def build_tiny_hunyuan_video(seed: int = 0):
     known = {f.name for f in dataclasses.fields(comfy.ldm.hunyuan_video.model.HunyuanVideoParams)}
     unet_config = {"image_model": "hunyuan_video", **{k: v for k, v in settings.items() if k in known}}
     config = comfy.supported_models.HunyuanVideo(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({}, device=torch.device("cpu"))
-    init_weights_(model.diffusion_model, seed)
-    model.eval()
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return tiny_video_patcher(config, seed)
 
 
 def video_conditioning(family: str = "wan", seed: int = 0, tokens: int = 8):
@@ -816,20 +815,12 @@ LTXV_VAE_CONFIG = {  # a one-block LTXV CausalVideoAutoencoder: 4x spatial (patc
 def build_tiny_ltxv(seed: int = 0):
     """A ModelPatcher around ComfyUI's own LTXV (flow: CONST) with a tiny LTXVModel (one block, 2 heads of 16);
     latents [B, 128, T, H, W]; conditioning needs an attention_mask (:func:`video_conditioning`)."""
-    import comfy.model_management as mm
-    import comfy.model_patcher
     import comfy.supported_models
-    import torch
 
     unet_config = {"image_model": "ltxv", "in_channels": 128, "cross_attention_dim": 32, "attention_head_dim": 16,
                    "num_attention_heads": 2, "caption_channels": WAN_TEXT_DIM, "num_layers": 1}
     config = comfy.supported_models.LTXV(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({}, device=torch.device("cpu"))
-    init_weights_(model.diffusion_model, seed)
-    model.eval()
-    return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
-                                            offload_device=mm.unet_offload_device())
+    return tiny_video_patcher(config, seed)
 
 
 def build_ltxv_vae():
