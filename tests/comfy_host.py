@@ -842,3 +842,41 @@ def empty_video_latent(frames: int = 5, size: int = 16, channels: int = 16) -> d
     import torch
 
     return {"samples": torch.zeros(1, channels, (frames - 1) // 4 + 1, size // 8, size // 8)}
+
+
+# --------------------------------------------------------------------------------------------------- video files
+
+WAN_FILE_TEXT_DIM = 4096  # what ComfyUI's detector gives a Wan 2.1 file (it reads no text_dim: WanModel's default)
+THIN_WAN_NAME = "fk_thin_wan21_t2v.safetensors"
+WAN_VAE_NAME = "fk_random_wan21_vae.safetensors"
+
+
+def thin_wan_unet_config() -> dict:
+    """The WanModel config ComfyUI's detector reads back from a thin Wan 2.1 T2V file: dim 128 (so one head of
+    128, as the detector assumes), one block, the fixed freq_dim 256 and text_dim 4096."""
+    return {"image_model": "wan2.1", "model_type": "t2v", "dim": 128, "ffn_dim": 256, "freq_dim": 256,
+            "text_dim": WAN_FILE_TEXT_DIM, "num_heads": 1, "num_layers": 1, "in_dim": 16, "out_dim": 16,
+            "patch_size": (1, 2, 2), "window_size": (-1, -1), "qk_norm": True, "cross_attn_norm": True, "eps": 1e-6}
+
+
+def write_thin_wan_files(models_dir: Path, seed: int = 0) -> tuple[str, str]:
+    """Write a thin Wan 2.1 T2V diffusion model (models/diffusion_models, loaded by UNETLoader through ComfyUI's
+    own detection) and a Wan 2.1 VAE of the real architecture (models/vae, loaded by VAELoader), random weights.
+    Returns their file names. (Wan's umt5-xxl text encoder has a fixed ~5.7 B-parameter config, so tests give
+    the model random text tokens instead: FKTestWanTextConditioning in tests/host_nodes.)"""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    import safetensors.torch
+
+    models_dir = Path(models_dir)
+    (models_dir / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    (models_dir / "vae").mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in thin_wan_unet_config().items() if k != "image_model"}
+    unet = comfy.ldm.wan.model.WanModel(**config, operations=comfy.ops.disable_weight_init)
+    init_weights_(unet, seed)
+    safetensors.torch.save_file({k: v.half().contiguous() for k, v in unet.state_dict().items()},
+                                str(models_dir / "diffusion_models" / THIN_WAN_NAME))
+    vae = build_wan_vae()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in vae.first_stage_model.state_dict().items()},
+                                str(models_dir / "vae" / WAN_VAE_NAME))
+    return THIN_WAN_NAME, WAN_VAE_NAME

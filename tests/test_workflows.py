@@ -7,6 +7,8 @@ File-level checks need no host; the rest use the session server from conftest.co
 from __future__ import annotations
 
 import copy
+import io
+import json
 
 import pytest
 from workflow_api import (
@@ -193,6 +195,59 @@ def test_workflow_runs_end_to_end_on_a_thin_checkpoint(name, object_info, comfy_
         score = next(nid for nid, node in prompt.items() if node["class_type"] == "FKScoreImages")
         text = "\n".join(result.outputs(score).get("text", []))
         assert "#4 (image" in text and " - " in text and " color" in text, text  # components under each image
+
+
+def tiny_video_run(prompt: dict, models: tuple[str, str], seed: int) -> dict:
+    """The Wan example made cheap: a thin Wan 2.1 T2V file (UNETLoader), a random-weight Wan 2.1 VAE (VAELoader),
+    random umt5-shaped text tokens in place of CLIPLoader + CLIPTextEncode, 64x64, 5 frames, 3 steps, 2 particles,
+    a check every step, a reward with no weights; the trace shown by PreviewAny."""
+    prompt = copy.deepcopy(prompt)
+    unet_name, vae_name = models
+    for node_id, node in list(prompt.items()):
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind == "UNETLoader":
+            inputs.update(unet_name=unet_name, weight_dtype="default")
+        elif kind == "VAELoader":
+            inputs["vae_name"] = vae_name
+        elif kind == "CLIPLoader":
+            del prompt[node_id]
+        elif kind == "CLIPTextEncode":
+            prompt[node_id] = {"class_type": "FKTestWanTextConditioning", "inputs": {"seed": int(node_id), "tokens": 8}}
+        elif kind == "EmptyHunyuanLatentVideo":
+            inputs.update(width=64, height=64, length=5)
+        elif kind == "FKParticleSampler":
+            inputs.update(steps=3, seed=seed, particles=2)
+            sampler_id = node_id
+        elif kind == "FKRewardLoader":
+            inputs.update(reward="colorfulness", device="cpu")
+        elif kind == "FKPotentialSelector":
+            inputs.update(every_n_steps=1)
+    prompt["900"] = {"class_type": "PreviewAny", "inputs": {"source": [sampler_id, 4]}}  # trace_json
+    return prompt
+
+
+@pytest.mark.host
+@pytest.mark.slow
+def test_wan_video_workflow_runs_end_to_end_on_thin_wan_models(object_info, comfy_server):
+    import comfy_host
+    from PIL import Image
+
+    models = comfy_host.write_thin_wan_files(comfy_server.base / "models")
+    prompt = tiny_video_run(to_api(load_workflow(next(p for p in PATHS if p.name == "fk_wan_video.json")),
+                                   object_info), models, seed=3)
+    result = comfy_server.run_prompt(prompt)
+    assert result.status == "success", (result.error, comfy_server.log_tail())
+    save = next(nid for nid, node in prompt.items() if node["class_type"] == "SaveAnimatedWEBP")
+    images = result.outputs(save)["images"]
+    assert len(images) == 1 and result.outputs(save)["animated"] == [True]
+    clip = Image.open(io.BytesIO(comfy_server.view_image(images[0])))
+    assert (clip.n_frames, clip.size) == (5, (64, 64))  # the best particle's 5 frames, not one image
+    sheet = next(nid for nid, node in prompt.items() if node["class_type"] == "PreviewImage")
+    assert result.outputs(sheet)["images"]
+    trace = json.loads(result.outputs("900")["text"][0])
+    assert trace["video"]["latent_frames"] == 2 and trace["video"]["frames_scored"] == [0, 1, 3, 4]
+    assert trace["video"]["combine"] == "mean" and len(trace["final_rewards"]) == 2
+    assert trace["steps"] and all(len(check["rewards"]) == 2 for check in trace["steps"])  # frames were scored
 
 
 # ---- in ComfyUI's own front end (headless Chromium; the `browser` fixture is in conftest.py) ----

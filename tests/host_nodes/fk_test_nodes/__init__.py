@@ -206,10 +206,29 @@ class FKTestSlowModel(io.ComfyNode):
         return io.NodeOutput(clone)
 
 
+class FKTestWanTextConditioning(io.ComfyNode):
+    """Random text tokens shaped like Wan 2.1's umt5-xxl output ([1, tokens, 4096]): the example video workflow's
+    text encoder stands in for CLIPLoader + CLIPTextEncode (umt5-xxl has a fixed ~5.7 B-parameter config)."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(node_id="FKTestWanTextConditioning", display_name="FK Test Wan Text Conditioning",
+                         category="testing/fk", inputs=[io.Int.Input("seed", default=0, min=0, max=2**31),
+                                                        io.Int.Input("tokens", default=8, min=1, max=512)],
+                         outputs=[io.Conditioning.Output()])
+
+    @classmethod
+    def execute(cls, seed, tokens):
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        return io.NodeOutput([[torch.randn(1, tokens, 4096, generator=gen), {}]])
+
+
 class _Extension(ComfyExtension):
     async def get_node_list(self):
         return [FKTestBrightnessReward, FKTestBrokenReward, FKTestOutOfMemoryModel, FKTestBadLatent,
-                FKTestNaNConditioning, FKTestSlowVAE, FKTestSlowModel]
+                FKTestNaNConditioning, FKTestSlowVAE, FKTestSlowModel, FKTestWanTextConditioning]
 
 
 async def comfy_entrypoint():
