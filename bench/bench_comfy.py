@@ -284,6 +284,13 @@ class CostModel:
     context_dim: int
     pooled_dim: int = 0
 
+    def conditioning(self, seed: int):
+        return cost_conditioning(self, seed)
+
+    def latent(self, batch: int, size: int) -> dict:
+        """The empty latent the runs start from (bench/bench_video.py's spec gives a video one instead)."""
+        return comfy_host.empty_latent(batch, size)
+
 
 COST_MODELS = {
     "sd15": CostModel("SD1.5", SD15_UNET, "SD15", "BaseModel", "taesd_decoder", 768),
@@ -372,8 +379,8 @@ def plain_with_decode(nodes, spec, model, vae, n, steps, size, seed, sampler, cf
 
     clock = Clock()
     with torch.inference_mode(), clock:
-        out = nodes.KSampler().sample(model, seed, steps, cfg, sampler, "normal", cost_conditioning(spec, 0),
-                                      cost_conditioning(spec, 1), comfy_host.empty_latent(n, size))
+        out = nodes.KSampler().sample(model, seed, steps, cfg, sampler, "normal", spec.conditioning(0),
+                                      spec.conditioning(1), spec.latent(n, size))
         vae.decode(out[0]["samples"])
         synchronize()
     return clock
@@ -396,8 +403,8 @@ def fk_cost_run(pack, spec, model, vae, n, steps, size, seed, sampler, cfg, prev
     try:
         with torch.inference_mode():
             out = pack.nodes.sampler.FKParticleSampler.execute(
-                model=model, positive=cost_conditioning(spec, 0), negative=cost_conditioning(spec, 1),
-                latent_image=comfy_host.empty_latent(1, size), vae=vae, reward=Contrast(), seed=seed, steps=steps,
+                model=model, positive=spec.conditioning(0), negative=spec.conditioning(1),
+                latent_image=spec.latent(1, size), vae=vae, reward=Contrast(), seed=seed, steps=steps,
                 cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=n,
                 potential=pack.fk_core.FKConfig(), preview_decoder=preview_decoder)
             synchronize()
