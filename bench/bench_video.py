@@ -58,7 +58,8 @@ class VideoSpec:
 
 
 def build_wan(unet_config: dict, dtype, seed: int = 0):
-    """ModelPatcher around ComfyUI's WAN21 (flow) with ``unet_config``, built directly in ``dtype``, random weights."""
+    """ModelPatcher around ComfyUI's WAN21 (flow) with ``unet_config``, built in ``dtype`` as ComfyUI's loader builds
+    it (the patch embedding stays fp32, as WanModel makes it), random weights."""
     import comfy.model_management as mm
     import comfy.model_patcher
     import comfy.supported_models
@@ -67,8 +68,7 @@ def build_wan(unet_config: dict, dtype, seed: int = 0):
     config = comfy.supported_models.WAN21_T2V(dict(unet_config))
     config.set_inference_dtype(dtype, None)
     model = config.get_model({}, device=torch.device("cpu"))
-    comfy_host.init_weights_(model.diffusion_model, seed)
-    model.diffusion_model.to(dtype)
+    comfy_host.init_weights_(model.diffusion_model, seed)  # no .to(dtype): WanModel keeps patch_embedding fp32
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=mm.get_torch_device(),
                                             offload_device=mm.unet_offload_device())
