@@ -38,8 +38,10 @@ from .resampling import RESAMPLERS
 from .rewards import BoundReward, RewardInputError, WeightedSum
 from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
 from .rewards.detector import describe, parse_objects
+from .rewards.judge_inputs import bind_judge, check_judge_inputs
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
+from .run_checks import check_scores, check_sigmas, check_x0, gib, is_out_of_memory, score_tensor
 from .score_sheet import (
     ImageScores,
     PartsRecorder,
@@ -79,4 +81,6 @@ __all__ = [
     "number_problem", "options_text", "parse_objects", "pick_frames", "replay_payload", "reward_ess_chart",
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
     "steer_discrete", "strip", "summary_lines", "video_reward_problem",
+    "bind_judge", "check_judge_inputs", "check_scores", "check_sigmas", "check_x0", "gib", "is_out_of_memory",
+    "score_tensor",
 ]

@@ -33,7 +33,18 @@ import comfy.model_management
 import comfy.samplers
 import torch
 
-from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, message, reward_order, run_segments
+from ..fk_core import (
+    CostClock,
+    FKConfig,
+    FKError,
+    FKResult,
+    check_sigmas,
+    derived_seed,
+    is_out_of_memory,
+    message,
+    reward_order,
+    run_segments,
+)
 from ..fk_core.steppers import flow_noise_ratio
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_guider_conditioning
@@ -45,8 +56,6 @@ from .sampler_checks import (
     SAMPLER,
     check_memory,
     check_noised_latent,
-    check_sigmas,
-    is_out_of_memory,
     out_of_memory_error,
 )
 from .sampler_choice import SamplerChoice, choose_inner_sampler

@@ -25,10 +25,10 @@ from ..fk_core import (
     MissingWeightsError,
     RewardInputError,
     WeightedSum,
+    bind_judge,
     build_reward,
-    describe,
+    check_judge_inputs,
     message,
-    parse_objects,
     reward_names,
 )
 from .common import CATEGORY, FK_REWARD
@@ -151,38 +151,6 @@ def load_managed_reward(reward: str, weights: str, device: str, precision: str, 
     return model, patcher
 
 
-def check_judge_inputs(reward: str, question: str, objects: str) -> str | None:
-    """The VLM judge's question and the detector's object list, checked before anything is loaded.
-    Returns what the detector understood (None for other rewards)."""
-    if reward == VLM_JUDGE and "{prompt}" not in (question or DEFAULT_QUESTION):
-        raise FKError(f"FK Reward Loader: question {question!r} has no {{prompt}}; put {{prompt}} where the "
-                      f"prompt goes, e.g. {DEFAULT_QUESTION!r}")
-    if reward != DETECTOR:
-        return None
-    if not (objects or "").strip():
-        raise FKError("FK Reward Loader: objects is empty; list what must be in the picture with counts, "
-                      "e.g. '2 dog, 1 red ball'")
-    try:
-        understood = describe(parse_objects(objects))
-    except RewardInputError as error:
-        raise FKError(f"FK Reward Loader: objects {objects!r} cannot be read ({error})") from None
-    log.info("FK Reward Loader: object counts will look for %s", understood)
-    return understood
-
-
-def bind_judge(model, reward: str, prompt: str, question: str, objects: str, understood: str | None):
-    """Fix what the reward compares against: the prompt, for the VLM judge also its question, for the detector
-    the object list (the reward is then named after what was understood, which the trace shows)."""
-    if reward == VLM_JUDGE:
-        model = model.asking(question or DEFAULT_QUESTION)
-    if reward == DETECTOR:
-        bound = model.bind(objects.strip())
-        bound.name = f"object counts: {understood}"
-        bound.notes = [f"object counts looks for {understood} (detection score above {model.threshold:g})"]
-        return bound
-    return model.bind((prompt or "").strip() or None)
-
-
 def _reward_inputs(weight_files: list[str]) -> list:
     """What to load: the reward, its weights file, the prompt, where and in which precision it runs."""
     return [
@@ -281,7 +249,7 @@ class FKRewardLoader(io.ComfyNode):
                   "clip_architecture": clip_architecture, "clip_pretrained": clip_pretrained, "target": target,
                   "color": color, "question": question, "objects": objects, "judge_model": judge_model}
         require(loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS))  # again: linked values came late
-        understood = check_judge_inputs(reward, question, objects)  # before any model load: typos cost nothing
+        understood = check_judge_inputs(LOADER, reward, question, objects)  # before any load: typos cost nothing
         clip_architecture = clip_architecture or "ViT-L-14"
         clip_pretrained = clip_pretrained or "openai"
         if reward in ("CLIP score", "LAION aesthetic"):

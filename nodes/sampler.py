@@ -27,6 +27,7 @@ from ..fk_core import (
     contact_sheet,
     cost_summary,
     flat_frames,
+    is_out_of_memory,
     message,
     replay_payload,
     reward_order,
@@ -48,7 +49,6 @@ from .sampler_checks import (
     SAMPLER,
     check_latent,
     check_memory,
-    is_out_of_memory,
     out_of_memory_error,
 )
 from .validation import check_widgets, require_widgets
