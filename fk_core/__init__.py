@@ -38,10 +38,11 @@ from .resampling import RESAMPLERS
 from .rewards import BoundReward, RewardInputError, WeightedSum
 from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
 from .rewards.detector import describe, parse_objects
-from .rewards.judge_inputs import bind_judge, check_judge_inputs
+from .rewards.judge_inputs import bind_judge, check_judge_inputs, prompt_error, weights_error
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
 from .run_checks import check_scores, check_sigmas, check_x0, gib, is_out_of_memory, score_tensor
+from .run_report import run_summary
 from .score_sheet import (
     ImageScores,
     PartsRecorder,
@@ -52,7 +53,7 @@ from .score_sheet import (
     scores_record,
 )
 from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_score, name_of, notes_of
-from .seeds import derived_seed
+from .seeds import derived_seed, particle_noise
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
 from .video import (
@@ -82,5 +83,5 @@ __all__ = [
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
     "steer_discrete", "strip", "summary_lines", "video_reward_problem",
     "bind_judge", "check_judge_inputs", "check_scores", "check_sigmas", "check_x0", "gib", "is_out_of_memory",
-    "score_tensor",
+    "particle_noise", "prompt_error", "run_summary", "score_tensor", "weights_error",
 ]

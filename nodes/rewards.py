@@ -29,16 +29,16 @@ from ..fk_core import (
     build_reward,
     check_judge_inputs,
     message,
+    prompt_error,
     reward_names,
+    weights_error,
 )
 from .common import CATEGORY, FK_REWARD
 from .reward_checks import (
     COMBINE,
     LOADER,
     loader_problem,
-    prompt_error,
     resolve_clip_pretrained,
-    weights_error,
 )
 from .validation import check_widgets, require, require_widgets
 
@@ -258,9 +258,9 @@ class FKRewardLoader(io.ComfyNode):
             model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture,
                                                  clip_pretrained, target, color, (judge_model or "").strip())
         except MissingWeightsError as error:
-            raise weights_error(error, reward, missing=True) from None
+            raise weights_error(LOADER, error, reward, missing=True) from None
         except BadWeightsError as error:
-            raise weights_error(error, reward, missing=False) from None
+            raise weights_error(LOADER, error, reward, missing=False) from None
         except ValueError as error:  # the pixel rewards' own checks (e.g. a colour that does not parse)
             if isinstance(error, FKError):
                 raise
@@ -269,7 +269,7 @@ class FKRewardLoader(io.ComfyNode):
         try:
             bound = bind_judge(model, reward, prompt, question, objects, understood)
         except RewardInputError as error:
-            raise prompt_error(error, reward) from None
+            raise prompt_error(LOADER, error, reward) from None
         managed = ManagedReward(bound, patcher)
         if SPECS[reward].learned and device == "auto" and mm.is_device_cpu(mm.get_torch_device()):
             managed.notes.append(f"{LOADER}: device auto found no GPU, so {reward} runs on the CPU (slow)")

@@ -25,12 +25,12 @@ from ..fk_core import (
     FKError,
     component_notes,
     contact_sheet,
-    cost_summary,
     flat_frames,
     is_out_of_memory,
     message,
     replay_payload,
     reward_order,
+    run_summary,
     strip,
     summary_lines,
 )
@@ -254,19 +254,10 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
     # fk_live: the live view's final state, for a page that saw no live events (a cached run, a page opened later)
     replay = replay_payload(getattr(getattr(cls, "hidden", None), "unique_id", None), trace, result.best_index,
                             chosen, strip(images))
-    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)], "fk_live": [replay]}
+    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [run_summary(result, trace)],
+               "fk_live": [replay]}
     return io.NodeOutput(best_latent, flat_frames(images[chosen:chosen + 1]).clone(), sheet,
                          flat_frames(images[order]).clone(), json.dumps(trace), ui=ui_dict)
-
-
-def _summary(outcome, trace: dict) -> str:
-    result = outcome.result
-    r = result.rewards[result.chosen_index]
-    lines = [f"particle {result.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
-    if result.trace.cost is not None:
-        lines.append(cost_summary(result.trace.cost))
-    lines += summary_lines(trace)  # λ, ESS, survivors, lineages, then every note (sampler's too)
-    return "\n".join(lines)
 
 
 class FKSampler(io.ComfyNode):

@@ -1,11 +1,13 @@
-"""What a prompt-comparing judge is asked, checked before any model loads and then fixed on the reward: the VLM
-judge's question (it must hold ``{prompt}``), the object detector's list of objects and counts, the prompt."""
+"""A reward loader's host-agnostic part: what a prompt-comparing judge is asked, checked before any model loads
+and then fixed on the reward (the VLM judge's question, which must hold ``{prompt}``, the object detector's list of
+objects and counts, the prompt), and the loader's words for a reward that cannot load or has no prompt."""
 
 from __future__ import annotations
 
 import logging
 
 from ..errors import FKError
+from ..messages import message
 from .base import RewardInputError
 from .catalog import DETECTOR, VLM_JUDGE
 from .detector import describe, parse_objects
@@ -44,3 +46,34 @@ def bind_judge(model, reward: str, prompt: str, question: str, objects: str, und
         bound.notes = [f"object counts looks for {understood} (detection score above {model.threshold:g})"]
         return bound
     return model.bind((prompt or "").strip() or None)
+
+
+def weights_error(node: str, error: Exception, reward: str, missing: bool) -> Exception:
+    """A weights file that is missing, corrupt, truncated or of another model, in ``node``'s words. Same
+    exception class as the reward code raised (callers may tell missing from unusable), message restyled."""
+    text = _plain(str(error))
+    if missing:
+        restyled = message(node, "weights", f"for {reward} are missing: {text}",
+                           "put the files where this message says, or go online and keep weights on auto")
+    else:
+        restyled = message(node, "weights", f"for {reward} are not usable: {text}",
+                           f"pick a complete weights file of the {reward} model (a fresh download), or choose auto")
+    return type(error)(restyled)
+
+
+def _plain(text: str) -> str:
+    """The reward code's reason without torch's unpickler lecture (it advises weights_only=False, which would
+    run whatever code a bad file holds: never advice to give a user)."""
+    text = text.strip()
+    if "Weights only load failed" in text:
+        head = text.split("Weights only load failed")[0].rstrip(" :")
+        head = head.removesuffix("UnpicklingError").rstrip(" :")
+        text = (f"{head}: it is not a plain checkpoint of tensors (an HTML error page, a truncated download or "
+                "another format)")
+    return text.rstrip(".")
+
+
+def prompt_error(node: str, error: Exception, reward: str) -> Exception:
+    """An empty prompt given to a reward that compares the image with one."""
+    return type(error)(message(node, "prompt", f"is empty, but {reward} compares the image with a prompt",
+                               "connect the positive prompt text (or type it) into the prompt input"))
