@@ -155,64 +155,56 @@ def _reward_inputs(weight_files: list[str]) -> list:
     """What to load: the reward, its weights file, the prompt, where and in which precision it runs."""
     return [
         io.Combo.Input("reward", options=reward_names(), default="ImageReward",
-                       tooltip="Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how "
-                               "well an image matches the prompt and how much people like it; LAION "
-                               "aesthetic rates beauty without a prompt; the others measure simple "
-                               "picture properties (sharpness, colour, brightness...). HPSv3 and the "
-                               "VLM judge are a final judge: slow (0.5-2 s per image on a GPU): connect "
-                               "them to a sampler's final_reward so they only pick among the finished "
-                               "particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = "
+                       tooltip="Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how well an "
+                               "image matches the prompt and how much people like it; LAION aesthetic rates beauty "
+                               "without a prompt; the others measure simple picture properties (sharpness, colour, "
+                               "brightness...). HPSv3 and the VLM judge are a final judge: slow (0.5-2 s per image "
+                               "on a GPU): connect them to a sampler's final_reward so they only pick among the "
+                               "finished particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = "
                                "probability that a Qwen-VL model answers Yes to 'does this image show the "
-                               "prompt?'; object counts = OWLv2 finds the listed objects with the right "
-                               "counts (faster, also fine for steering)."),
+                               "prompt?'; object counts = OWLv2 finds the listed objects with the right counts "
+                               "(faster, also fine for steering)."),
         io.Combo.Input("weights", options=weight_files, default=AUTO_WEIGHTS,
-                       tooltip="The judge's weights file from models/fk_rewards. 'auto' uses the standard "
-                               "file name and downloads it when missing. Ignored by the simple "
-                               "picture-property judges."),
+                       tooltip="The judge's weights file from models/fk_rewards. 'auto' uses the standard file name "
+                               "and downloads it when missing. Ignored by the simple picture-property judges."),
         io.String.Input("prompt", multiline=True, default="", optional=True,
-                        tooltip="What the image should show. Connect your positive prompt text here. "
-                                "Only ImageReward, PickScore, HPSv2.1 and CLIP score use it."),
+                        tooltip="What the image should show. Connect your positive prompt text here. Only "
+                                "ImageReward, PickScore, HPSv2.1 and CLIP score use it."),
         io.Combo.Input("device", options=["auto", "cpu"], default="auto",
-                       tooltip="Where the judge runs. 'auto' uses the GPU and lets ComfyUI move it off "
-                               "again when memory is needed; 'cpu' saves VRAM but is much slower."),
+                       tooltip="Where the judge runs. 'auto' uses the GPU and lets ComfyUI move it off again when "
+                               "memory is needed; 'cpu' saves VRAM but is much slower."),
         io.Combo.Input("precision", options=["auto", "fp32", "fp16", "bf16"], default="auto",
-                       tooltip="Number precision of the judge. 'auto' = half precision on GPUs that "
-                               "support it (less memory, same ranking), full precision on CPU."),
+                       tooltip="Number precision of the judge. 'auto' = half precision on GPUs that support it "
+                               "(less memory, same ranking), full precision on CPU."),
     ]
 
 
 def _setting_inputs() -> list:
     """Settings only some rewards read (CLIP model, target level, colour, judge question, objects, judge model)."""
+
+    def text(name: str, default: str, tooltip: str):
+        return io.String.Input(name, default=default, optional=True, tooltip=tooltip)
+
     return [
-        io.String.Input("clip_architecture", default="ViT-L-14", optional=True,
-                        tooltip="Only for CLIP score and LAION aesthetic: the open_clip model name, e.g. "
-                                "ViT-L-14, ViT-H-14 or ViT-B-32. Use a '-quickgelu' name for OpenAI "
-                                "weights picked as a file."),
-        io.String.Input("clip_pretrained", default="openai", optional=True,
-                        tooltip="Only for CLIP score and LAION aesthetic: which published CLIP weights "
-                                "to use (an open_clip tag such as 'openai' or 'laion2b_s32b_b82k'), "
-                                "downloaded into models/fk_rewards/open_clip."),
+        text("clip_architecture", "ViT-L-14", "Only for CLIP score and LAION aesthetic: the open_clip model name, "
+             "e.g. ViT-L-14, ViT-H-14 or ViT-B-32. Use a '-quickgelu' name for OpenAI weights picked as a file."),
+        text("clip_pretrained", "openai", "Only for CLIP score and LAION aesthetic: which published CLIP weights to "
+             "use (an open_clip tag such as 'openai' or 'laion2b_s32b_b82k'), downloaded into "
+             "models/fk_rewards/open_clip."),
         io.Float.Input("target", default=0.5, min=0.0, max=1.0, step=0.01, optional=True,
-                       tooltip="Only for brightness (0 = black, 1 = white) and contrast (0 = flat, "
-                               "0.5 = extreme): the level the judge likes best."),
-        io.String.Input("color", default="#ff8800", optional=True,
-                        tooltip="Only for 'target color': the colour the image should be, as #rrggbb or "
-                                "r,g,b (0-255)."),
-        io.String.Input("question", default=DEFAULT_QUESTION, optional=True,
-                        tooltip="Only for the VLM judge: the yes/no question asked about each image; "
-                                "{prompt} is replaced by the prompt. The score is the probability of "
-                                "'Yes'."),
-        io.String.Input("objects", default="", optional=True,
-                        tooltip="Only for 'object counts': what must be in the picture, with counts, "
-                                "separated by commas, e.g. '2 dog, 1 red ball' (no number = 1, 0 = must "
-                                "be absent). The reward is the share of objects found exactly that often."),
-        io.String.Input("judge_model", default="", optional=True,
-                        tooltip="Only for the VLM judge and 'object counts': the Hugging Face model to "
-                                "use, e.g. Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct "
-                                "(empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
-                                "google/owlv2-base-patch16-ensemble), or the full path of a model folder "
-                                "inside ComfyUI's model folders. Looked up in models/fk_rewards/vlm/<name> "
-                                "(owlv2/<name>), downloaded there if missing."),
+                       tooltip="Only for brightness (0 = black, 1 = white) and contrast (0 = flat, 0.5 = extreme): "
+                               "the level the judge likes best."),
+        text("color", "#ff8800", "Only for 'target color': the colour the image should be, as #rrggbb or r,g,b "
+             "(0-255)."),
+        text("question", DEFAULT_QUESTION, "Only for the VLM judge: the yes/no question asked about each image; "
+             "{prompt} is replaced by the prompt. The score is the probability of 'Yes'."),
+        text("objects", "", "Only for 'object counts': what must be in the picture, with counts, separated by "
+             "commas, e.g. '2 dog, 1 red ball' (no number = 1, 0 = must be absent). The reward is the share of "
+             "objects found exactly that often."),
+        text("judge_model", "", "Only for the VLM judge and 'object counts': the Hugging Face model to use, e.g. "
+             "Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct (empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
+             "google/owlv2-base-patch16-ensemble), or the full path of a model folder inside ComfyUI's model "
+             "folders. Looked up in models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded there if missing."),
     ]
 
 
@@ -245,9 +237,7 @@ class FKRewardLoader(io.ComfyNode):
                 precision: str = "auto", clip_architecture: str = "ViT-L-14", clip_pretrained: str = "openai",
                 target: float = 0.5, color: str = "#ff8800", question: str = DEFAULT_QUESTION, objects: str = "",
                 judge_model: str = "") -> io.NodeOutput:
-        values = {"reward": reward, "weights": weights, "prompt": prompt, "device": device, "precision": precision,
-                  "clip_architecture": clip_architecture, "clip_pretrained": clip_pretrained, "target": target,
-                  "color": color, "question": question, "objects": objects, "judge_model": judge_model}
+        values = {name: value for name, value in locals().items() if name != "cls"}  # every input, by name
         require(loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS))  # again: linked values came late
         understood = check_judge_inputs(LOADER, reward, question, objects)  # before any load: typos cost nothing
         clip_architecture = clip_architecture or "ViT-L-14"
