@@ -4,10 +4,11 @@ and out-of-memory errors told apart from other failures. Messages in fk_core.mes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from .engine import FKConfig
 from .errors import FKError
 from .messages import finite, message
 
@@ -72,3 +73,57 @@ def check_scores(node: str, scores: Any, name: str, bad_x0: torch.Tensor) -> tor
         raise FKError(message(node, "reward", f"{name} returned NaN/inf for every particle although the "
                               "images were fine", "check the reward model and its weights, or pick another reward"))
     return scores
+
+
+def check_one_latent(node: str, samples: torch.Tensor) -> None:
+    """The one latent [1, C, (T,) H, W] the particles grow from: its shape, batch 1 and finite values."""
+    if samples.ndim < 4:
+        raise FKError(message(node, "latent_image", f"has shape {tuple(samples.shape)}, not [batch, channels, "
+                              "height, width]", "connect Empty Latent Image or VAE Encode"))
+    if samples.shape[0] != 1:
+        raise FKError(message(node, "latent_image", f"has batch {samples.shape[0]}, but FK takes ONE latent "
+                              "(batch size 1) and makes the particles itself",
+                              "set the latent's batch size to 1 and raise particles instead"))
+    if not finite(samples):
+        bad = int((~torch.isfinite(samples)).sum())
+        raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
+                              "re-encode the image or use a fresh Empty Latent Image; the reward is not the cause"))
+
+
+def check_noise_mask(node: str, mask: torch.Tensor, samples: torch.Tensor) -> None:
+    """An inpainting mask for the latent ``samples``: finite, batch 1, its size the latent's, the image's (8x)
+    or at least of the same aspect ratio."""
+    if not finite(mask):
+        raise FKError(message(node, "latent_image", "has a noise mask with NaN/inf values",
+                              "rebuild the mask (Set Latent Noise Mask)"))
+    if mask.ndim >= 3 and mask.shape[0] not in (1,):
+        raise FKError(message(node, "latent_image", f"has a noise mask of batch {mask.shape[0]}; FK takes one "
+                              "latent with one mask", "use a single mask (batch 1)"))
+    h, w = samples.shape[-2:]
+    mh, mw = mask.shape[-2:]
+    if (mh, mw) not in ((h, w), (h * 8, w * 8)) and (mh * w != mw * h):
+        raise FKError(message(node, "latent_image", f"has a {mh}x{mw} noise mask that does not fit the "
+                              f"{h}x{w} latent (not even in aspect ratio)",
+                              "make the mask from an image of the same size as the latent's image"))
+
+
+def check_reward_link(reward: Any, node: str, name: str = "reward") -> None:
+    """A linked reward input holds something that scores images (an FK_REWARD)."""
+    if reward is None or not callable(reward):
+        raise FKError(message(node, name, f"is {type(reward).__name__}, not an FK_REWARD",
+                              "connect FK Reward Loader or FK Reward Combine"))
+
+
+def check_links(node: str, potential: Any, reward: Any, final_reward: Any,
+                default_potential: Callable[[], FKConfig]) -> FKConfig:
+    """The linked inputs a widget check does not see: the potential (its FKConfig; ``default_potential()`` when
+    unconnected) and the rewards."""
+    if potential is None:
+        potential = default_potential()
+    elif not isinstance(potential, FKConfig):
+        raise FKError(message(node, "potential", f"is {type(potential).__name__}, not an FK_POTENTIAL",
+                              "connect FK Potential Selector, or leave it unconnected for the defaults"))
+    check_reward_link(reward, node)
+    if final_reward is not None:
+        check_reward_link(final_reward, node, "final_reward")
+    return potential

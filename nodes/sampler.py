@@ -21,8 +21,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..fk_core import (
-    FKConfig,
-    FKError,
+    check_links,
     component_notes,
     contact_sheet,
     flat_frames,
@@ -69,21 +68,6 @@ def _denoise_problem(values) -> str | None:
         return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
                        "set denoise above 0 (1 = text-to-image, below 1 = img2img)")
     return None
-
-
-def _check_reward(reward, node: str, name: str = "reward") -> None:
-    if reward is None or not callable(reward):
-        raise FKError(message(node, name, f"is {type(reward).__name__}, not an FK_REWARD",
-                              "connect FK Reward Loader or FK Reward Combine"))
-
-
-def _check_potential(potential, node: str) -> FKConfig:
-    if potential is None:
-        return default_potential()
-    if not isinstance(potential, FKConfig):
-        raise FKError(message(node, "potential", f"is {type(potential).__name__}, not an FK_POTENTIAL",
-                              "connect FK Potential Selector, or leave it unconnected for the defaults"))
-    return potential
 
 
 def _show_under_node(cls, text: str | None) -> None:
@@ -190,7 +174,7 @@ class FKParticleSampler(io.ComfyNode):
         values = dict(locals())
         # widgets linked from other nodes were not checked when the prompt was queued
         require_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem)
-        config = _check_links(PARTICLE_SAMPLER, potential, reward, final_reward)
+        config = check_links(PARTICLE_SAMPLER, potential, reward, final_reward, default_potential)
         for label, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning(PARTICLE_SAMPLER, conditioning, label)
         check_latent(PARTICLE_SAMPLER, latent_image, model)
@@ -220,15 +204,6 @@ class FKParticleSampler(io.ComfyNode):
                 raise out_of_memory_error(PARTICLE_SAMPLER, particles, chunk, error) from None
             raise
         return _outputs(cls, run.outcome, samples, latent_image, vae)
-
-
-def _check_links(node: str, potential, reward, final_reward) -> FKConfig:
-    """The linked inputs a widget check does not see: the potential (its FKConfig) and the rewards."""
-    config = _check_potential(potential, node)
-    _check_reward(reward, node)
-    if final_reward is not None:
-        _check_reward(final_reward, node, "final_reward")
-    return config
 
 
 def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
@@ -301,7 +276,7 @@ class FKSampler(io.ComfyNode):
                 **kwargs) -> io.NodeOutput:
         require_widgets(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
                                        "sampler_name": sampler_name, **kwargs})
-        config = _check_links(SAMPLER, potential, reward, final_reward)
+        config = check_links(SAMPLER, potential, reward, final_reward, default_potential)
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..fk_core import FKError, finite, gib, message
+from ..fk_core import FKError, check_noise_mask, check_one_latent, finite, gib, message
 
 PARTICLE_SAMPLER = "FK Particle Sampler"
 SAMPLER = "FK Sampler"
@@ -35,17 +35,7 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
         raise FKError(message(node, "latent_image", "is not a LATENT (no 'samples' tensor)",
                               "connect Empty Latent Image or VAE Encode"))
     samples = latent_image["samples"]
-    if samples.ndim < 4:
-        raise FKError(message(node, "latent_image", f"has shape {tuple(samples.shape)}, not [batch, channels, "
-                              "height, width]", "connect Empty Latent Image or VAE Encode"))
-    if samples.shape[0] != 1:
-        raise FKError(message(node, "latent_image", f"has batch {samples.shape[0]}, but FK takes ONE latent "
-                              "(batch size 1) and makes the particles itself",
-                              "set the latent's batch size to 1 and raise particles instead"))
-    if not finite(samples):
-        bad = int((~torch.isfinite(samples)).sum())
-        raise FKError(message(node, "latent_image", f"contains NaN/inf values ({bad} of {samples.numel()})",
-                              "re-encode the image or use a fresh Empty Latent Image; the reward is not the cause"))
+    check_one_latent(node, samples)
     check_latent_dimensions(node, samples, getattr(model, "model", None))
     channels = _model_channels(model)
     if channels is not None and samples.shape[1] != channels and not bool((samples == 0).all()):
@@ -53,18 +43,7 @@ def check_latent(node: str, latent_image: Any, model=None) -> torch.Tensor:
                               f"{channels}", "use the VAE and the empty-latent node that match this model"))
     mask = latent_image.get("noise_mask")
     if mask is not None and torch.is_tensor(mask):
-        if not finite(mask):
-            raise FKError(message(node, "latent_image", "has a noise mask with NaN/inf values",
-                                  "rebuild the mask (Set Latent Noise Mask)"))
-        if mask.ndim >= 3 and mask.shape[0] not in (1,):
-            raise FKError(message(node, "latent_image", f"has a noise mask of batch {mask.shape[0]}; FK takes one "
-                                  "latent with one mask", "use a single mask (batch 1)"))
-        h, w = samples.shape[-2:]
-        mh, mw = mask.shape[-2:]
-        if (mh, mw) not in ((h, w), (h * 8, w * 8)) and (mh * w != mw * h):
-            raise FKError(message(node, "latent_image", f"has a {mh}x{mw} noise mask that does not fit the "
-                                  f"{h}x{w} latent (not even in aspect ratio)",
-                                  "make the mask from an image of the same size as the latent's image"))
+        check_noise_mask(node, mask, samples)
     return samples
 
 
