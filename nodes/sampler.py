@@ -24,9 +24,9 @@ from ..fk_core import (
     check_links,
     component_notes,
     contact_sheet,
+    denoise_problem,
     flat_frames,
     is_out_of_memory,
-    message,
     replay_payload,
     reward_order,
     run_summary,
@@ -60,14 +60,6 @@ MAX_PARTICLES = 256
 def _live_view(cls):
     """The live view of this node (web/fk_live.js via nodes/live.py): the observer its runs report to."""
     return live_callbacks(getattr(getattr(cls, "hidden", None), "unique_id", None))
-
-
-def _denoise_problem(values) -> str | None:
-    denoise = values.get("denoise")
-    if isinstance(denoise, (int, float)) and denoise <= 0.0:
-        return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
-                       "set denoise above 0 (1 = text-to-image, below 1 = img2img)")
-    return None
 
 
 def _show_under_node(cls, text: str | None) -> None:
@@ -165,7 +157,7 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values):
         # **values turns ComfyUI's own min/max/option checks off for every input: they are re-checked here.
-        return check_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem) or True
+        return check_widgets(cls, PARTICLE_SAMPLER, values, denoise_problem) or True
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
@@ -173,7 +165,7 @@ class FKParticleSampler(io.ComfyNode):
                 final_reward=None, preview_decoder=PREVIEW_DECODER_IF_ABSENT) -> io.NodeOutput:
         values = dict(locals())
         # widgets linked from other nodes were not checked when the prompt was queued
-        require_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem)
+        require_widgets(cls, PARTICLE_SAMPLER, values, denoise_problem)
         config = check_links(PARTICLE_SAMPLER, potential, reward, final_reward, default_potential)
         for label, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning(PARTICLE_SAMPLER, conditioning, label)
