@@ -38,8 +38,21 @@ from .resampling import RESAMPLERS
 from .rewards import BoundReward, RewardInputError, WeightedSum
 from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
 from .rewards.detector import describe, parse_objects
+from .rewards.judge_inputs import bind_judge, check_judge_inputs, prompt_error, weights_error
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
+from .run_checks import (
+    check_links,
+    check_noise_mask,
+    check_one_latent,
+    check_scores,
+    check_sigmas,
+    check_x0,
+    gib,
+    is_out_of_memory,
+    score_tensor,
+)
+from .run_report import run_summary
 from .score_sheet import (
     ImageScores,
     PartsRecorder,
@@ -50,7 +63,8 @@ from .score_sheet import (
     scores_record,
 )
 from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_score, name_of, notes_of
-from .seeds import derived_seed
+from .seeds import derived_seed, particle_noise
+from .setting_checks import denoise_problem, lambda_problem, window_problem
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
 from .video import (
@@ -79,4 +93,8 @@ __all__ = [
     "number_problem", "options_text", "parse_objects", "pick_frames", "replay_payload", "reward_ess_chart",
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
     "steer_discrete", "strip", "summary_lines", "video_reward_problem",
+    # host-agnostic checks, messages and text the nodes/ adapters use
+    "bind_judge", "check_judge_inputs", "check_links", "check_noise_mask", "check_one_latent", "check_scores",
+    "check_sigmas", "check_x0", "gib", "is_out_of_memory", "particle_noise", "prompt_error", "run_summary",
+    "score_tensor", "weights_error", "denoise_problem", "lambda_problem", "window_problem",
 ]

@@ -29,6 +29,7 @@ import torch
 
 from .images import downscale, encode_sprite
 from .scoring import COST_KEYS
+from .trace import lineage_paths
 from .video import middle_frame
 
 EVENT_STEP = "fk_steering.step"
@@ -92,10 +93,6 @@ def step_record(event: Any) -> dict:
     """The numbers of one potential step for the front end, with the resampling spelled out:
     ``copies[j]``: how many new particles copy old particle j; ``dropped``: old particles with no copy."""
     ancestors = [int(a) for a in event.ancestors]
-    n = len(ancestors)
-    copies = [0] * n
-    for a in ancestors:
-        copies[a] += 1
     return {
         "step": int(event.step),
         "sigma": _round(event.sigma),
@@ -104,23 +101,38 @@ def step_record(event: Any) -> dict:
         "ess": _round(event.ess),
         "resampled": bool(event.resampled),
         "ancestors": ancestors,
-        "copies": copies,
-        "dropped": [j for j, c in enumerate(copies) if c == 0] if event.resampled else [],
+        **resampling_fields(ancestors, bool(event.resampled)),
         "invalid": [int(i) for i in getattr(event, "invalid", [])],
         **_optional_fields(event),
     }
 
 
+def resampling_fields(ancestors: list[int], resampled: bool) -> dict:
+    """One step's resampling spelled out for the view: ``copies[j]``: how many new particles copy old particle j;
+    ``dropped``: old particles with no copy (none when the step did not resample)."""
+    copies = [0] * len(ancestors)
+    for a in ancestors:
+        copies[a] += 1
+    return {"copies": copies, "dropped": [j for j, c in enumerate(copies) if c == 0] if resampled else []}
+
+
 def compact_trace(trace: dict) -> dict:
-    """``Trace.to_dict()`` with floats rounded (4 significant digits, log-weights 3): a small event."""
+    """``Trace.to_dict()`` with floats rounded (4 significant digits, log-weights 3): a small event. Each step
+    also spells out its resampling (as live step records do) and ``lineage`` holds fk_core.trace's lineage paths,
+    so the front end draws them without a copy of the rule."""
     out = dict(trace)
     rounded_keys = ("rewards", "log_weights", "ess", "sigma", "lmbda", "survivors", "cost")
+    steps = trace.get("steps", [])
     out["steps"] = [
         {**{k: v for k, v in s.items() if k not in rounded_keys},
          "rewards": _round_list(s["rewards"]), "log_weights": _round_list(s["log_weights"], 3),
-         "ess": _round(s["ess"]), "sigma": _round(s["sigma"]), **_optional_fields(s)}
-        for s in trace.get("steps", [])
+         "ess": _round(s["ess"]), "sigma": _round(s["sigma"]), "invalid": list(s.get("invalid") or []),
+         **resampling_fields([int(a) for a in s["ancestors"]], bool(s.get("resampled"))), **_optional_fields(s)}
+        for s in steps
     ]
+    n = trace.get("num_particles") or (len(steps[-1]["ancestors"]) if steps else None)
+    if n:
+        out["lineage"] = lineage_paths([[int(a) for a in s["ancestors"]] for s in steps], int(n))
     for key in ("final_rewards", "final_log_weights"):
         if out.get(key) is not None:
             out[key] = _round_list(out[key])

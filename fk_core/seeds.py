@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Optional
 
+import torch
+
 SEED_RANGE = 2**63  # torch.Generator.manual_seed and ComfyUI's noise take seeds below this without wrapping
 
 
@@ -27,3 +29,15 @@ def segment_seed(seed: Optional[int], segment: int) -> Optional[int]:
     if segment == 0:
         return int(seed)
     return derived_seed(seed, "segment", segment)
+
+
+def particle_noise(base_noise: torch.Tensor, n: int, seed: Optional[int]) -> torch.Tensor:
+    """Noise for ``n`` particles grown from one latent's noise ``base_noise`` [1, …]: particle 0 keeps it, the
+    others draw from a stream derived from ``seed`` (not the stream particle 0's noise came from, so particle 1
+    does not repeat it); all zero when ``base_noise`` is (the host added no noise: the particles start as copies
+    and a stochastic sampler makes them diverge)."""
+    gen = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "particles"))
+    extra = torch.randn((n - 1,) + tuple(base_noise.shape[1:]), generator=gen, dtype=torch.float32)
+    if not bool(torch.any(base_noise != 0)):
+        extra = torch.zeros_like(extra)
+    return torch.cat([base_noise, extra.to(base_noise.device, base_noise.dtype)], dim=0)

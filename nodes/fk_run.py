@@ -33,7 +33,19 @@ import comfy.model_management
 import comfy.samplers
 import torch
 
-from ..fk_core import CostClock, FKConfig, FKError, FKResult, derived_seed, message, reward_order, run_segments
+from ..fk_core import (
+    CostClock,
+    FKConfig,
+    FKError,
+    FKResult,
+    check_sigmas,
+    derived_seed,
+    is_out_of_memory,
+    message,
+    particle_noise,
+    reward_order,
+    run_segments,
+)
 from ..fk_core.steppers import flow_noise_ratio
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_guider_conditioning
@@ -45,8 +57,6 @@ from .sampler_checks import (
     SAMPLER,
     check_memory,
     check_noised_latent,
-    check_sigmas,
-    is_out_of_memory,
     out_of_memory_error,
 )
 from .sampler_choice import SamplerChoice, choose_inner_sampler
@@ -223,14 +233,8 @@ def _expand_particles(model, ksampler_object, x, sigmas, extra_args, n: int) -> 
     latent = getattr(model, "latent_image", None)
     if base_noise is None or latent is None:
         raise FKError("this ComfyUI version does not expose the sampler's noise/latent; use FK Particle Sampler")
-    seed = extra_args.get("seed")
-    gen = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "particles"))
-    extra = torch.randn((n - 1,) + tuple(base_noise.shape[1:]), generator=gen, dtype=torch.float32)
-    if not bool(torch.any(base_noise != 0)):
-        # add_noise disabled (e.g. the second pass of a split schedule): the latent already carries its noise,
-        # so the particles start as copies and the stochastic sampler makes them diverge.
-        extra = torch.zeros_like(extra)
-    noise = torch.cat([base_noise, extra.to(base_noise.device, base_noise.dtype)], dim=0)
+    # add_noise disabled (all-zero noise, e.g. a split schedule's second pass): the latent carries its noise
+    noise = particle_noise(base_noise, n, extra_args.get("seed"))
     latent_n = latent.expand(n, *latent.shape[1:]).clone()
     model_sampling = model.inner_model.inner_model.model_sampling
     max_denoise = ksampler_object.max_denoise(model.inner_model, sigmas)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fk_core import LAMBDA_MODES, POTENTIALS, FKConfig, message
+from ..fk_core import LAMBDA_MODES, POTENTIALS, FKConfig, lambda_problem, window_problem
 from .common import CATEGORY
 from .layouts import absent_means
 from .validation import check_widgets, require_widgets
@@ -87,7 +87,7 @@ class FKPotentialSelector(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values):
         # Taking **values switches off ComfyUI's own min/max/option checks for every input: re-check them all.
-        return check_widgets(cls, NODE, values, _window_problem, _lambda_problem) or True
+        return check_widgets(cls, NODE, values, window_problem, lambda_problem) or True
 
     @classmethod
     def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
@@ -99,29 +99,13 @@ class FKPotentialSelector(io.ComfyNode):
                   "every_n_steps": every_n_steps, "window_start": window_start, "window_end": window_end,
                   "ess_threshold": ess_threshold, "resampling": resampling, "output": output}
         # linked widget values were not checked at queue time
-        require_widgets(cls, NODE, values, _window_problem, _lambda_problem)
+        require_widgets(cls, NODE, values, window_problem, lambda_problem)
         config = FKConfig(potential=potential, lmbda=float(lmbda), lambda_mode=lambda_mode,
                           strength=float(strength), every=int(every_n_steps),
                           window=(float(window_start), float(window_end)),
                           ess_threshold=float(ess_threshold) if ess_threshold > 0 else None,
                           resampling=resampling, output=_OUTPUT_MODE[output])
         return io.NodeOutput(config)
-
-
-def _window_problem(values) -> str | None:
-    window_start, window_end = values.get("window_start"), values.get("window_end")
-    if window_start is not None and window_end is not None and window_start > window_end:
-        return message(NODE, "window_start", f"({window_start:g}) is after window_end ({window_end:g})",
-                       "set window_start to at most window_end (0 = start of the run, 1 = its end)")
-    return None
-
-
-def _lambda_problem(values) -> str | None:
-    lmbda = values.get("lambda")
-    if values.get("lambda_mode") == "adaptive" and lmbda is not None and float(lmbda) < 0:
-        return message(NODE, "lambda", f"is {float(lmbda):g}, but an adaptive lambda rises from 0 up to lambda",
-                       "set lambda to 0 or more, or use lambda_mode fixed to steer away from the reward")
-    return None
 
 
 NODES = [FKPotentialSelector]

@@ -140,33 +140,3 @@ def resolve_clip_pretrained(value: str, architecture: str, reward_folder: str) -
 
 def _refuse(input_name: str, problem: str, advice: str):
     raise FKError(message(LOADER, input_name, problem, advice))
-
-
-def weights_error(error: Exception, reward: str, missing: bool) -> Exception:
-    """A weights file that is missing, corrupt, truncated or of another model, in the loader's words. Same
-    exception class as the reward code raised (callers may tell missing from unusable), message restyled."""
-    text = _plain(str(error))
-    if missing:
-        restyled = message(LOADER, "weights", f"for {reward} are missing: {text}",
-                           "put the files where this message says, or go online and keep weights on auto")
-    else:
-        restyled = message(LOADER, "weights", f"for {reward} are not usable: {text}",
-                           f"pick a complete weights file of the {reward} model (a fresh download), or choose auto")
-    return type(error)(restyled)
-
-
-def _plain(text: str) -> str:
-    """The reward code's reason without torch's unpickler lecture (it advises weights_only=False, which would
-    run whatever code a bad file holds: never advice to give a user)."""
-    text = text.strip()
-    if "Weights only load failed" in text:
-        head = text.split("Weights only load failed")[0].rstrip(" :")
-        head = head.removesuffix("UnpicklingError").rstrip(" :")
-        text = (f"{head}: it is not a plain checkpoint of tensors (an HTML error page, a truncated download or "
-                "another format)")
-    return text.rstrip(".")
-
-
-def prompt_error(error: Exception, reward: str) -> Exception:
-    return type(error)(message(LOADER, "prompt", f"is empty, but {reward} compares the image with a prompt",
-                               "connect the positive prompt text (or type it) into the prompt input"))

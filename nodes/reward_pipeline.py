@@ -24,15 +24,18 @@ from ..fk_core import (
     PartsRecorder,
     Scored,
     as_frame_reward,
+    check_scores,
+    check_x0,
     decode_and_score,
+    is_out_of_memory,
     message,
     name_of,
     notes_of,
     pick_frames,
+    score_tensor,
     video_reward_problem,
 )
 from .preview_decoder import FullVAEDecoder
-from .sampler_checks import check_scores, check_x0, is_out_of_memory, score_tensor
 
 
 class ComfyScorer:

@@ -25,20 +25,20 @@ from ..fk_core import (
     MissingWeightsError,
     RewardInputError,
     WeightedSum,
+    bind_judge,
     build_reward,
-    describe,
+    check_judge_inputs,
     message,
-    parse_objects,
+    prompt_error,
     reward_names,
+    weights_error,
 )
 from .common import CATEGORY, FK_REWARD
 from .reward_checks import (
     COMBINE,
     LOADER,
     loader_problem,
-    prompt_error,
     resolve_clip_pretrained,
-    weights_error,
 )
 from .validation import check_widgets, require, require_widgets
 
@@ -151,100 +151,60 @@ def load_managed_reward(reward: str, weights: str, device: str, precision: str, 
     return model, patcher
 
 
-def check_judge_inputs(reward: str, question: str, objects: str) -> str | None:
-    """The VLM judge's question and the detector's object list, checked before anything is loaded.
-    Returns what the detector understood (None for other rewards)."""
-    if reward == VLM_JUDGE and "{prompt}" not in (question or DEFAULT_QUESTION):
-        raise FKError(f"FK Reward Loader: question {question!r} has no {{prompt}}; put {{prompt}} where the "
-                      f"prompt goes, e.g. {DEFAULT_QUESTION!r}")
-    if reward != DETECTOR:
-        return None
-    if not (objects or "").strip():
-        raise FKError("FK Reward Loader: objects is empty; list what must be in the picture with counts, "
-                      "e.g. '2 dog, 1 red ball'")
-    try:
-        understood = describe(parse_objects(objects))
-    except RewardInputError as error:
-        raise FKError(f"FK Reward Loader: objects {objects!r} cannot be read ({error})") from None
-    log.info("FK Reward Loader: object counts will look for %s", understood)
-    return understood
-
-
-def bind_judge(model, reward: str, prompt: str, question: str, objects: str, understood: str | None):
-    """Fix what the reward compares against: the prompt, for the VLM judge also its question, for the detector
-    the object list (the reward is then named after what was understood, which the trace shows)."""
-    if reward == VLM_JUDGE:
-        model = model.asking(question or DEFAULT_QUESTION)
-    if reward == DETECTOR:
-        bound = model.bind(objects.strip())
-        bound.name = f"object counts: {understood}"
-        bound.notes = [f"object counts looks for {understood} (detection score above {model.threshold:g})"]
-        return bound
-    return model.bind((prompt or "").strip() or None)
-
-
 def _reward_inputs(weight_files: list[str]) -> list:
     """What to load: the reward, its weights file, the prompt, where and in which precision it runs."""
     return [
         io.Combo.Input("reward", options=reward_names(), default="ImageReward",
-                       tooltip="Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how "
-                               "well an image matches the prompt and how much people like it; LAION "
-                               "aesthetic rates beauty without a prompt; the others measure simple "
-                               "picture properties (sharpness, colour, brightness...). HPSv3 and the "
-                               "VLM judge are a final judge: slow (0.5-2 s per image on a GPU): connect "
-                               "them to a sampler's final_reward so they only pick among the finished "
-                               "particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = "
+                       tooltip="Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how well an "
+                               "image matches the prompt and how much people like it; LAION aesthetic rates beauty "
+                               "without a prompt; the others measure simple picture properties (sharpness, colour, "
+                               "brightness...). HPSv3 and the VLM judge are a final judge: slow (0.5-2 s per image "
+                               "on a GPU): connect them to a sampler's final_reward so they only pick among the "
+                               "finished particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = "
                                "probability that a Qwen-VL model answers Yes to 'does this image show the "
-                               "prompt?'; object counts = OWLv2 finds the listed objects with the right "
-                               "counts (faster, also fine for steering)."),
+                               "prompt?'; object counts = OWLv2 finds the listed objects with the right counts "
+                               "(faster, also fine for steering)."),
         io.Combo.Input("weights", options=weight_files, default=AUTO_WEIGHTS,
-                       tooltip="The judge's weights file from models/fk_rewards. 'auto' uses the standard "
-                               "file name and downloads it when missing. Ignored by the simple "
-                               "picture-property judges."),
+                       tooltip="The judge's weights file from models/fk_rewards. 'auto' uses the standard file name "
+                               "and downloads it when missing. Ignored by the simple picture-property judges."),
         io.String.Input("prompt", multiline=True, default="", optional=True,
-                        tooltip="What the image should show. Connect your positive prompt text here. "
-                                "Only ImageReward, PickScore, HPSv2.1 and CLIP score use it."),
+                        tooltip="What the image should show. Connect your positive prompt text here. Only "
+                                "ImageReward, PickScore, HPSv2.1 and CLIP score use it."),
         io.Combo.Input("device", options=["auto", "cpu"], default="auto",
-                       tooltip="Where the judge runs. 'auto' uses the GPU and lets ComfyUI move it off "
-                               "again when memory is needed; 'cpu' saves VRAM but is much slower."),
+                       tooltip="Where the judge runs. 'auto' uses the GPU and lets ComfyUI move it off again when "
+                               "memory is needed; 'cpu' saves VRAM but is much slower."),
         io.Combo.Input("precision", options=["auto", "fp32", "fp16", "bf16"], default="auto",
-                       tooltip="Number precision of the judge. 'auto' = half precision on GPUs that "
-                               "support it (less memory, same ranking), full precision on CPU."),
+                       tooltip="Number precision of the judge. 'auto' = half precision on GPUs that support it "
+                               "(less memory, same ranking), full precision on CPU."),
     ]
 
 
 def _setting_inputs() -> list:
     """Settings only some rewards read (CLIP model, target level, colour, judge question, objects, judge model)."""
+
+    def text(name: str, default: str, tooltip: str):
+        return io.String.Input(name, default=default, optional=True, tooltip=tooltip)
+
     return [
-        io.String.Input("clip_architecture", default="ViT-L-14", optional=True,
-                        tooltip="Only for CLIP score and LAION aesthetic: the open_clip model name, e.g. "
-                                "ViT-L-14, ViT-H-14 or ViT-B-32. Use a '-quickgelu' name for OpenAI "
-                                "weights picked as a file."),
-        io.String.Input("clip_pretrained", default="openai", optional=True,
-                        tooltip="Only for CLIP score and LAION aesthetic: which published CLIP weights "
-                                "to use (an open_clip tag such as 'openai' or 'laion2b_s32b_b82k'), "
-                                "downloaded into models/fk_rewards/open_clip."),
+        text("clip_architecture", "ViT-L-14", "Only for CLIP score and LAION aesthetic: the open_clip model name, "
+             "e.g. ViT-L-14, ViT-H-14 or ViT-B-32. Use a '-quickgelu' name for OpenAI weights picked as a file."),
+        text("clip_pretrained", "openai", "Only for CLIP score and LAION aesthetic: which published CLIP weights to "
+             "use (an open_clip tag such as 'openai' or 'laion2b_s32b_b82k'), downloaded into "
+             "models/fk_rewards/open_clip."),
         io.Float.Input("target", default=0.5, min=0.0, max=1.0, step=0.01, optional=True,
-                       tooltip="Only for brightness (0 = black, 1 = white) and contrast (0 = flat, "
-                               "0.5 = extreme): the level the judge likes best."),
-        io.String.Input("color", default="#ff8800", optional=True,
-                        tooltip="Only for 'target color': the colour the image should be, as #rrggbb or "
-                                "r,g,b (0-255)."),
-        io.String.Input("question", default=DEFAULT_QUESTION, optional=True,
-                        tooltip="Only for the VLM judge: the yes/no question asked about each image; "
-                                "{prompt} is replaced by the prompt. The score is the probability of "
-                                "'Yes'."),
-        io.String.Input("objects", default="", optional=True,
-                        tooltip="Only for 'object counts': what must be in the picture, with counts, "
-                                "separated by commas, e.g. '2 dog, 1 red ball' (no number = 1, 0 = must "
-                                "be absent). The reward is the share of objects found exactly that often."),
-        io.String.Input("judge_model", default="", optional=True,
-                        tooltip="Only for the VLM judge and 'object counts': the Hugging Face model to "
-                                "use, e.g. Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct "
-                                "(empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
-                                "google/owlv2-base-patch16-ensemble), or the full path of a model folder "
-                                "inside ComfyUI's model folders. Looked up in models/fk_rewards/vlm/<name> "
-                                "(owlv2/<name>), downloaded there if missing."),
+                       tooltip="Only for brightness (0 = black, 1 = white) and contrast (0 = flat, 0.5 = extreme): "
+                               "the level the judge likes best."),
+        text("color", "#ff8800", "Only for 'target color': the colour the image should be, as #rrggbb or r,g,b "
+             "(0-255)."),
+        text("question", DEFAULT_QUESTION, "Only for the VLM judge: the yes/no question asked about each image; "
+             "{prompt} is replaced by the prompt. The score is the probability of 'Yes'."),
+        text("objects", "", "Only for 'object counts': what must be in the picture, with counts, separated by "
+             "commas, e.g. '2 dog, 1 red ball' (no number = 1, 0 = must be absent). The reward is the share of "
+             "objects found exactly that often."),
+        text("judge_model", "", "Only for the VLM judge and 'object counts': the Hugging Face model to use, e.g. "
+             "Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct (empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
+             "google/owlv2-base-patch16-ensemble), or the full path of a model folder inside ComfyUI's model "
+             "folders. Looked up in models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded there if missing."),
     ]
 
 
@@ -277,11 +237,9 @@ class FKRewardLoader(io.ComfyNode):
                 precision: str = "auto", clip_architecture: str = "ViT-L-14", clip_pretrained: str = "openai",
                 target: float = 0.5, color: str = "#ff8800", question: str = DEFAULT_QUESTION, objects: str = "",
                 judge_model: str = "") -> io.NodeOutput:
-        values = {"reward": reward, "weights": weights, "prompt": prompt, "device": device, "precision": precision,
-                  "clip_architecture": clip_architecture, "clip_pretrained": clip_pretrained, "target": target,
-                  "color": color, "question": question, "objects": objects, "judge_model": judge_model}
+        values = {name: value for name, value in locals().items() if name != "cls"}  # every input, by name
         require(loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS))  # again: linked values came late
-        understood = check_judge_inputs(reward, question, objects)  # before any model load: typos cost nothing
+        understood = check_judge_inputs(LOADER, reward, question, objects)  # before any load: typos cost nothing
         clip_architecture = clip_architecture or "ViT-L-14"
         clip_pretrained = clip_pretrained or "openai"
         if reward in ("CLIP score", "LAION aesthetic"):
@@ -290,9 +248,9 @@ class FKRewardLoader(io.ComfyNode):
             model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture,
                                                  clip_pretrained, target, color, (judge_model or "").strip())
         except MissingWeightsError as error:
-            raise weights_error(error, reward, missing=True) from None
+            raise weights_error(LOADER, error, reward, missing=True) from None
         except BadWeightsError as error:
-            raise weights_error(error, reward, missing=False) from None
+            raise weights_error(LOADER, error, reward, missing=False) from None
         except ValueError as error:  # the pixel rewards' own checks (e.g. a colour that does not parse)
             if isinstance(error, FKError):
                 raise
@@ -301,7 +259,7 @@ class FKRewardLoader(io.ComfyNode):
         try:
             bound = bind_judge(model, reward, prompt, question, objects, understood)
         except RewardInputError as error:
-            raise prompt_error(error, reward) from None
+            raise prompt_error(LOADER, error, reward) from None
         managed = ManagedReward(bound, patcher)
         if SPECS[reward].learned and device == "auto" and mm.is_device_cpu(mm.get_torch_device()):
             managed.notes.append(f"{LOADER}: device auto found no GPU, so {reward} runs on the CPU (slow)")

@@ -21,15 +21,15 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..fk_core import (
-    FKConfig,
-    FKError,
+    check_links,
     component_notes,
     contact_sheet,
-    cost_summary,
+    denoise_problem,
     flat_frames,
-    message,
+    is_out_of_memory,
     replay_payload,
     reward_order,
+    run_summary,
     strip,
     summary_lines,
 )
@@ -48,7 +48,6 @@ from .sampler_checks import (
     SAMPLER,
     check_latent,
     check_memory,
-    is_out_of_memory,
     out_of_memory_error,
 )
 from .validation import check_widgets, require_widgets
@@ -61,29 +60,6 @@ MAX_PARTICLES = 256
 def _live_view(cls):
     """The live view of this node (web/fk_live.js via nodes/live.py): the observer its runs report to."""
     return live_callbacks(getattr(getattr(cls, "hidden", None), "unique_id", None))
-
-
-def _denoise_problem(values) -> str | None:
-    denoise = values.get("denoise")
-    if isinstance(denoise, (int, float)) and denoise <= 0.0:
-        return message(PARTICLE_SAMPLER, "denoise", f"is {denoise:g}: at 0 nothing would be sampled",
-                       "set denoise above 0 (1 = text-to-image, below 1 = img2img)")
-    return None
-
-
-def _check_reward(reward, node: str, name: str = "reward") -> None:
-    if reward is None or not callable(reward):
-        raise FKError(message(node, name, f"is {type(reward).__name__}, not an FK_REWARD",
-                              "connect FK Reward Loader or FK Reward Combine"))
-
-
-def _check_potential(potential, node: str) -> FKConfig:
-    if potential is None:
-        return default_potential()
-    if not isinstance(potential, FKConfig):
-        raise FKError(message(node, "potential", f"is {type(potential).__name__}, not an FK_POTENTIAL",
-                              "connect FK Potential Selector, or leave it unconnected for the defaults"))
-    return potential
 
 
 def _show_under_node(cls, text: str | None) -> None:
@@ -181,7 +157,7 @@ class FKParticleSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, **values):
         # **values turns ComfyUI's own min/max/option checks off for every input: they are re-checked here.
-        return check_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem) or True
+        return check_widgets(cls, PARTICLE_SAMPLER, values, denoise_problem) or True
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reward, seed, steps, cfg, sampler_name,
@@ -189,8 +165,8 @@ class FKParticleSampler(io.ComfyNode):
                 final_reward=None, preview_decoder=PREVIEW_DECODER_IF_ABSENT) -> io.NodeOutput:
         values = dict(locals())
         # widgets linked from other nodes were not checked when the prompt was queued
-        require_widgets(cls, PARTICLE_SAMPLER, values, _denoise_problem)
-        config = _check_links(PARTICLE_SAMPLER, potential, reward, final_reward)
+        require_widgets(cls, PARTICLE_SAMPLER, values, denoise_problem)
+        config = check_links(PARTICLE_SAMPLER, potential, reward, final_reward, default_potential)
         for label, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning(PARTICLE_SAMPLER, conditioning, label)
         check_latent(PARTICLE_SAMPLER, latent_image, model)
@@ -222,15 +198,6 @@ class FKParticleSampler(io.ComfyNode):
         return _outputs(cls, run.outcome, samples, latent_image, vae)
 
 
-def _check_links(node: str, potential, reward, final_reward) -> FKConfig:
-    """The linked inputs a widget check does not see: the potential (its FKConfig) and the rewards."""
-    config = _check_potential(potential, node)
-    _check_reward(reward, node)
-    if final_reward is not None:
-        _check_reward(final_reward, node, "final_reward")
-    return config
-
-
 def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
     """best_latent, best_image, contact_sheet, all_particles (best first), trace_json and the node's preview."""
     result = outcome.result
@@ -254,19 +221,10 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
     # fk_live: the live view's final state, for a page that saw no live events (a cached run, a page opened later)
     replay = replay_payload(getattr(getattr(cls, "hidden", None), "unique_id", None), trace, result.best_index,
                             chosen, strip(images))
-    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [_summary(outcome, trace)], "fk_live": [replay]}
+    ui_dict = {**ui.PreviewImage(sheet, cls=cls).as_dict(), "text": [run_summary(result, trace)],
+               "fk_live": [replay]}
     return io.NodeOutput(best_latent, flat_frames(images[chosen:chosen + 1]).clone(), sheet,
                          flat_frames(images[order]).clone(), json.dumps(trace), ui=ui_dict)
-
-
-def _summary(outcome, trace: dict) -> str:
-    result = outcome.result
-    r = result.rewards[result.chosen_index]
-    lines = [f"particle {result.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
-    if result.trace.cost is not None:
-        lines.append(cost_summary(result.trace.cost))
-    lines += summary_lines(trace)  # λ, ESS, survivors, lineages, then every note (sampler's too)
-    return "\n".join(lines)
 
 
 class FKSampler(io.ComfyNode):
@@ -310,7 +268,7 @@ class FKSampler(io.ComfyNode):
                 **kwargs) -> io.NodeOutput:
         require_widgets(cls, SAMPLER, {"particles": particles, "particle_chunk": particle_chunk,
                                        "sampler_name": sampler_name, **kwargs})
-        config = _check_links(SAMPLER, potential, reward, final_reward)
+        config = check_links(SAMPLER, potential, reward, final_reward, default_potential)
         returns = "sorted" if str(kwargs.get("return", "best particle")).startswith("all") else "chosen"
         spec = FKRunSpec(config=config, reward=reward, vae=vae, sampler_name=sampler_name, particles=particles,
                          expand=True, returns=returns, chunk=int(particle_chunk or 0), final_reward=final_reward,

@@ -52,9 +52,9 @@ def widget_problem(node: str, name: str, value: Any, kind: Any, extra: Mapping) 
 
 
 def check_widgets(node_cls, node: str, values: Mapping[str, Any],
-                  *more: Callable[[Mapping[str, Any]], str | None]) -> str | None:
+                  *more: Callable[[str, Mapping[str, Any]], str | None]) -> str | None:
     """First problem among ``values`` (widget values ComfyUI hands validate_inputs), or None; then the node's
-    own rules ``more`` (each ``values -> message or None``, e.g. window_start after window_end).
+    own rules ``more`` (each ``(node, values) -> message or None``, e.g. fk_core's window_problem).
 
     Linked inputs never reach validate_inputs (ComfyUI leaves them out), so every value here is a constant
     typed into a widget or sent through the API.
@@ -67,11 +67,11 @@ def check_widgets(node_cls, node: str, values: Mapping[str, Any],
         problem = widget_problem(node, name, value, kind, extra)
         if problem:
             return problem
-    return next((problem for check in more if (problem := check(values))), None)
+    return next((problem for check in more if (problem := check(node, values))), None)
 
 
 def require_widgets(node_cls, node: str, values: Mapping[str, Any],
-                    *more: Callable[[Mapping[str, Any]], str | None]) -> None:
+                    *more: Callable[[str, Mapping[str, Any]], str | None]) -> None:
     """:func:`check_widgets` at run time: a widget turned into an input and linked (e.g. from a primitive node)
     is not checked when the prompt is queued, so ``execute`` checks again and raises the same message."""
     require(check_widgets(node_cls, node, values, *more))

@@ -341,3 +341,16 @@ def test_replay_payload_is_a_finished_run_in_one_message():
     sprite = payload["thumbs"]
     assert sprite["cols"] * sprite["rows"] >= 4 and sprite["sprite"].startswith("data:image/jpeg;base64,")
     assert view.replay_payload("7", trace, 0, 0, images)["run"] != payload["run"]
+
+
+def test_done_trace_carries_the_lineage_and_resampling_the_view_draws():
+    """The front end draws the lineage and the resampling log without a copy of the rule: the done event's trace
+    holds fk_core.trace's lineage paths and each step's copies/dropped, the same as the live step records."""
+    rec, _, result = run_with_reporter(particles=6, steps=12, every=2, gap_s=1.0)
+    (done,) = rec.of(EVENT_DONE)
+    assert done["trace"]["lineage"] == result.trace.lineage()
+    live_steps = [s for d in rec.of(EVENT_STEP) for s in d["steps"]]
+    assert len(live_steps) == len(done["trace"]["steps"]) > 0
+    for live, final in zip(live_steps, done["trace"]["steps"]):
+        assert (final["copies"], final["dropped"]) == (live["copies"], live["dropped"])
+    assert any(s["resampled"] and s["dropped"] for s in done["trace"]["steps"])

@@ -88,3 +88,20 @@ def test_model_source_follows_links_out_of_the_model_folders(tmp_path):
     text = v.model_source_problem("N", "judge_model", str(models / "fk_rewards" / "vlm" / "escape"), roots,
                                   "the model folders", "a/b")
     assert text is not None and "outside the model folders" in text
+
+
+def test_setting_rules_between_widgets():
+    """fk_core/setting_checks.py: the rules no single widget range expresses, in the one message style; values
+    that are absent or fine pass."""
+    from fk_core.setting_checks import denoise_problem, lambda_problem, window_problem
+
+    assert window_problem("N", {"window_start": 0.8, "window_end": 0.2}) == (
+        "N: window_start (0.8) is after window_end (0.2); set window_start to at most window_end (0 = start of "
+        "the run, 1 = its end)")
+    assert window_problem("N", {"window_start": 0.2, "window_end": 0.2}) is None
+    assert window_problem("N", {"window_start": 0.8}) is None
+    assert lambda_problem("N", {"lambda_mode": "adaptive", "lambda": -1.0}).startswith(
+        "N: lambda is -1, but an adaptive lambda rises from 0 up to lambda; ")
+    assert lambda_problem("N", {"lambda_mode": "fixed", "lambda": -1.0}) is None
+    assert denoise_problem("N", {"denoise": 0.0}).startswith("N: denoise is 0: at 0 nothing would be sampled; ")
+    assert denoise_problem("N", {"denoise": 0.3}) is None and denoise_problem("N", {}) is None

@@ -1,6 +1,6 @@
-"""nodes/validation.py, sampler_checks.py and reward_checks.py in-process: widget values re-checked, the score
-checks that tell a reward problem from a model problem, file names resolved inside the model folders (the single
-value checks and the message style themselves: test_messages.py)."""
+"""nodes/validation.py, sampler_checks.py, reward_checks.py and fk_core/run_checks.py in-process: widget values
+re-checked, the score checks that tell a reward problem from a model problem, file names resolved inside the model
+folders (the single value checks and the message style themselves: test_messages.py)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ def checks(fk_pack):
     return sys.modules[f"{fk_pack.__name__}.nodes.sampler_checks"]
 
 
-def test_scores_blame_the_right_party(checks, fk_pack):
+def test_scores_blame_the_right_party(fk_pack):
     import torch
 
+    checks = fk_pack.fk_core  # the run-time checks: fk_core/run_checks.py
     FKError = fk_pack.fk_core.FKError
     x0 = torch.zeros(3, 4, 2, 2)
     fine = checks.check_x0("S", x0)
@@ -38,8 +39,10 @@ def test_scores_blame_the_right_party(checks, fk_pack):
         checks.check_x0("S", torch.full_like(x0, float("nan")))
 
 
-def test_out_of_memory_is_recognised_by_type_not_by_any_exception(checks):
+def test_out_of_memory_is_recognised_by_type_not_by_any_exception(fk_pack):
     import torch
+
+    checks = fk_pack.fk_core
 
     assert checks.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory"))
     assert checks.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ..."))

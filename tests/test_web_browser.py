@@ -22,6 +22,7 @@ from comfy_host import ComfyServer
 from fk_core import encode_sprite
 from fk_core.charts import lineage_paths, reward_history
 from fk_core.schedule import potential_steps
+from fk_core.trace import lineage_paths as trace_lineage
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
@@ -430,7 +431,8 @@ def synthetic_run(page, node: str, *, optional: bool) -> None:
     steps = [record(2), record(4, **(extra if optional else {}))]
     head = {"node": node, "run": f"synthetic-{optional}", "particles": n, "num_steps": STEPS}
     trace = {"num_particles": n, "num_steps": STEPS, "steps": steps, "origin": [0, 0, 1, 2, 3, 3, 5, 7],
-             "final_rewards": [0.2 + 0.05 * i for i in range(n)]}
+             "final_rewards": [0.2 + 0.05 * i for i in range(n)],
+             "lineage": trace_lineage([s["ancestors"] for s in steps], n)}  # the engine computes it (compact_trace)
     if optional:
         trace |= {"notes": ["the first check kept only 2 particles: lower lambda"],
                   "cost": {"model_s": 2.0, "decode_s": 1.0, "reward_s": 0.5}}

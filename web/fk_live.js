@@ -123,28 +123,6 @@ function quantiles(values) {
   return [q(0), q(0.25), q(0.5), q(0.75), q(1)];
 }
 
-// For each final particle, its slot at every potential step then itself (same walk as fk_core.charts.lineage_paths).
-function lineagePaths(steps, n) {
-  let current = [...Array(n).keys()];
-  const columns = [current];
-  for (let j = steps.length - 1; j >= 0; j--) {
-    const anc = steps[j].ancestors;
-    current = current.map((c) => anc[c]);
-    columns.push(current);
-  }
-  columns.reverse();
-  return [...Array(n).keys()].map((i) => columns.map((col) => col[i]));
-}
-
-// Trace steps carry ancestors only; the live records also spell out copies and dropped (nodes/live.py).
-function withCopies(s) {
-  if (s.copies) return s;
-  const copies = s.ancestors.map(() => 0);
-  s.ancestors.forEach((a) => copies[a]++);
-  const dropped = s.resampled ? copies.flatMap((c, j) => (c === 0 ? [j] : [])) : [];
-  return { ...s, copies, dropped, invalid: s.invalid || [] };
-}
-
 function setupCanvas(canvas) {
   const dpr = window.devicePixelRatio || 1;
   const w = Math.max(1, canvas.clientWidth);
@@ -204,6 +182,7 @@ class LiveView {
     this.thumbsVersion = 0;
     this.thumbsStep = null;
     this.trace = null;
+    this.paths = null;
     this.bestIndex = null;
     this.chosenIndex = null;
     this.selected = null;
@@ -262,7 +241,10 @@ class LiveView {
     this.trace = data.trace;
     this.particles = this.particles || data.trace.num_particles;
     this.numSteps = this.numSteps || data.trace.num_steps;
-    this.steps = data.trace.steps.map(withCopies); // the complete record wins over what arrived live
+    this.steps = data.trace.steps; // the complete record wins over what arrived live
+    // for each final particle its slot at every potential step then itself: computed by the engine
+    // (fk_core.live_view.compact_trace, fk_core.trace's rule); the view only draws it
+    this.paths = Array.isArray(data.trace.lineage) ? data.trace.lineage : null;
     this.byStep = new Map(this.steps.map((s) => [s.step, s]));
     this.bestIndex = data.best_index;
     this.chosenIndex = Number.isInteger(data.chosen_index) ? data.chosen_index : data.best_index;
@@ -304,7 +286,7 @@ class LiveView {
     r.style.setProperty("--fk-live-min-height", `${Math.max(0, viewHeight(this) - 2 * this.margin)}px`);
     r.dataset.steps = String(this.steps.length);
     // visibility first: it changes the canvases' sizes, which the drawing below reads
-    this.lineage.closest(".fk-live-panel").hidden = !this.trace;
+    this.lineage.closest(".fk-live-panel").hidden = !this.paths;
     this.chart.closest(".fk-live-panel").hidden = this.state === "idle";
     this.drawStatus();
     this.drawGallery();
@@ -515,15 +497,15 @@ class LiveView {
   }
 
   selectedHistory() {
-    if (!this.trace || this.selected === null) return null;
-    const path = lineagePaths(this.steps, this.trace.num_particles)[this.selected];
+    if (!this.paths || this.selected === null) return null;
+    const path = this.paths[this.selected];
     return [...this.steps.map((s, j) => s.rewards[path[j]]), this.trace.final_rewards?.[this.selected] ?? null];
   }
 
   drawLineage() {
     const canvas = this.lineage;
     canvas.dataset.selected = this.selected === null ? "" : String(this.selected);
-    if (!this.trace) return;
+    if (!this.paths) return;
     const { ctx, w, h } = setupCanvas(canvas);
     const col = themeColours(this.root);
     ctx.fillStyle = col.bg;
@@ -537,7 +519,7 @@ class LiveView {
     const y1 = h - 8;
     const cx = (c) => (cols === 1 ? (x0 + x1) / 2 : x0 + ((x1 - x0) * c) / (cols - 1));
     const cy = (i) => (n === 1 ? (y0 + y1) / 2 : y0 + ((y1 - y0) * i) / (n - 1));
-    const paths = lineagePaths(steps, n);
+    const paths = this.paths;
     const alive = [...Array(cols)].map(() => new Set());
     paths.forEach((p) => p.forEach((slot, c) => alive[c].add(slot)));
     const rewards = [...steps.map((s) => s.rewards), this.trace.final_rewards || []];
@@ -590,7 +572,7 @@ class LiveView {
   }
 
   onLineageClick(e) {
-    if (!this.trace || !this.dots.length) return;
+    if (!this.paths || !this.dots.length) return;
     const rect = this.lineage.getBoundingClientRect();
     // the canvas may be drawn scaled (canvas zoom): map the click into drawing coordinates
     const x = ((e.clientX - rect.left) * this.lineage.clientWidth) / rect.width;
@@ -604,11 +586,11 @@ class LiveView {
   }
 
   drawDetail() {
-    if (!this.trace || this.selected === null) {
+    if (!this.paths || this.selected === null) {
       this.detail.hidden = true;
       return;
     }
-    const paths = lineagePaths(this.steps, this.trace.num_particles);
+    const paths = this.paths;
     const hist = this.selectedHistory();
     this.detail.hidden = false;
     this.detail.dataset.particle = String(this.selected);
