@@ -610,8 +610,14 @@ def test_cached_run_replays_the_live_view(browser, page, server, mode):
 
     seed = {CLASSIC: 31, VUE: 32}[mode]
     node = load_example(page, server, particles=4, seed=seed)
+    before = history_length(page)
     queue(page)
     wb.wait_for_state(page, node, ("done",), timeout=300)
+    # The live "done" event comes before the node's own "executed" message (its contact sheet is written after the
+    # run): reloading the graph in between hands that message, which carries fk_live, to the new view. Wait until
+    # the prompt is finished (its history entry exists) and the page has handled its last messages.
+    node_text_of_last_prompt(page, node, before)
+    page.wait_for_timeout(1000)
     node = load_example(page, server, particles=4, seed=seed)  # the same prompt again, on a fresh, idle view
     assert wb.view_state(page, node)["state"] == "idle"
     queue(page)
