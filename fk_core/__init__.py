@@ -65,6 +65,7 @@ from .score_sheet import (
 from .scoring import COST_KEYS, CostClock, Scored, cost_summary, decode_and_score, name_of, notes_of
 from .seeds import derived_seed, particle_noise
 from .setting_checks import denoise_problem, lambda_problem, window_problem
+from .steppers import flow_noise_ratio
 from .tempering import LAMBDA_MODES
 from .trace import PotentialStep, Trace
 from .video import (
@@ -97,4 +98,6 @@ __all__ = [
     "bind_judge", "check_judge_inputs", "check_links", "check_noise_mask", "check_one_latent", "check_scores",
     "check_sigmas", "check_x0", "gib", "is_out_of_memory", "particle_noise", "prompt_error", "run_summary",
     "score_tensor", "weights_error", "denoise_problem", "lambda_problem", "window_problem",
+    # a rectified flow's t → the noise-to-signal ratio the copy-variety stop reads
+    "flow_noise_ratio",
 ]

@@ -40,13 +40,13 @@ from ..fk_core import (
     FKResult,
     check_sigmas,
     derived_seed,
+    flow_noise_ratio,
     is_out_of_memory,
     message,
     particle_noise,
     reward_order,
     run_segments,
 )
-from ..fk_core.steppers import flow_noise_ratio
 from .chunking import ChunkedModel, automatic_chunk
 from .conditioning import check_guider_conditioning
 from .patch_state import ParticleStateKeeper, stateful_patches
