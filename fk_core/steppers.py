@@ -35,9 +35,7 @@ def euler_ancestral(eta: float = 1.0, generator: Optional[torch.Generator] = Non
         ones = x.new_ones(x.shape[0])
         for i in range(len(sigmas) - 1):
             sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = model(x, sigma * ones, **extra_args)
-            if callback is not None:
-                callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+            denoised = _denoise(model, x, sigma, ones, extra_args, callback, i)
             sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
             x = x + (x - denoised) / sigma * (sigma_down - sigma)
             if sigma_up > 0:
@@ -45,6 +43,16 @@ def euler_ancestral(eta: float = 1.0, generator: Optional[torch.Generator] = Non
         return x
 
     return sample
+
+
+def _denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, ones: torch.Tensor, extra_args: dict,
+             callback: Optional[Callable], i: int) -> torch.Tensor:
+    """One model call at the start of step i, reported to ``callback`` as k-diffusion samplers do (the engine
+    reads its potential step's x0 from there)."""
+    denoised = model(x, sigma * ones, **extra_args)
+    if callback is not None:
+        callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+    return denoised
 
 
 def _randn_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -71,9 +79,7 @@ def euler_ancestral_rf(eta: float = 1.0, generator: Optional[torch.Generator] = 
         ones = x.new_ones(x.shape[0])
         for i in range(len(sigmas) - 1):
             sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = model(x, sigma * ones, **extra_args)
-            if callback is not None:
-                callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+            denoised = _denoise(model, x, sigma, ones, extra_args, callback, i)
             if sigma_next == 0:
                 x = denoised
                 continue
@@ -107,9 +113,7 @@ def dpmpp_2m_sde(eta: float = 1.0, generator: Optional[torch.Generator] = None, 
         old_denoised, h_last = None, None
         for i in range(len(sigmas) - 1):
             sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = model(x, sigma * ones, **extra_args)
-            if callback is not None:
-                callback({"x": x, "i": i, "sigma": sigma, "sigma_hat": sigma, "denoised": denoised})
+            denoised = _denoise(model, x, sigma, ones, extra_args, callback, i)
             if sigma_next == 0:
                 x = denoised
                 old_denoised = None
