@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .score_sheet import short_name
+from .trace import changed_population
 from .trace import lineage_paths as trace_lineage
 from .trace_format import TRACE_FORMAT, validate_trace  # noqa: F401 (TRACE_FORMAT: importers read it here)
 from .trace_format import TraceFormatError as TraceError  # one error class: charts add no checks of their own
@@ -33,6 +35,8 @@ MEDIAN = (170, 205, 255)
 BEST = (255, 190, 60)
 ESS = (110, 210, 130)
 RESAMPLE = (230, 90, 90)
+COMPONENT_COLOURS = ((240, 130, 80), (90, 200, 225), (205, 125, 225), (160, 220, 90))  # FK Reward Combine: ≤ 4
+COMPONENTS_SHARE = 0.42  # of the reward chart's height, for the components panel when the trace has one
 
 TraceLike = Union[dict, str, Any]
 
@@ -101,7 +105,7 @@ def chart_series(trace: TraceLike) -> dict:
         xs.append(int(step["step"]))
         quant.append(step_quantiles(step["rewards"]))
         ess.append(_num(step["ess"]))
-        resampled.append(bool(step["resampled"]))
+        resampled.append(changed_population(step["ancestors"], step["resampled"]))  # λ 0: nothing marked
     best = best_final_particle(t)
     return {
         "x": xs, "quantiles": quant, "ess": ess, "resampled": resampled,
@@ -109,6 +113,41 @@ def chart_series(trace: TraceLike) -> dict:
         "final_quantiles": step_quantiles(t.get("final_rewards") or []),
         "best": best,
         "best_history": reward_history(t, best) if best is not None else None,
+    }
+
+
+def component_series(trace: TraceLike) -> Optional[dict]:
+    """A combined reward's terms over the run, None for a single reward: ``names``, ``weights``, ``x`` (each
+    potential step, then the end), and per term its weighted share (weight x value) along the best final
+    particle's ancestry (``best``) and averaged over the particles (``mean``; failed values left out).
+    A share is None where the term's value is missing (a failed reward, or a check that kept no components)."""
+    t = load_trace(trace)
+    final = t.get("final_components")
+    records = [step.get("components") for step in t["steps"]] + [final]
+    first = next((r for r in records if r), None)
+    if first is None:
+        return None
+    names, weights = list(first["names"]), [float(w) for w in first["weights"]]
+    best = best_final_particle(t)
+    path = lineage_paths(t)[best] if best is not None else None
+
+    def share(record: Optional[dict], k: int, i: int) -> Optional[float]:
+        if not record or record.get("names") != names or record["values"][k][i] is None:
+            return None
+        return weights[k] * float(record["values"][k][i])
+
+    def mean(record: Optional[dict], k: int) -> Optional[float]:
+        values = [share(record, k, i) for i in range(t["num_particles"])] if record else []
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        return sum(values) / len(values) if values else None
+
+    steps_x = [int(step["step"]) for step in t["steps"]]
+    xs = steps_x + [int(t.get("num_steps") or (steps_x[-1] + 1 if steps_x else 1))]
+    return {
+        "names": names, "weights": weights, "x": xs, "best_particle": best,
+        "best": [[share(r, k, path[j]) if path is not None else None for j, r in enumerate(records)]
+                 for k in range(len(names))],
+        "mean": [[mean(r, k) for r in records] for k in range(len(names))],
     }
 
 
@@ -151,10 +190,13 @@ def _check_size(width: int, height: int) -> None:
 
 def reward_ess_chart(trace: TraceLike, width: int = 768, height: int = 384) -> torch.Tensor:
     """Reward quantile band over the potential steps, the best final particle's reward history, the ESS,
-    and the resampling steps marked. Returns ``[1, height, width, 3]``."""
+    and the resampling steps marked. A combined reward's trace adds a panel underneath: one line per term, its
+    weighted share along the best particle's ancestry (solid) and over all particles (thin), with a legend.
+    Returns ``[1, height, width, 3]``."""
     _check_size(width, height)
     t = load_trace(trace)
     s = chart_series(t)
+    parts = component_series(t)
     n = t["num_particles"]
     img = Image.new("RGB", (width, height), BACKGROUND)
     d = ImageDraw.Draw(img)
@@ -162,6 +204,10 @@ def reward_ess_chart(trace: TraceLike, width: int = 768, height: int = 384) -> t
     font, small = _font(fs), _font(max(9, fs - 2))
     left, right, top, bottom = 8 * fs // 2 + 14, 5 * fs // 2 + 14, 2 * fs + 10, 2 * fs + 12
     x0, x1, y0, y1 = left, width - right, top, height - bottom
+    if parts is not None:  # the components panel takes the lower part, the step axis stays at the bottom
+        split = int(y1 - (y1 - y0) * COMPONENTS_SHARE)
+        _draw_components(d, parts, (x0, x1, split + fs + 6, y1), max(s["final_x"], 1), small)
+        y1 = split - 4
     d.rectangle([x0, y0, x1, y1], fill=PANEL, outline=GRID)
 
     values = [v for q in s["quantiles"] if q for v in (q[0], q[4])]
@@ -193,12 +239,49 @@ def reward_ess_chart(trace: TraceLike, width: int = 768, height: int = 384) -> t
 
     _draw_series(d, s, px, py, py_ess)
 
-    title = f"reward (band: min-max, 25-75%, median) · best #{s['best']} ancestry"
+    best = "" if s["best"] is None else f" · best #{s['best'] + 1} ancestry"  # #1..#N, as every view numbers them
+    title = f"reward (band: min-max, 25-75%, median){best}"
     d.text((x0, 4), title, fill=TEXT, font=font)
     d.text((x1, 4), "ESS", fill=ESS, font=font, anchor="ra")
     d.text(((x0 + x1) / 2, height - 4), f"step (of {s['final_x']}) · red: resampled", fill=MUTED, font=small,
            anchor="md")
     return _to_tensor(img)
+
+
+def _draw_components(d: ImageDraw.ImageDraw, parts: dict, box: tuple, x_max: int, font) -> None:
+    """The components panel in ``box`` (x0, x1, y0, y1): zero line, one line per term (solid: the best
+    particle's ancestry, thin: the particle mean), the share range at the left and a legend above."""
+    x0, x1, y0, y1 = box
+    d.rectangle([x0, y0, x1, y1], fill=PANEL, outline=GRID)
+    values = [v for series in parts["best"] + parts["mean"] for v in series if v is not None and math.isfinite(v)]
+    lo, hi = _nice_range(min(values + [0.0]), max(values + [0.0]))
+
+    def px(step: float) -> float:
+        return x0 + (x1 - x0) * step / x_max
+
+    def py(v: float) -> float:
+        return y1 - (y1 - y0) * (v - lo) / (hi - lo)
+
+    d.line([x0, py(0.0), x1, py(0.0)], fill=GRID)
+    d.text((x0 - 4, y0), _fmt(hi), fill=TEXT, font=font, anchor="rt")
+    d.text((x0 - 4, y1), _fmt(lo), fill=TEXT, font=font, anchor="rb")
+    legend_x = x0
+    for k, name in enumerate(parts["names"]):
+        colour = COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)]
+        for series, width in ((parts["mean"][k], 1), (parts["best"][k], 2)):
+            pts = [(px(x), py(v)) for x, v in zip(parts["x"], series) if v is not None and math.isfinite(v)]
+            if len(pts) >= 2:
+                d.line(pts, fill=colour, width=width)
+        for x, v in zip(parts["x"], parts["best"][k]):
+            if v is not None and math.isfinite(v):
+                d.ellipse([px(x) - 2, py(v) - 2, px(x) + 2, py(v) + 2], fill=colour)
+        label = f"{parts['weights'][k]:g} x {short_name(name)}"
+        d.rectangle([legend_x, y0 - 9, legend_x + 8, y0 - 3], fill=colour)
+        d.text((legend_x + 11, y0 - 2), label, fill=TEXT, font=font, anchor="lb")
+        legend_x += 11 + int(d.textlength(label, font=font)) + 12
+    note = "shares: best's ancestry (thick), mean (thin)"
+    if legend_x + d.textlength(note, font=font) < x1:
+        d.text((x1, y0 - 2), note, fill=MUTED, font=font, anchor="rb")
 
 
 def _draw_series(d: ImageDraw.ImageDraw, s: dict, px: Callable, py: Callable, py_ess: Callable) -> None:
@@ -313,6 +396,6 @@ def lineage_chart(trace: TraceLike, width: int = 768, height: int = 384,
     survivors = len(set(p[0] for p in paths))
     title = f"lineage: {survivors} of {n} initial particles have descendants"
     if highlight is not None:
-        title += f" · gold: #{highlight} from initial #{paths[highlight][0]}"
+        title += f" · gold: #{highlight + 1} from initial #{paths[highlight][0] + 1}"
     d.text((x0, 4), title, fill=TEXT, font=font)
     return _to_tensor(img)

@@ -10,55 +10,89 @@ from typing import Optional, Sequence
 
 import torch
 
-from .ranking import reward_order
+from .ranking import reward_ranks
 
 BEST_COLOUR = (1.0, 0.78, 0.1)  # amber frame around the chosen particle
 PAD = 4  # pixels between tiles and around the grid
 BORDER = 3  # frame width around the chosen tile
-LABEL_HEIGHT = 14  # strip under each tile for "#rank  r=…"
+LABEL_HEIGHT = 14  # strip under each tile for its first label line "#i r=… rank k"
 CAPTION_LINE = 12  # pixels per caption line under the grid (PIL's built-in font is 11 px high)
 
 
-def _rank_of(rewards: torch.Tensor) -> list[int]:
-    """1-based rank by descending reward; NaN rewards rank last (in index order)."""
-    ranks = [0] * int(torch.as_tensor(rewards).numel())
-    for r, i in enumerate(reward_order(rewards).tolist()):
-        ranks[i] = r + 1
-    return ranks
+# Characters PIL's built-in font draws as a box, spelled in ones it has (the font differs between Pillow versions:
+# any other missing glyph is found by comparing with the font's "no glyph" box, see drawable()).
+SPELLED = {"λ": "lambda", "σ": "sigma", "×": "x", "−": "-", "–": "-", "—": "-", "→": "->", "≥": ">=", "≤": "<="}
 
 
-def _label(rank: int, reward: float, best: bool) -> str:
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
+def drawable(text: str) -> str:
+    """``text`` in glyphs the sheet's font has: λ becomes "lambda", accents are dropped, other missing glyphs "?"."""
+    import unicodedata
+
+    font = _font()
+    missing = bytes(font.getmask("\uffff"))
+    out = []
+    for ch in str(text):
+        if ch.isascii() or bytes(font.getmask(ch)) != missing:
+            out.append(ch)
+            continue
+        plain = SPELLED.get(ch) or unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        out.append(plain or "?")
+    return "".join(out)
+
+
+def _label_pieces(index: int, rank: int, reward: float, best: bool) -> list[str]:
+    """Particle #index+1 (the one numbering of every view), its reward, its rank by reward beside it."""
     value = "nan" if not math.isfinite(reward) else f"{reward:.3g}"
-    return f"{'* ' if best else ''}#{rank} r={value}"
+    return [f"{'* ' if best else ''}#{index + 1}", f"r={value}", f"rank {rank}"]
 
 
 def _draw_labels(sheet: torch.Tensor, boxes: Sequence[tuple[int, int, str]]) -> torch.Tensor:
     """Write each text at (x, y) onto the [H, W, 3] sheet with PIL's built-in font."""
     import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     array = (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     image = Image.fromarray(array, mode="RGB")
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
+    font = _font()
     for x, y, text in boxes:
-        draw.text((x, y), text, fill=(235, 235, 235), font=font)
+        draw.text((x, y), drawable(text), fill=(235, 235, 235), font=font)
     return torch.from_numpy(np.asarray(image).copy()).float() / 255.0
 
 
 def wrap_pieces(pieces: Sequence[str], width: int) -> list[str]:
     """``pieces`` (e.g. ``["r=0.82 =", "0.9 aes", "+ 0.3 clip"]``) joined with spaces into lines no wider than
-    ``width`` pixels in the sheet's font; a piece is never split (a single too-long piece is cut at the edge)."""
-    from PIL import ImageFont
+    ``width`` pixels in the sheet's font; a piece wider than a line alone (a folder path) is broken after a "/"
+    where it can, else between characters."""
+    font = _font()
 
-    font = ImageFont.load_default()
+    def fits(text: str) -> bool:
+        return font.getlength(drawable(text)) <= width
+
     lines: list[str] = []
-    for piece in pieces:
-        if lines and font.getlength(f"{lines[-1]} {piece}") <= width:
+    for piece in map(str, pieces):
+        if lines and fits(f"{lines[-1]} {piece}"):
             lines[-1] = f"{lines[-1]} {piece}"
-        else:
-            lines.append(str(piece))
+            continue
+        while not fits(piece) and len(piece) > 1:
+            cut = max(k for k in range(1, len(piece)) if fits(piece[:k]) or k == 1)
+            slash = piece.rfind("/", 0, cut) + 1
+            cut = slash if slash > cut // 2 else cut
+            lines.append(piece[:cut])
+            piece = piece[cut:]
+        lines.append(piece)
     return lines
+
+
+def wrap_text(line: str, width: int) -> list[str]:
+    """One caption line as lines no wider than ``width`` pixels, broken at spaces."""
+    return wrap_pieces(str(line).split(" "), width) or [""]
 
 
 def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
@@ -66,9 +100,10 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
                   caption: Sequence[str] = (), notes: Optional[Sequence[Sequence[str]]] = None) -> torch.Tensor:
     """Grid of ``images`` [N, H, W, C] (C = 1, 3 or 4) in index order; returns [1, H', W', 3] float in [0, 1].
 
-    Each tile gets a label strip "#rank r=reward" (rank 1 = highest reward; "*" marks ``best_index``) and the
-    ``best_index`` tile an amber frame. ``columns`` defaults to a near-square grid. ``caption`` lines (e.g.
-    :func:`fk_core.collapse.summary_lines`) go in a strip under the grid; long lines are cut at its edge.
+    Each tile gets a label "#i r=reward rank k" (particle i+1 in index order, as every view numbers them; rank 1
+    = highest reward; "*" marks ``best_index``), wrapped to the tile's width, and the ``best_index`` tile an amber
+    frame. ``columns`` defaults to a near-square grid. ``caption`` lines (e.g.
+    :func:`fk_core.collapse.summary_lines`) go in a strip under the grid, wrapped to its width.
     ``notes[i]``: pieces of text under tile i's label (e.g. a combined reward's components), wrapped to the
     tile's width (:func:`wrap_pieces`).
     """
@@ -93,16 +128,20 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
     else:
         raise ValueError(f"contact_sheet supports 1, 3 or 4 channels, got {c}")
 
-    tile_notes = [wrap_pieces(pieces, w) for pieces in notes] if notes is not None and labels else [[]] * n
-    if len(tile_notes) != n:
-        raise ValueError(f"contact_sheet got {n} images but notes for {len(tile_notes)}")
-    label_h = LABEL_HEIGHT + max(len(lines) for lines in tile_notes) * CAPTION_LINE if labels else 0
+    if notes is not None and len(notes) != n:
+        raise ValueError(f"contact_sheet got {n} images but notes for {len(notes)}")
+    ranks = reward_ranks(rewards)
+    text_w = w + 2 * BORDER - 1  # a tile's text may use its frame's width
+    # label then notes under each tile, wrapped to the tile's width (64 px tiles get several short lines)
+    tile_lines = [wrap_pieces(_label_pieces(i, ranks[i], float(rewards[i]), i == best_index), text_w) +
+                  (wrap_pieces(notes[i], text_w) if notes is not None else []) for i in range(n)] if labels else []
+    label_h = LABEL_HEIGHT + (max(len(lines) for lines in tile_lines) - 1) * CAPTION_LINE if labels else 0
     cell_w, cell_h = w + 2 * BORDER, h + 2 * BORDER + label_h
     sheet_w = PAD + columns * (cell_w + PAD)
     grid_h = PAD + rows * (cell_h + PAD)
-    sheet_h = grid_h + (len(caption) * CAPTION_LINE + PAD if caption else 0)
+    caption_lines = [part for line in caption for part in wrap_text(line, sheet_w - 2 * PAD)]
+    sheet_h = grid_h + (len(caption_lines) * CAPTION_LINE + PAD if caption_lines else 0)
     sheet = torch.full((sheet_h, sheet_w, 3), 0.12)
-    ranks = _rank_of(rewards)
     texts = []
     for i in range(n):
         row, col = divmod(i, columns)
@@ -110,11 +149,9 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
         if i == best_index:
             sheet[y0:y0 + h + 2 * BORDER, x0:x0 + cell_w] = torch.tensor(BEST_COLOUR)
         sheet[y0 + BORDER:y0 + BORDER + h, x0 + BORDER:x0 + BORDER + w] = tiles[i]
-        texts.append((x0 + BORDER, y0 + h + 2 * BORDER + 1, _label(ranks[i], float(rewards[i]), i == best_index)))
-        texts += [(x0 + BORDER, y0 + h + 2 * BORDER + LABEL_HEIGHT + k * CAPTION_LINE, line)
-                  for k, line in enumerate(tile_notes[i])]
-    texts = texts if labels else []
-    texts += [(PAD, grid_h + i * CAPTION_LINE, str(line)) for i, line in enumerate(caption)]
+        texts += [(x0 + 1, y0 + h + 2 * BORDER + 1 + k * CAPTION_LINE, line) for k, line in enumerate(tile_lines[i])
+                  ] if labels else []
+    texts += [(PAD, grid_h + i * CAPTION_LINE, line) for i, line in enumerate(caption_lines)]
     if texts:
         sheet = _draw_labels(sheet, texts)
     return sheet.unsqueeze(0)

@@ -28,6 +28,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from .images import downscale, encode_sprite
+from .ranking import reward_ranks
+from .score_sheet import component_notes
 from .scoring import COST_KEYS
 from .trace import lineage_paths
 from .video import middle_frame
@@ -89,6 +91,13 @@ def _optional_fields(source: Any) -> dict:
     return out
 
 
+def breakdowns(components: Optional[dict], rewards: list) -> Optional[list[str]]:
+    """Per particle, a combined reward's weighted shares as one line (``= 0.9 aes + 0.3 clip - 0.4 sharp``) for
+    the view's tiles (fk_core.score_sheet's wording, as on the contact sheet); None for a single reward."""
+    notes = component_notes(components, rewards)
+    return None if notes is None else [" ".join(pieces) for pieces in notes]
+
+
 def step_record(event: Any) -> dict:
     """The numbers of one potential step for the front end, with the resampling spelled out:
     ``copies[j]``: how many new particles copy old particle j; ``dropped``: old particles with no copy."""
@@ -104,7 +113,13 @@ def step_record(event: Any) -> dict:
         **resampling_fields(ancestors, bool(event.resampled)),
         "invalid": [int(i) for i in getattr(event, "invalid", [])],
         **_optional_fields(event),
+        **_breakdown_field(getattr(event, "components", None), _round_list(event.rewards)),
     }
+
+
+def _breakdown_field(components: Optional[dict], rewards: list, key: str = "breakdown") -> dict:
+    lines = breakdowns(components, rewards)
+    return {} if lines is None else {key: lines}
 
 
 def resampling_fields(ancestors: list[int], resampled: bool) -> dict:
@@ -127,9 +142,14 @@ def compact_trace(trace: dict) -> dict:
         {**{k: v for k, v in s.items() if k not in rounded_keys},
          "rewards": _round_list(s["rewards"]), "log_weights": _round_list(s["log_weights"], 3),
          "ess": _round(s["ess"]), "sigma": _round(s["sigma"]), "invalid": list(s.get("invalid") or []),
-         **resampling_fields([int(a) for a in s["ancestors"]], bool(s.get("resampled"))), **_optional_fields(s)}
+         **resampling_fields([int(a) for a in s["ancestors"]], bool(s.get("resampled"))), **_optional_fields(s),
+         **_breakdown_field(s.get("components"), s["rewards"])}
         for s in steps
     ]
+    if trace.get("final_rewards") is not None:
+        out.update(_breakdown_field(trace.get("final_components"), trace["final_rewards"], "final_breakdown"))
+        # one numbering everywhere: particles are #1..#N by index; the rank by final reward is shown beside it
+        out["final_ranks"] = reward_ranks([math.nan if r is None else r for r in trace["final_rewards"]])
     n = trace.get("num_particles") or (len(steps[-1]["ancestors"]) if steps else None)
     if n:
         out["lineage"] = lineage_paths([[int(a) for a in s["ancestors"]] for s in steps], int(n))
@@ -148,6 +168,7 @@ def replay_payload(node_id: Any, trace: dict, best_index: int, chosen_index: int
     return {"v": PAYLOAD_VERSION, "node": str(node_id) if node_id is not None else None,
             "run": f"replay-{uuid.uuid4().hex[:12]}", "seq": 0, "particles": n, "num_steps": trace.get("num_steps"),
             "steps": [], "thumbs": encode_sprite(images, thumb_size_for(n), max_thumbnail_bytes), "thumbs_step": None,
+            "thumbs_final": True,
             "best_index": int(best_index), "chosen_index": int(chosen_index), "trace": compact_trace(trace)}
 
 
@@ -248,9 +269,14 @@ class LiveReporter:
         self._flush(self._clock(), final=True)
         trace = result.trace.to_dict() if hasattr(result.trace, "to_dict") else dict(result.trace)
         chosen = getattr(result, "chosen_index", -1)
-        self._emit(EVENT_DONE, {"best_index": int(result.best_index),
-                                "chosen_index": int(chosen if chosen >= 0 else result.best_index),
-                                "trace": compact_trace(trace)})
+        payload = {"best_index": int(result.best_index),
+                   "chosen_index": int(chosen if chosen >= 0 else result.best_index), "trace": compact_trace(trace)}
+        images = getattr(result, "final_images", None)
+        if images is not None and middle_frame(images).shape[0] == self.particles:
+            # the gallery shows the final population after the run, not the last check's (resampled since)
+            payload |= {"thumbs": encode_sprite(middle_frame(images), thumb_size_for(self.particles), self._max_bytes),
+                        "thumbs_step": None, "thumbs_final": True}
+        self._emit(EVENT_DONE, payload)
         self.closed = True
 
 

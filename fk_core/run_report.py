@@ -12,7 +12,8 @@ from .scoring import cost_summary
 def run_summary(result: Any, trace: dict) -> str:
     """``result``: the run's FKResult; ``trace``: its ``Trace.to_dict()`` (plus whatever the host added)."""
     r = result.rewards[result.chosen_index]
-    lines = [f"particle {result.chosen_index} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
+    # particles are #1..#N by index in every view (live view, contact sheet, charts)
+    lines = [f"particle #{result.chosen_index + 1} of {len(result.rewards)} chosen, reward {float(r):.4g}"]
     if result.trace.cost is not None:
         lines.append(cost_summary(result.trace.cost))
     lines += summary_lines(trace)  # λ, ESS, survivors, lineages, then every note (sampler's too)

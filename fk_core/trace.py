@@ -95,6 +95,12 @@ class Trace:
         return record if self.final_components is None else {**record, "final_components": self.final_components}
 
 
+def changed_population(ancestors: list[int], resampled: bool) -> bool:
+    """A resampling that changed the population: some particle got no copy. With λ 0 (best-of-N) the weights are
+    uniform and resampling keeps every particle: views mark nothing then."""
+    return bool(resampled) and len(set(int(a) for a in ancestors)) < len(ancestors)
+
+
 def lineage_paths(ancestors: list[list[int]], n: int) -> list[list[int]]:
     """The lineage rule: for each final particle, its slot at every potential step (before resampling), then its
     final slot. Walking back, final particle i came from ``ancestors[-1][i]``, that one from ``ancestors[-2]``

@@ -354,3 +354,34 @@ def test_done_trace_carries_the_lineage_and_resampling_the_view_draws():
     for live, final in zip(live_steps, done["trace"]["steps"]):
         assert (final["copies"], final["dropped"]) == (live["copies"], live["dropped"])
     assert any(s["resampled"] and s["dropped"] for s in done["trace"]["steps"])
+
+
+def test_done_event_shows_the_final_population():
+    """Issue 19 item 6: after the run the gallery shows the final particles (their thumbnails come with the done
+    event), not the last check's, whose particles were resampled since."""
+    rec, rep = Recorder(), None
+    rep = LiveReporter("7", 4, 10, send=rec, clock=FakeClock())
+    result = toy_run(particles=4, steps=10, every=2, on_potential_step=lambda e: rep.potential_step(e))
+    result.final_images = noisy_images(4, 48, seed=3)
+    rep.finished(result)
+    (done,) = rec.of(EVENT_DONE)
+    assert done["thumbs_final"] is True and done["thumbs_step"] is None
+    assert done["thumbs"]["cols"] * done["thumbs"]["rows"] >= 4
+    sprite_image(done["thumbs"])
+
+
+def test_combined_reward_breakdown_reaches_the_view():
+    """Issue 19 item 2: each particle's weighted shares, worded as on the contact sheet, in the live step
+    records, the done trace (per check and for the final particles); a single reward adds nothing."""
+    from test_charts import _combined_run
+
+    result = _combined_run(0)
+    trace = result.trace.to_dict()
+    compact = view.compact_trace(trace)
+    for step, raw in zip(compact["steps"], result.trace.steps):
+        assert step["breakdown"] == step_record(raw)["breakdown"]
+        assert len(step["breakdown"]) == 6 and step["breakdown"][0].startswith("= ")
+        assert " aes " in step["breakdown"][0] + " " and "sharp" in step["breakdown"][0]
+    assert len(compact["final_breakdown"]) == 6
+    single = view.compact_trace(toy_run(particles=4, steps=10, every=2).trace.to_dict())
+    assert "final_breakdown" not in single and all("breakdown" not in s for s in single["steps"])

@@ -339,14 +339,16 @@ def test_live_view_end_to_end(browser, page, server, mode):
     click_final_particle(page, first, target)
     after = wb.view_state(page, first)
     assert after["selected"] == str(target)
-    assert after["detail"].startswith(f"#{target} (from initial #")
+    assert after["detail"].startswith(f"#{target + 1} (from initial #")
     assert after["detail"].count("→") == EXPECTED_POTENTIAL_STEPS  # one reward per potential step + final
     # the browser's lineage walk and reward history agree with fk_core.charts on the same trace
     trace = page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace", first)
     origin = lineage_paths(trace)[target][0]
     history = " → ".join(js_fmt(v) for v in reward_history(trace, target))
-    assert after["detail"] == f"#{target} (from initial #{origin}" + (", best" if target == best else "") + \
-        f") rewards: {history}"
+    ranks = page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace.final_ranks", first)
+    rank = f" · rank {ranks[target]}" if ranks[target] > 1 else ""
+    assert after["detail"] == f"#{target + 1} (from initial #{origin + 1}" + (", best" if target == best else "") + \
+        f") rewards: {history}{rank}"
     wb.screenshot(page.locator(".fk-live").first, f"browser-{page.fk_tag}-03-node-after-click.png")
     shot(page, "03-after-click")
     example_ids = [str(n["id"]) for n in json.loads(WORKFLOW.read_text())["nodes"]]
@@ -458,7 +460,7 @@ def test_status_line_shows_the_numbers_a_step_carries(browser, page, server):
     for optional in (False, True):
         synthetic_run(page, node, optional=optional)
         done = wb.view_state(page, node)
-        assert done["status"] == f"done · 8 particles · {STEPS} steps · best #7 reward 0.550"
+        assert done["status"] == f"done · 8 particles · {STEPS} steps · best #8 reward 0.550"  # index 7
         if optional:
             assert done["stats"] == ("last check (step 4): ESS 4.50 · kept 6 of 8 · λ 12.5 · "
                                      "all checks: 3.50 s (model 2.00 · decode 1.00 · reward 0.50)")
@@ -556,6 +558,135 @@ def test_example_workflow_has_no_overlapping_nodes(browser, page, server, mode):
     assert_no_overlap(node_boxes(page))
 
 
+def tiles_state(page, node: str) -> list[dict]:
+    """Each gallery tile's label, tooltip, marks and component breakdown."""
+    return page.evaluate("""(id) => [...window.app.graph.getNodeById(Number(id)).fkLiveView.gallery.children]
+        .map((t) => ({label: t.children[1].textContent, title: t.title, breakdown: t.dataset.breakdown,
+                      dropped: t.classList.contains("fk-dropped"), copied: t.classList.contains("fk-copied"),
+                      selected: t.classList.contains("fk-selected")}))""", node)
+
+
+def test_what_an_artist_reads(browser, page, server):
+    """Issue 19 items 2 and 6, told to the view by hand (a best-of-N run of a combined reward): with λ 0 the
+    resampling keeps everyone, so no "dropped none" line and no red mark; after the run the gallery shows the
+    final population (final rewards, nothing greyed or crossed out, the output particle framed); particles are
+    #1..#N everywhere; each tile's tooltip has the reward's components, a click on a tile selects that particle
+    and the line under the lineage gives its breakdown; a long note wraps instead of ending in "…"."""
+    node = load_example(page, server)
+    n = 4
+    breakdown = ["= 0.9 aes - 0.1 sharp", "= 0.5 aes - 0.2 sharp", "= 0.7 aes - 0.3 sharp", "= 0.2 aes - 0.4 sharp"]
+    # λ 0: resampling on uniform weights keeps every particle (fk_core.live_view spells out copies and dropped)
+    steps = [{"step": k, "sigma": 1.0, "rewards": [0.1 * i + 0.01 * k for i in range(n)], "log_weights": [-1.386] * n,
+              "ess": 4.0, "resampled": True, "ancestors": list(range(n)), "copies": [1] * n, "dropped": [],
+              "invalid": [], "breakdown": breakdown} for k in (2, 4, 6)]
+    head = {"node": node, "run": "best-of-n", "particles": n, "num_steps": STEPS}
+    folder = "/home/artist/ComfyUI/models/fk_rewards/ImageReward-v1.0/a-folder-name-long-enough-to-need-a-wrap"
+    trace = {"num_particles": n, "num_steps": STEPS, "steps": steps, "origin": list(range(n)),
+             "final_rewards": [0.8, 0.3, 0.4, -0.2], "final_invalid": [], "final_breakdown": breakdown,
+             "final_ranks": [1, 3, 2, 4], "lineage": trace_lineage([s["ancestors"] for s in steps], n),
+             "notes": [f"ImageReward weights were read from {folder} (the default file)"]}
+    sprite = encode_sprite(torch.rand(n, 16, 16, 3), 16, 64_000)
+    send = "([e, d]) => window.comfyAPI.api.api.dispatchCustomEvent(e, d)"
+    page.evaluate(send, ["fk_steering.step", {**head, "steps": steps, "thumbs": sprite, "thumbs_step": 6}])
+    page.wait_for_timeout(300)
+    running = wb.view_state(page, node)
+    assert (running["events"], running["resampleMarks"], running["dropped"]) == (0, 0, 0), running
+    tiles = tiles_state(page, node)
+    assert [t["label"] for t in tiles] == ["#1 0.060", "#2 0.160", "#3 0.260", "#4 0.360"]
+    assert tiles[0]["breakdown"] == breakdown[0] and breakdown[0] in tiles[0]["title"]
+
+    page.evaluate(send, ["fk_steering.done", {**head, "best_index": 0, "chosen_index": 0, "trace": trace,
+                                              "thumbs": sprite, "thumbs_step": None, "thumbs_final": True}])
+    page.wait_for_timeout(300)
+    done = wb.view_state(page, node)
+    shot(page, "what-an-artist-reads")
+    assert done["status"] == f"done · {n} particles · {STEPS} steps · best #1 reward 0.800"
+    assert (done["events"], done["resampleMarks"], done["dropped"], done["copied"]) == (0, 0, 0, 0), done
+    assert not any("dropped none" in line for line in done["eventLines"])
+    tiles = tiles_state(page, node)
+    assert [t["label"] for t in tiles] == ["#1 0.800", "#2 0.300", "#3 0.400", "#4 -0.200"]  # the final population
+    assert [t["selected"] for t in tiles] == [True, False, False, False]  # the output particle, framed
+    assert "final particle #3: reward 0.400 = 0.7 aes - 0.3 sharp · rank 2 of 4" in tiles[2]["title"]
+
+    page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.gallery.children[2].click()", node)
+    page.wait_for_timeout(200)
+    picked = wb.view_state(page, node)
+    assert picked["selected"] == "2" and [t["selected"] for t in tiles_state(page, node)] == [False, False, True, False]
+    assert picked["detail"].startswith("#3 (from initial #3) rewards: ") and "= 0.7 aes - 0.3 sharp" in \
+        picked["detail"] and picked["detail"].endswith("· rank 2"), picked["detail"]
+
+    note = page.evaluate("""(id) => { const e = window.app.graph.getNodeById(Number(id)).fkLiveView.root
+        .querySelector('.fk-live-note'); const css = getComputedStyle(e);
+        return {overflow: e.scrollWidth > e.clientWidth + 1, ellipsis: css.textOverflow === 'ellipsis' &&
+                css.whiteSpace === 'nowrap', height: e.clientHeight, text: e.textContent}; }""", node)
+    assert note["text"].endswith("(the default file)") and folder in note["text"]
+    assert not note["overflow"] and not note["ellipsis"] and note["height"] > 14, note  # wrapped: 2+ lines
+    assert browser.our_errors() == []
+
+
+EXAMPLES = sorted((wb.PACK_DIR / "workflows").glob("*.json"))
+# nodes that show an image preview after a run (their own UI output)
+PREVIEW_TYPES = ("PreviewImage", "SaveImage", "SaveAnimatedWEBP", "FKParticleSampler", "FKTraceCharts",
+                 "FKScoreImages")
+FK_NODE_TYPES = ("FKParticleSampler", "FKSampler")
+
+
+def upload_preview_image(page) -> dict:
+    """A 512x512 picture uploaded to the server's input folder: the image a node's preview shows after a run."""
+    return page.evaluate("""async () => {
+        const c = document.createElement("canvas"); c.width = 512; c.height = 512;
+        const g = c.getContext("2d"); g.fillStyle = "#4a7"; g.fillRect(0, 0, 512, 512);
+        const blob = await new Promise((r) => c.toBlob(r, "image/png"));
+        const form = new FormData();
+        form.append("image", blob, "fk_overlap_preview.png");
+        form.append("overwrite", "true");
+        const res = await (await fetch("/upload/image", {method: "POST", body: form})).json();
+        return {filename: res.name, subfolder: res.subfolder || "", type: res.type || "input"};
+    }""")
+
+
+def run_as_if_finished(page, image: dict) -> None:
+    """What a finished run leaves in the graph, without the models: each FK node's view gets a run (its events) and
+    each node with a preview gets its image (ComfyUI's 'executed' message)."""
+    ids = page.evaluate("(types) => window.app.graph._nodes.filter((n) => types.includes(n.type)).map((n) => "
+                        "String(n.id))", list(FK_NODE_TYPES))
+    for node in ids:
+        synthetic_run(page, node, optional=True)
+    page.evaluate("""([types, image]) => {
+        const api = window.comfyAPI.api.api;
+        for (const n of window.app.graph._nodes.filter((n) => types.includes(n.type))) {
+            api.dispatchCustomEvent("executed", {node: String(n.id), display_node: String(n.id),
+                                                 output: {images: [image]}, prompt_id: "overlap-check"});
+        }
+    }""", [list(PREVIEW_TYPES), image])
+    page.wait_for_timeout(1500)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_has_no_overlapping_nodes(browser, page, server, mode, example):
+    """Issue 19 item 6: each shipped example as a user opens it, in both render modes: no node lies over another
+    at load, nor after a run (the live views filled and grown, every preview showing its image)."""
+    page.evaluate("(wf) => window.app.loadGraphData(wf)", json.loads(example.read_text()))
+    page.wait_for_timeout(1000)
+    assert_vue_mode_matches(page, mode)
+    fit_view(page)
+    shot(page, f"example-{example.stem}-loaded")
+    loaded = node_boxes(page)
+    run_as_if_finished(page, upload_preview_image(page))
+    fit_view(page)
+    shot(page, f"example-{example.stem}-after-run")
+    after = node_boxes(page)
+    (wb.ARTIFACTS / f"browser-{page.fk_tag}-example-{example.stem}-boxes.json").write_text(
+        json.dumps({"loaded": loaded, "after_run": after}))
+    found = [f"at load: {o}" for o in overlapping(loaded)] + [f"after a run: {o}" for o in overlapping(after)]
+    assert not found, "\n".join(found)
+    # the FK nodes keep the size they were loaded with: a run never grows them over their neighbours
+    for i, box in loaded.items():
+        if box["type"] in FK_NODE_TYPES:
+            assert after[i]["box"][2:] == pytest.approx(box["box"][2:], abs=2), (box, after[i])
+    assert browser.our_errors() == []
+
+
 HISTORY = "async () => await (await fetch('/history')).json()"
 
 
@@ -589,7 +720,8 @@ def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
                                   return v.state === "done" && v.trace && v.trace !== v.fkOld; }""", arg=node,
                                timeout=300_000)
         view = wb.view_state(page, node)
-        chosen = int(re.match(r"particle (\d+) of", node_text_of_last_prompt(page, node, before)).group(1))
+        # the node text numbers particles #1..#N, as the view does; the view's dataset holds the index
+        chosen = int(re.match(r"particle #(\d+) of", node_text_of_last_prompt(page, node, before)).group(1)) - 1
         best = int(page.evaluate("(id) => window.app.graph.getNodeById(Number(id)).fkLiveView.trace.final_rewards"
                                  ".reduce((b, r, i, a) => (r ?? -Infinity) > (a[b] ?? -Infinity) ? i : b, 0)", node))
         if chosen != best:
@@ -598,7 +730,7 @@ def test_drawn_output_particle_is_the_one_framed(browser, page, server, mode):
         pytest.fail("every seed drew the best particle: the test cannot tell the two apart")
     shot(page, "drawn-output")
     assert view["selected"] == str(chosen), f"the node outputs particle {chosen}, the view frames {view['selected']}"
-    assert f"chosen #{chosen}" in view["status"], view["status"]
+    assert f"chosen #{chosen + 1}" in view["status"], view["status"]
 
 
 def test_cached_run_replays_the_live_view(browser, page, server, mode):

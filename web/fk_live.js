@@ -18,12 +18,11 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 // Nodes that get the view when created; any other node the server reports for gets it at its first event.
-const NODE_TYPES = new Set(["FKParticleSampler"]);
+const NODE_TYPES = new Set(["FKParticleSampler", "FKSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done" };
 const WIDGET_NAME = "fk_live_view";
 const MIN_HEIGHT = 590; // gallery + two status lines (a third when they wrap) + chart + lineage
 const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
-const IDLE_HEIGHT = 28; // before the first run: the one-line hint only
 const MAX_TILE_PX = 64; // = the largest thumbnail nodes/live.py sends (MAX_THUMB_PX)
 const DEFAULT_MARGIN = 10; // a DOM widget's margin on the canvas (BaseDOMWidgetImpl.DEFAULT_MARGIN)
 
@@ -60,6 +59,14 @@ function short(v) {
 }
 
 const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
+
+// One numbering everywhere (live view, contact sheet, node text): particle i is "#i+1"; its rank by reward is
+// shown beside it where it matters.
+const label = (i) => `#${i + 1}`;
+
+// A resampling that changed the population: some particle got no copy. A step with λ 0 (best-of-N) resamples
+// uniform weights into the same particles: nothing to report.
+const changedPopulation = (s) => Boolean(s && s.resampled && s.dropped?.length);
 
 // "ESS 4.90 · kept 5 of 8 · λ 12.3": the numbers of one check that are present in its record.
 function checkNumbers(s, particles) {
@@ -181,6 +188,7 @@ class LiveView {
     this.thumbs = null;
     this.thumbsVersion = 0;
     this.thumbsStep = null;
+    this.thumbsFinal = false; // the thumbnails show the final particles (else the check at thumbsStep)
     this.trace = null;
     this.paths = null;
     this.bestIndex = null;
@@ -192,11 +200,7 @@ class LiveView {
   }
 
   accept(data) {
-    if (data.run !== this.run) {
-      const wasIdle = this.state === "idle";
-      this.reset(data.run);
-      if (wasIdle) requestAnimationFrame(() => fitNode(this.node));
-    }
+    if (data.run !== this.run) this.reset(data.run);
     this.particles = data.particles ?? this.particles;
     this.numSteps = data.num_steps ?? this.numSteps;
   }
@@ -205,7 +209,7 @@ class LiveView {
     for (const s of records || []) {
       this.steps.push(s);
       this.byStep.set(s.step, s);
-      if (s.resampled) this.eventLog.push(this.describeResampling(s));
+      if (changedPopulation(s)) this.eventLog.push(this.describeResampling(s));
     }
   }
 
@@ -213,8 +217,8 @@ class LiveView {
     const copied = s.copies
       .map((c, j) => [j, c])
       .filter(([, c]) => c > 1)
-      .map(([j, c]) => `#${j}×${c}`);
-    const dropped = s.dropped.map((j) => `#${j}`);
+      .map(([j, c]) => `${label(j)}×${c}`);
+    const dropped = s.dropped.map(label);
     const full = `step ${s.step}: dropped ${dropped.length ? dropped.join(" ") : "none"}` +
       (copied.length ? ` · copied ${copied.join(" ")}` : "");
     // many particles: a count on the line, the full list in the tooltip
@@ -227,13 +231,17 @@ class LiveView {
     this.accept(data);
     this.state = "running";
     this.addSteps(data.steps);
-    if ((data.steps || []).some((s) => s.resampled)) this.flash();
-    if (data.thumbs) {
-      this.thumbs = data.thumbs;
-      this.thumbsVersion = ++spriteCounter; // unique across runs and nodes
-      this.thumbsStep = data.thumbs_step;
-    }
+    if ((data.steps || []).some(changedPopulation)) this.flash();
+    this.takeThumbs(data);
     this.scheduleDraw();
+  }
+
+  takeThumbs(data) {
+    if (!data.thumbs) return;
+    this.thumbs = data.thumbs;
+    this.thumbsVersion = ++spriteCounter; // unique across runs and nodes
+    this.thumbsStep = data.thumbs_step ?? null;
+    this.thumbsFinal = Boolean(data.thumbs_final);
   }
 
   onDone(data) {
@@ -249,6 +257,7 @@ class LiveView {
     this.bestIndex = data.best_index;
     this.chosenIndex = Number.isInteger(data.chosen_index) ? data.chosen_index : data.best_index;
     this.selected = this.chosenIndex; // what the node outputs: a draw from the final weights need not be the best
+    this.takeThumbs(data); // the final particles' thumbnails (servers before issue 19 send none)
     this.state = "done";
     this.scheduleDraw();
   }
@@ -283,7 +292,7 @@ class LiveView {
   draw() {
     const r = this.root;
     r.dataset.state = this.state;
-    r.style.setProperty("--fk-live-min-height", `${Math.max(0, viewHeight(this) - 2 * this.margin)}px`);
+    r.style.setProperty("--fk-live-min-height", `${Math.max(0, viewHeight() - 2 * this.margin)}px`);
     r.dataset.steps = String(this.steps.length);
     // visibility first: it changes the canvases' sizes, which the drawing below reads
     this.lineage.closest(".fk-live-panel").hidden = !this.paths;
@@ -304,7 +313,7 @@ class LiveView {
       idle: "FK live view: queue the prompt to watch the particles.",
       running: [`running · ${this.particles} particles · step ${last ? last.step : 0}${of}`, ...numbers].join(" · "),
       done: `done · ${this.particles} particles` + (this.numSteps ? ` · ${this.numSteps} steps` : "") +
-        ` · ${this.chosenIndex === this.bestIndex ? "best" : "chosen"} #${this.chosenIndex}` +
+        ` · ${this.chosenIndex === this.bestIndex ? "best" : "chosen"} ${label(this.chosenIndex ?? 0)}` +
         (this.trace?.final_rewards ? ` reward ${fmt(this.trace.final_rewards[this.chosenIndex])}` : ""),
       cancelled: `cancelled at step ${last ? last.step : 0}${of} · showing what was computed`,
     }[this.state];
@@ -333,6 +342,23 @@ class LiveView {
     this.notes.hidden = !notes.length;
   }
 
+  // After the run the gallery shows the final population: final rewards, no resampling marks (the last
+  // check's particles were resampled since), the selected particle framed.
+  finalRecord() {
+    const t = this.trace;
+    if (this.state !== "done" || !t?.final_rewards) return null;
+    return { step: null, rewards: t.final_rewards, breakdown: t.final_breakdown, invalid: t.final_invalid || [],
+      ranks: t.final_ranks, resampled: false, copies: [] };
+  }
+
+  // Which thumbnail final particle i shows: its own (final thumbnails), else its ancestor at the check the
+  // thumbnails come from (the lineage the engine computed).
+  thumbIndex(i, final) {
+    if (!final || this.thumbsFinal || !this.paths) return i;
+    const column = this.steps.findIndex((s) => s.step === this.thumbsStep);
+    return column >= 0 ? this.paths[i]?.[column] ?? i : i;
+  }
+
   drawGallery() {
     const n = this.particles;
     const g = this.gallery;
@@ -341,26 +367,34 @@ class LiveView {
     while (g.children.length > n) g.lastChild.remove();
     while (g.children.length < n) {
       const tile = el("div", "fk-live-tile");
+      const index = g.children.length;
       tile.append(el("div", "fk-live-thumb"), el("span", "fk-live-reward"), el("span", "fk-live-badge"));
+      tile.addEventListener("click", () => this.selectParticle(index));
       g.append(tile);
     }
     const cols = n <= 8 ? Math.max(n, 4) : Math.max(8, Math.ceil(Math.sqrt(n * 3)));
     // tiles no wider than the thumbnails (64 px): bigger ones would only blur them and take the chart's room
     g.style.gridTemplateColumns = `repeat(${cols}, minmax(0, ${MAX_TILE_PX}px))`;
     g.classList.toggle("fk-many", n > 16); // small tiles: rewards move to the tooltip
-    // badges and rewards from the step the thumbnails show, so picture and numbers agree
-    const rec = (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) || this.steps[this.steps.length - 1];
+    // badges and rewards from the step the thumbnails show, so picture and numbers agree; the final
+    // particles once the run is done
+    const final = this.finalRecord();
+    const rec = final || (this.thumbsStep !== null && this.byStep.get(this.thumbsStep)) ||
+      this.steps[this.steps.length - 1];
+    const marks = changedPopulation(rec);
     const t = this.thumbs;
     // the sprite (one JPEG with every thumbnail) is set once on the gallery; tiles show their cell of it
     if (t && g.fkSpriteVersion !== this.thumbsVersion) {
       g.style.setProperty("--fk-sprite", `url("${t.sprite}")`);
       g.fkSpriteVersion = this.thumbsVersion;
     }
+    g.dataset.shows = final ? "final" : rec ? `step ${rec.step}` : "";
     [...g.children].forEach((tile, i) => {
       const thumb = tile.children[0];
       if (t) {
-        const c = i % t.cols;
-        const row = Math.floor(i / t.cols);
+        const k = this.thumbIndex(i, final);
+        const c = k % t.cols;
+        const row = Math.floor(k / t.cols);
         thumb.style.backgroundSize = `${t.cols * 100}% ${t.rows * 100}%`;
         thumb.style.backgroundPosition = `${t.cols > 1 ? (c / (t.cols - 1)) * 100 : 0}% ` +
           `${t.rows > 1 ? (row / (t.rows - 1)) * 100 : 0}%`;
@@ -368,17 +402,28 @@ class LiveView {
         tile.classList.add("fk-has-image");
       }
       const reward = rec ? rec.rewards[i] : null;
-      tile.children[1].textContent = `#${i} ${fmt(reward)}`;
-      const copies = rec && rec.resampled ? rec.copies[i] : 1;
-      tile.classList.toggle("fk-dropped", Boolean(rec && rec.resampled && copies === 0));
-      tile.classList.toggle("fk-copied", Boolean(rec && rec.resampled && copies > 1));
+      tile.children[1].textContent = `${label(i)} ${fmt(reward)}`;
+      const copies = marks ? rec.copies[i] : 1;
+      tile.classList.toggle("fk-dropped", marks && copies === 0);
+      tile.classList.toggle("fk-copied", marks && copies > 1);
       tile.classList.toggle("fk-invalid", Boolean(rec && rec.invalid.includes(i)));
+      tile.classList.toggle("fk-selected", Boolean(final) && i === this.selected);
       tile.children[2].textContent = copies > 1 ? `×${copies}` : copies === 0 ? "✕" : "";
-      tile.title = rec
-        ? `particle #${i} at step ${rec.step}: reward ${fmt(reward)}` +
-          (rec.resampled ? (copies === 0 ? ", dropped by resampling" : `, kept ${copies}×`) : "")
-        : `particle #${i}`;
+      const parts = rec?.breakdown?.[i] ? ` ${rec.breakdown[i]}` : "";
+      const rank = final?.ranks ? ` · rank ${final.ranks[i]} of ${n}` : "";
+      tile.title = !rec ? `particle ${label(i)}`
+        : final ? `final particle ${label(i)}: reward ${fmt(reward)}${parts}${rank} · click: its lineage`
+          : `particle ${label(i)} at step ${rec.step}: reward ${fmt(reward)}${parts}` +
+            (marks ? (copies === 0 ? ", dropped by resampling" : `, kept ${copies}×`) : "");
+      tile.dataset.breakdown = rec?.breakdown?.[i] ?? "";
     });
+  }
+
+  // a click on a final particle's tile selects it, as a click on its row in the lineage does
+  selectParticle(i) {
+    if (!this.paths || this.state !== "done" || i >= (this.trace?.num_particles ?? 0)) return;
+    this.selected = i;
+    this.draw();
   }
 
   drawEvents() {
@@ -441,7 +486,7 @@ class LiveView {
 
     let resamples = 0;
     for (const p of pts) {
-      if (p.s && p.s.resampled) {
+      if (changedPopulation(p.s)) {
         resamples++;
         ctx.strokeStyle = "rgba(230,90,90,0.35)";
         ctx.beginPath();
@@ -581,8 +626,7 @@ class LiveView {
     let best = this.dots[0];
     for (const d of this.dots) if (Math.abs(d.y - y) < Math.abs(best.y - y)) best = d;
     void x;
-    this.selected = best.i;
-    this.draw();
+    this.selectParticle(best.i);
   }
 
   drawDetail() {
@@ -594,10 +638,13 @@ class LiveView {
     const hist = this.selectedHistory();
     this.detail.hidden = false;
     this.detail.dataset.particle = String(this.selected);
+    const parts = this.trace?.final_breakdown?.[this.selected];
+    const rank = this.trace?.final_ranks?.[this.selected];
     this.detail.textContent =
-      `#${this.selected} (from initial #${paths[this.selected][0]}` +
+      `${label(this.selected)} (from initial ${label(paths[this.selected][0])}` +
       `${this.selected === this.bestIndex ? ", best" : this.selected === this.chosenIndex ? ", chosen" : ""})` +
-      ` rewards: ${hist.map(fmt).join(" → ")}`;
+      ` rewards: ${hist.map(fmt).join(" → ")}` + (parts ? ` ${parts}` : "") +
+      (Number.isInteger(rank) && rank > 1 ? ` · rank ${rank}` : "");
   }
 
   destroy() {
@@ -606,9 +653,16 @@ class LiveView {
   }
 }
 
-// The height the view asks for: the one-line hint before a run, room for gallery, chart and lineage after.
-function viewHeight(view) {
-  return view.state === "idle" ? IDLE_HEIGHT : MIN_HEIGHT;
+// The height the view asks for: room for gallery, chart and lineage, from the start. The node gets its full
+// size when it is created or loaded, so a run never grows it over its neighbours (the hint sits at the top
+// before the first run).
+function viewHeight() {
+  return MIN_HEIGHT;
+}
+
+// Room for the node's own image preview (FK Particle Sampler's contact sheet) below the view, reserved with it.
+function previewRoom(node) {
+  return (node.outputs || []).some((o) => o.type === "IMAGE") ? PREVIEW_HEIGHT : 0;
 }
 
 // Grow (never shrink) the node to what its widgets and previews need.
@@ -648,12 +702,12 @@ function attach(node) {
     serialize: false, // nothing of the view goes into the workflow or the prompt
     hideOnZoom: false,
     hideInPanel: true, // the properties panel would list it as an empty parameter row
-    getMinHeight: () => viewHeight(view),
+    getMinHeight: () => viewHeight(),
   });
   widget.serialize = false;
   view.margin = Number.isFinite(widget.margin) ? widget.margin : DEFAULT_MARGIN;
   followNodeWidth(widget);
-  fitNode(node, 420);
+  fitNode(node, 420, previewRoom(node));
   const onRemoved = node.onRemoved;
   node.onRemoved = function () {
     view.destroy();
@@ -683,6 +737,10 @@ app.registerExtension({
       return r;
     };
   },
+  // a saved workflow sets the node's size after creation: give the view its room again (never shrinks)
+  loadedGraphNode(node) {
+    if (node.fkLiveView) requestAnimationFrame(() => fitNode(node, 420, previewRoom(node)));
+  },
   async setup() {
     // sawLive: this prompt's run reached the view live; otherwise the node's UI output replays it (below)
     const live = (d) => {
@@ -706,8 +764,8 @@ app.registerExtension({
         node.fkLiveView.onStep(replay);
         node.fkLiveView.onDone(replay);
       }
-      const previewRoom = d.output?.images?.length ? PREVIEW_HEIGHT : 0;
-      setTimeout(() => fitNode(node, 0, previewRoom), 50);
+      const room = d.output?.images?.length ? PREVIEW_HEIGHT : 0;
+      setTimeout(() => fitNode(node, 0, room), 50);
     });
     on("execution_interrupted", stopAll);
     on("execution_error", stopAll);
