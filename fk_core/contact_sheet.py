@@ -46,10 +46,11 @@ def drawable(text: str) -> str:
     return "".join(out)
 
 
-def _label_pieces(index: int, rank: int, reward: float, best: bool) -> list[str]:
-    """Particle #index+1 (the one numbering of every view), its reward, its rank by reward beside it."""
+def _label_pieces(index: int, rank: Optional[int], reward: float, best: bool) -> list[str]:
+    """Particle #index+1 (the one numbering of every view), its reward, its rank by reward beside it (None: the
+    tiles are already in rank order)."""
     value = "nan" if not math.isfinite(reward) else f"{reward:.3g}"
-    return [f"{'* ' if best else ''}#{index + 1}", f"r={value}", f"rank {rank}"]
+    return [f"{'* ' if best else ''}#{index + 1}", f"r={value}"] + ([] if rank is None else [f"rank {rank}"])
 
 
 def _draw_labels(sheet: torch.Tensor, boxes: Sequence[tuple[int, int, str]]) -> torch.Tensor:
@@ -97,7 +98,8 @@ def wrap_text(line: str, width: int) -> list[str]:
 
 def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
                   columns: Optional[int] = None, labels: bool = True,
-                  caption: Sequence[str] = (), notes: Optional[Sequence[Sequence[str]]] = None) -> torch.Tensor:
+                  caption: Sequence[str] = (), notes: Optional[Sequence[Sequence[str]]] = None,
+                  ranked: bool = False) -> torch.Tensor:
     """Grid of ``images`` [N, H, W, C] (C = 1, 3 or 4) in index order; returns [1, H', W', 3] float in [0, 1].
 
     Each tile gets a label "#i r=reward rank k" (particle i+1 in index order, as every view numbers them; rank 1
@@ -105,7 +107,7 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
     frame. ``columns`` defaults to a near-square grid. ``caption`` lines (e.g.
     :func:`fk_core.collapse.summary_lines`) go in a strip under the grid, wrapped to its width.
     ``notes[i]``: pieces of text under tile i's label (e.g. a combined reward's components), wrapped to the
-    tile's width (:func:`wrap_pieces`).
+    tile's width (:func:`wrap_pieces`). ``ranked``: the images come best first, so "#i" is the rank already.
     """
     if images.ndim != 4:
         raise ValueError(f"contact_sheet expects images [N, H, W, C], got shape {tuple(images.shape)}")
@@ -130,7 +132,7 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
 
     if notes is not None and len(notes) != n:
         raise ValueError(f"contact_sheet got {n} images but notes for {len(notes)}")
-    ranks = reward_ranks(rewards)
+    ranks = [None] * n if ranked else reward_ranks(rewards)
     text_w = w + 2 * BORDER - 1  # a tile's text may use its frame's width
     # label then notes under each tile, wrapped to the tile's width (64 px tiles get several short lines)
     tile_lines = [wrap_pieces(_label_pieces(i, ranks[i], float(rewards[i]), i == best_index), text_w) +

@@ -159,7 +159,7 @@ def score_sheet(images: torch.Tensor, result: ImageScores, columns: Optional[int
     order = result.order
     notes = [breakdown_pieces(float(result.scores[i]), _parts_at(result, int(i)), with_total=False)
              for i in order.tolist()]
-    return contact_sheet(images[order], result.scores[order], 0, columns=columns, notes=notes)
+    return contact_sheet(images[order], result.scores[order], 0, columns=columns, notes=notes, ranked=True)
 
 
 def scores_record(result: ImageScores) -> list[dict]:
