@@ -234,7 +234,7 @@ def test_auto_preview_uses_the_hosts_video_tae_when_its_file_is_there(fk_pack, w
 def test_memory_estimate_counts_the_decoded_frames(fk_pack, wan_vae):
     import torch
 
-    checks = fk_pack.nodes.sampler_checks
+    checks = fk_pack.fk_core.memory_estimate
     video, image = torch.zeros(1, 16, 2, 2, 2), torch.zeros(1, 16, 2, 2)
     frames_bytes = 16 * 16 * 3 * 4 * checks.IMAGE_COPIES  # one decoded 16x16 frame, in float32
     grown = checks.particle_memory_bytes(video, 3, wan_vae) - checks.particle_memory_bytes(image, 3, wan_vae)
