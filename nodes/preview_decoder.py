@@ -62,8 +62,13 @@ def load_video_tae(path: str, who: str):
     import comfy.sd
     import comfy.utils
 
-    vae = _load_once(_VIDEO_TAE_CACHE, (path, os.path.getmtime(path)),
-                     lambda: comfy.sd.VAE(comfy.utils.load_torch_file(path)),
+    def load():
+        vae = comfy.sd.VAE(comfy.utils.load_torch_file(path))
+        # a file of other keys builds an empty VAE that fails only at its first decode: refused here, by name
+        getattr(vae, "throw_exception_if_invalid", lambda: None)()
+        return vae
+
+    vae = _load_once(_VIDEO_TAE_CACHE, (path, os.path.getmtime(path)), load,
                      f"{who}: preview_decoder could not load {path} as a video TAE",
                      "replace it with the file from github.com/madebyollin/taehv or choose full VAE")
     first_stage = getattr(vae, "first_stage_model", None)
