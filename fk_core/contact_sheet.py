@@ -96,6 +96,17 @@ def wrap_text(line: str, width: int) -> list[str]:
     return wrap_pieces(str(line).split(" "), width) or [""]
 
 
+def _tile_lines(rewards: torch.Tensor, best_index: int, width: int, notes: Optional[Sequence[Sequence[str]]],
+                ranked: bool) -> list[list[str]]:
+    """Per tile its label then its notes, wrapped to ``width`` px (64 px tiles get several short lines)."""
+    n = rewards.numel()
+    if notes is not None and len(notes) != n:
+        raise ValueError(f"contact_sheet got {n} images but notes for {len(notes)}")
+    ranks = [None] * n if ranked else reward_ranks(rewards)
+    return [wrap_pieces(_label_pieces(i, ranks[i], float(rewards[i]), i == best_index), width) +
+            (wrap_pieces(notes[i], width) if notes is not None else []) for i in range(n)]
+
+
 def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
                   columns: Optional[int] = None, labels: bool = True,
                   caption: Sequence[str] = (), notes: Optional[Sequence[Sequence[str]]] = None,
@@ -130,13 +141,7 @@ def contact_sheet(images: torch.Tensor, rewards: torch.Tensor, best_index: int,
     else:
         raise ValueError(f"contact_sheet supports 1, 3 or 4 channels, got {c}")
 
-    if notes is not None and len(notes) != n:
-        raise ValueError(f"contact_sheet got {n} images but notes for {len(notes)}")
-    ranks = [None] * n if ranked else reward_ranks(rewards)
-    text_w = w + 2 * BORDER - 1  # a tile's text may use its frame's width
-    # label then notes under each tile, wrapped to the tile's width (64 px tiles get several short lines)
-    tile_lines = [wrap_pieces(_label_pieces(i, ranks[i], float(rewards[i]), i == best_index), text_w) +
-                  (wrap_pieces(notes[i], text_w) if notes is not None else []) for i in range(n)] if labels else []
+    tile_lines = _tile_lines(rewards, best_index, w + 2 * BORDER - 1, notes, ranked) if labels else []
     label_h = LABEL_HEIGHT + (max(len(lines) for lines in tile_lines) - 1) * CAPTION_LINE if labels else 0
     cell_w, cell_h = w + 2 * BORDER, h + 2 * BORDER + label_h
     sheet_w = PAD + columns * (cell_w + PAD)
