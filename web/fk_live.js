@@ -21,7 +21,7 @@ import { api } from "../../scripts/api.js";
 const NODE_TYPES = new Set(["FKParticleSampler", "FKSampler"]);
 const EVENTS = { step: "fk_steering.step", done: "fk_steering.done" };
 const WIDGET_NAME = "fk_live_view";
-const MIN_HEIGHT = 590; // gallery + two status lines (a third when they wrap) + chart + lineage
+const MIN_HEIGHT = 610; // gallery + status, cost and (wrapped) note lines + chart + lineage
 const PREVIEW_HEIGHT = 260; // room left for the node's own image preview (the contact sheet)
 const MAX_TILE_PX = 64; // = the largest thumbnail nodes/live.py sends (MAX_THUMB_PX)
 const DEFAULT_MARGIN = 10; // a DOM widget's margin on the canvas (BaseDOMWidgetImpl.DEFAULT_MARGIN)
