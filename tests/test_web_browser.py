@@ -119,9 +119,30 @@ def js_fmt(v) -> str:
     return f"{v:.3f}"
 
 
+# The front end opens each loaded workflow as a tab keyed by the workflow's id: loading an example whose tab is
+# already open can switch to that tab a moment later. Wait until the canvas holds the file's nodes.
+LOAD_WORKFLOW = """async (wf) => {
+    const want = wf.nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
+    const shown = () => window.app.graph._nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
+    for (let attempt = 0; attempt < 3; attempt++) {
+        await window.app.loadGraphData(wf);
+        for (let i = 0; i < 60 && shown() !== want; i++) await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 100));
+        if (shown() === want) return true;
+    }
+    return shown();
+}"""
+
+
+def load_workflow(page, workflow: dict) -> None:
+    """Load a workflow as a user would and wait until the canvas shows it."""
+    shown = page.evaluate(LOAD_WORKFLOW, workflow)
+    assert shown is True, f"the canvas never showed the workflow (it shows {shown})"
+
+
 def load_example(page, server, *, steps=STEPS, particles=8, seed=7, lmbda=1000.0) -> str:
     """Load workflows/fk_live_view.json as a user would, shrink it for the CPU test; the FK node's id."""
-    page.evaluate("(wf) => window.app.loadGraphData(wf)", json.loads(WORKFLOW.read_text()))
+    load_workflow(page, json.loads(WORKFLOW.read_text()))
     return page.evaluate(
         """([ckpt, steps, particles, seed, lmbda, every]) => {
             const g = window.app.graph;
@@ -652,7 +673,7 @@ def run_as_if_finished(page, image: dict) -> None:
 def test_every_example_has_no_overlapping_nodes(browser, page, server, mode, example):
     """Issue 19 item 6: each shipped example as a user opens it, in both render modes: no node lies over another
     at load, nor after a run (the live views filled and grown, every preview showing its image)."""
-    page.evaluate("(wf) => window.app.loadGraphData(wf)", json.loads(example.read_text()))
+    load_workflow(page, json.loads(example.read_text()))
     page.wait_for_timeout(1000)
     assert_vue_mode_matches(page, mode)
     fit_view(page)
