@@ -36,9 +36,15 @@ from .potentials import POTENTIALS
 from .ranking import reward_order
 from .resampling import RESAMPLERS
 from .rewards import BoundReward, RewardInputError, WeightedSum
-from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
+from .rewards.catalog import DETECTOR, SETTING_NAMES, SPECS, VLM_JUDGE, build_reward, reward_names, rewards_reading
 from .rewards.detector import describe, parse_objects
-from .rewards.judge_inputs import bind_judge, check_judge_inputs, prompt_error, weights_error
+from .rewards.judge_inputs import (
+    bind_judge,
+    check_judge_inputs,
+    flat_loader_values,
+    prompt_error,
+    weights_error,
+)
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
 from .run_checks import (
@@ -94,6 +100,7 @@ __all__ = [
     "number_problem", "options_text", "parse_objects", "pick_frames", "replay_payload", "reward_ess_chart",
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
     "steer_discrete", "strip", "summary_lines", "video_reward_problem",
+    "SETTING_NAMES", "flat_loader_values", "rewards_reading",
     # host-agnostic checks, messages and text the nodes/ adapters use
     "bind_judge", "check_judge_inputs", "check_links", "check_noise_mask", "check_one_latent", "check_scores",
     "check_sigmas", "check_x0", "gib", "is_out_of_memory", "particle_noise", "prompt_error", "run_summary",
