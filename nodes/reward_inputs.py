@@ -65,7 +65,10 @@ def setting_input(name: str):
 
 def _reward_choice():
     if not GROUPED:
-        return io.Combo.Input("reward", options=reward_names(), default="ImageReward", tooltip=REWARD_TOOLTIP)
+        choice = io.Combo.Input("reward", options=reward_names(), default="ImageReward", tooltip=REWARD_TOOLTIP)
+        # which settings each reward reads, for web/fk_migrate.js to read saves of the grouped layout by name
+        choice.extra_dict = {"fk_settings": {name: list(SPECS[name].settings) for name in reward_names()}}
+        return choice
     # The first option is the default (ImageReward, as before): DynamicCombo has no default of its own.
     return io.DynamicCombo.Input("reward", tooltip=REWARD_TOOLTIP, options=[
         io.DynamicCombo.Option(name, [setting_input(setting) for setting in SPECS[name].settings])

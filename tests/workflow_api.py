@@ -117,8 +117,11 @@ def expand_layout(names: list[str], values: list, node_info: dict) -> list[str]:
         group = name[:-2]
         option = values[names.index(group)] if names.index(group) < len(values) else None
         spec = specs.get(group)
-        nested = group_options(spec).get(option, {}) if spec and input_type(spec) == GROUPED_TYPE else {}
-        expanded += [f"{group}.{key}" for key, nested_spec in nested.items() if _is_widget(nested_spec)]
+        if spec and input_type(spec) == GROUPED_TYPE:
+            nested = [key for key, sub in group_options(spec).get(option, {}).items() if _is_widget(sub)]
+        else:  # a host without DynamicCombo lists each option's settings in the combo's fk_settings
+            nested = (spec[1].get("fk_settings", {}) if spec and len(spec) > 1 else {}).get(option, [])
+        expanded += [f"{group}.{key}" for key in nested]
     return expanded
 
 
