@@ -20,7 +20,8 @@ KEEPS_VALUES_ON_SWITCH = (1, 58)
 
 SWITCH_SAVE_RELOAD = """async ([vlm, question, model]) => {
     const app = window.app;
-    app.graph.clear();
+    await app.loadGraphData({last_node_id: 0, last_link_id: 0, nodes: [], links: [], groups: [], config: {},
+                             extra: {}, version: 0.4});  // a blank workflow, as "New" gives
     let node = window.LiteGraph.createNode("FKRewardLoader");
     app.graph.add(node);
     const names = () => node.widgets.map((w) => w.name);
