@@ -20,8 +20,8 @@ KEEPS_VALUES_ON_SWITCH = (1, 58)
 
 SWITCH_SAVE_RELOAD = """async ([vlm, question, model]) => {
     const app = window.app;
-    await app.loadGraphData({last_node_id: 0, last_link_id: 0, nodes: [], links: [], groups: [], config: {},
-                             extra: {}, version: 0.4});  // a blank workflow, as "New" gives
+    await app.loadGraphData({last_node_id: 700, last_link_id: 0, nodes: [], links: [], groups: [], config: {},
+                             extra: {}, version: 0.4});
     let node = window.LiteGraph.createNode("FKRewardLoader");
     app.graph.add(node);
     const names = () => node.widgets.map((w) => w.name);
@@ -38,14 +38,17 @@ SWITCH_SAVE_RELOAD = """async ([vlm, question, model]) => {
     const switched = {question: widget(q)?.value, model: widget(m)?.value};
     set(q, question); set(m, model);  // front ends that reset a reward's values on a switch: set them again
     const saved = JSON.parse(JSON.stringify(app.graph.serialize()));
+    const savedNode = saved.nodes.find((n) => String(n.id) === String(node.id));
+    saved.nodes = [savedNode];  // only this node (an earlier workflow's may still be on the page)
+    saved.links = [];
     await app.loadGraphData(saved);
     await new Promise((r) => setTimeout(r, 50));
-    node = app.graph._nodes.find((n) => n.type === "FKRewardLoader");
+    node = app.graph.getNodeById(node.id);
     const reloaded = Object.fromEntries(node.widgets.map((w) => [w.name, w.value]));
     const prompt = (await app.graphToPrompt()).output[String(node.id)].inputs;
     const height = node.size[1];
     return {grouped, colorfulness, judge, switched, reloaded, prompt, height,
-            saved: saved.nodes.find((n) => n.type === "FKRewardLoader").widgets_values};
+            saved: savedNode.widgets_values};
 }"""
 
 LOAD_FLAT = """async (wf) => {
@@ -76,7 +79,8 @@ def test_loader_shows_only_what_the_reward_reads_and_keeps_values(ui):  # noqa: 
     if not got["grouped"] or wb.version_tuple(version) >= KEEPS_VALUES_ON_SWITCH:
         assert got["switched"] == {"question": "Is this {prompt}?", "model": "Qwen/Qwen3-VL-4B-Instruct"}
     by_plain = {plain(name): value for name, value in got["reloaded"].items()}
-    assert by_plain["question"] == "Is this {prompt}?" and by_plain["judge_model"] == "Qwen/Qwen3-VL-4B-Instruct"
+    assert by_plain["question"] == "Is this {prompt}?", got
+    assert by_plain["judge_model"] == "Qwen/Qwen3-VL-4B-Instruct", got
     assert by_plain["reward"] == VLM and by_plain["device"] == "cpu"
     key = "reward.question" if got["grouped"] else "question"
     assert got["prompt"][key] == "Is this {prompt}?" and got["prompt"]["device"] == "cpu", got["prompt"]
