@@ -75,6 +75,21 @@ def host_step_rule(sampler_name: str, flow: bool, generator: torch.Generator):
                   "guidance to 0")
 
 
+def host_refusal(sampler_name: str, reward: Any, final_reward: Any = None) -> Optional[tuple[str, str]]:
+    """(what is wrong, what to do) when a host cannot run guidance with this sampler and reward, else None; the
+    host says it before any model work (the final judge is never differentiated: it only weights)."""
+    if sampler_name not in GUIDED_HOST_SAMPLERS:
+        return (f"> 0 needs a sampler whose step has a known Gaussian density (so the weights stay exact), and "
+                f"{sampler_name!r} has none here (deterministic and multistep SDE samplers such as dpmpp_2m_sde)",
+                f"pick {' or '.join(GUIDED_HOST_SAMPLERS)} as the sampler, or set guidance to 0")
+    if getattr(reward, "differentiable", None) is False:
+        name = getattr(reward, "name", "the reward")
+        return (f"> 0 needs a differentiable reward, and {name} is not (JPEG size, object counts, or a combination "
+                "holding such a term)", "pick a differentiable reward (pixel rewards, CLIP score, PickScore, HPS, "
+                "ImageReward, LAION aesthetic), or set guidance to 0")
+    return None
+
+
 def check_differentiable(reward: Any, name: str) -> None:
     if getattr(reward, "differentiable", None) is False:
         raise FKError(f"guidance needs a differentiable reward, and {name} is not (e.g. JPEG size, object counts, "
