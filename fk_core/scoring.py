@@ -85,9 +85,11 @@ def cost_totals(checks: list[dict], final: Optional[dict], label: Optional[str])
 def cost_summary(cost: dict) -> str:
     """One line for a host's text output, e.g. ``cost: model 12.1 s; 15 checks, TAESD (taesd_decoder.pth)
     previews: decode 0.42 s + reward 0.05 s = 0.031 s per check; final full-VAE decode 0.20 s``."""
+    guided = (f"; guidance: backward pass {cost['backward_per_check_s']:.3g} s more per check"
+              if "backward_per_check_s" in cost else "")
     return (f"cost: model {cost['model_s']:.3g} s; {cost['checks']} checks, {cost['preview_decoder']} previews: "
             f"decode {cost['decode_s']:.3g} s + reward {cost['reward_s']:.3g} s = {cost['per_check_s']:.3g} s "
-            f"per check; final full-VAE decode {cost['final_decode_s']:.3g} s")
+            f"per check{guided}; final full-VAE decode {cost['final_decode_s']:.3g} s")
 
 
 @dataclass

@@ -31,6 +31,7 @@ def test_guided_run_steers_and_records_gamma_and_backward_time(fk_pack, oracle_m
         assert record["gamma"] == pytest.approx(step["lmbda"])  # guidance 1: γ = λ_t (= 20 here)
         assert record["backward_s"] >= 0 and 0 < record["shift"] <= 1.0 + 1e-6
     assert trace["cost"]["backward_s"] >= 0 and "backward_per_check_s" in trace["cost"]
+    assert fk_pack.fk_core.cost_summary(trace["cost"]).count("guidance: backward pass") == 1
     assert any(note.startswith("guidance 1: euler_ancestral steps run by fk_core") for note in trace["notes"])
     share = sum(r > 0 for r in trace["final_rewards"]) / N
     assert share >= 0.95, trace["final_rewards"]
