@@ -9,6 +9,7 @@ from __future__ import annotations
 import comfy_host
 import pytest
 from test_comfy_sampling import SIZE, N, run_node
+from test_preview_decoder import taesd_decoder_state_dict, vae_approx  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.host
 
@@ -71,3 +72,26 @@ def test_potential_selector_guidance_input_is_optional(fk_pack):
     assert selector.execute(**common).result[0].guidance == 0.0  # an older prompt: plain FK
     assert selector.execute(**common, guidance=1.5).result[0].guidance == 1.5
     assert "guidance" in str(selector.validate_inputs(**common, guidance=-1.0))
+
+
+def test_guided_checks_through_the_taesd_preview_decoder(fk_pack, oracle_model, tiny_vae, vae_approx):  # noqa: F811
+    """The cheap preview decoder (a TAESD file in vae_approx, as ComfyUI's live previews load it) carries the
+    gradient too: the particles' shifts are not zero."""
+    import json
+
+    import safetensors.torch
+    import torch
+
+    safetensors.torch.save_file(taesd_decoder_state_dict(constant=False),
+                                str(vae_approx / "taesd_decoder.safetensors"))
+    reward = fk_pack.nodes.rewards.FKRewardLoader.execute(reward="brightness", target=0.9).result[0]
+    model, _ = oracle_model("eps")
+    with torch.inference_mode():
+        out = fk_pack.nodes.sampler.FKParticleSampler.execute(
+            model=model, positive=comfy_host.tiny_conditioning(), negative=comfy_host.tiny_conditioning(seed=1),
+            latent_image=comfy_host.empty_latent(1, SIZE), vae=tiny_vae, reward=reward, seed=3, steps=6, cfg=1.0,
+            sampler_name="euler_ancestral", scheduler="normal", denoise=1.0, particles=4, particle_chunk=0,
+            potential=guided(fk_pack), preview_decoder="TAESD")
+    trace = json.loads(out.result[4])
+    assert "TAESD (taesd_decoder.safetensors)" in trace["cost"]["preview_decoder"]
+    assert all(step["guidance"]["shift"] > 0 for step in trace["steps"])
