@@ -55,91 +55,108 @@ def _peak_rss_mib() -> float:
 def _build(name: str, folder: Path, device: str, dtype):
     """Create random weights of the real architecture, save them like the published files, load them back.
     Returns (reward, seconds spent in the user-facing loader)."""
-    import torch
-
     from fk_core.rewards import catalog
 
     if name in PIXEL_REWARDS:
         start = time.perf_counter()
         return catalog.build_reward(name, []), time.perf_counter() - start
     if name == "ImageReward":
-        from rewards_helpers import MED_CONFIG, real_bert_vocab, write_json, write_synthetic_bert_vocab
-
-        from fk_core.rewards.blip_imagereward import ImageRewardNet, TextConfig, VisionConfig
-
-        net = ImageRewardNet(VisionConfig(), TextConfig.from_med_config(MED_CONFIG, 1024))
-        torch.save(net.state_dict(), folder / "ImageReward.pt")
-        del net
-        write_json(folder / "med_config.json", MED_CONFIG)
-        vocab = real_bert_vocab() or write_synthetic_bert_vocab(folder / "vocab.txt")
-        start = time.perf_counter()
-        from fk_core.rewards import load_imagereward
-
-        reward = load_imagereward(folder / "ImageReward.pt", folder / "med_config.json", vocab, device=device,
-                                  dtype=dtype)
-        return reward, time.perf_counter() - start
-    import open_clip
-
+        return _build_imagereward(folder, device, dtype)
     if name in ("CLIP ViT-L-14", "LAION aesthetic", "HPSv2.1"):
-        arch = "ViT-H-14" if name == "HPSv2.1" else "ViT-L-14"
-        model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=name == "LAION aesthetic")
-        weights = folder / f"{arch}.pt"
-        state = model.state_dict()
-        torch.save({"state_dict": state} if name == "HPSv2.1" else state, weights)
-        del model, state
-        start = time.perf_counter()
-        if name == "HPSv2.1":
-            from fk_core.rewards import load_hpsv2
-
-            reward = load_hpsv2(weights, device=device, dtype=dtype)
-        elif name == "LAION aesthetic":
-            from fk_core.rewards import load_laion_aesthetic
-            from fk_core.rewards.clip_rewards import AestheticMLP
-
-            torch.save(AestheticMLP(768).state_dict(), folder / "head.pth")
-            start = time.perf_counter()
-            reward = load_laion_aesthetic(folder / "head.pth", weights, device=device, dtype=dtype, arch=arch)
-        else:
-            from fk_core.rewards import load_clip_score
-
-            reward = load_clip_score(arch, weights, device=device, dtype=dtype)
-        return reward, time.perf_counter() - start
+        return _build_open_clip(name, folder, device, dtype)
     if name == "PickScore":
-        from test_rewards_learned import _write_clip_tokenizer_files
-        from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-        config = CLIPConfig(
-            text_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-                         "num_attention_heads": 16, "vocab_size": 49408},
-            vision_config={"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
-                           "num_attention_heads": 16, "image_size": 224, "patch_size": 14},
-            projection_dim=1024)
-        CLIPModel(config).save_pretrained(folder / "model")
-        vocab, merges = _write_clip_tokenizer_files(folder)
-        CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=CLIPTokenizer(str(vocab), str(merges))
-                      ).save_pretrained(folder / "processor")
-        from fk_core.rewards import load_pickscore
-
-        start = time.perf_counter()
-        reward = load_pickscore(folder / "model", folder / "processor", device=device, dtype=dtype)
-        return reward, time.perf_counter() - start
+        return _build_pickscore(folder, device, dtype)
     if name == "object counts":
-        from test_rewards_learned import _write_clip_tokenizer_files
-        from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor
-
-        # google/owlv2-base-patch16-ensemble: CLIP B/16 towers (the config defaults) at 960 x 960.
-        config = Owlv2Config(vision_config={"image_size": 960, "patch_size": 16})
-        Owlv2ForObjectDetection(config).save_pretrained(folder)
-        vocab, merges = _write_clip_tokenizer_files(folder)
-        CLIPTokenizer(str(vocab), str(merges), pad_token="!").save_pretrained(folder)
-        Owlv2ImageProcessor().save_pretrained(folder)
-        from fk_core.rewards import load_object_detector
-
-        start = time.perf_counter()
-        return load_object_detector(folder, device=device, dtype=dtype), time.perf_counter() - start
+        return _build_detector(folder, device, dtype)
     if name in VLM:
         return _build_qwen(name, folder, device=device, dtype=dtype)
     raise ValueError(name)
+
+
+def _build_imagereward(folder: Path, device: str, dtype):
+    import torch
+    from rewards_helpers import MED_CONFIG, real_bert_vocab, write_json, write_synthetic_bert_vocab
+
+    from fk_core.rewards.blip_imagereward import ImageRewardNet, TextConfig, VisionConfig
+
+    net = ImageRewardNet(VisionConfig(), TextConfig.from_med_config(MED_CONFIG, 1024))
+    torch.save(net.state_dict(), folder / "ImageReward.pt")
+    del net
+    write_json(folder / "med_config.json", MED_CONFIG)
+    vocab = real_bert_vocab() or write_synthetic_bert_vocab(folder / "vocab.txt")
+    start = time.perf_counter()
+    from fk_core.rewards import load_imagereward
+
+    reward = load_imagereward(folder / "ImageReward.pt", folder / "med_config.json", vocab, device=device,
+                              dtype=dtype)
+    return reward, time.perf_counter() - start
+
+
+def _build_open_clip(name: str, folder: Path, device: str, dtype):
+    """CLIP score, LAION aesthetic (ViT-L-14) and HPSv2.1 (ViT-H-14): open_clip towers saved as published."""
+    import open_clip
+    import torch
+
+    arch = "ViT-H-14" if name == "HPSv2.1" else "ViT-L-14"
+    model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=name == "LAION aesthetic")
+    weights = folder / f"{arch}.pt"
+    state = model.state_dict()
+    torch.save({"state_dict": state} if name == "HPSv2.1" else state, weights)
+    del model, state
+    start = time.perf_counter()
+    if name == "HPSv2.1":
+        from fk_core.rewards import load_hpsv2
+
+        reward = load_hpsv2(weights, device=device, dtype=dtype)
+    elif name == "LAION aesthetic":
+        from fk_core.rewards import load_laion_aesthetic
+        from fk_core.rewards.clip_rewards import AestheticMLP
+
+        torch.save(AestheticMLP(768).state_dict(), folder / "head.pth")
+        start = time.perf_counter()
+        reward = load_laion_aesthetic(folder / "head.pth", weights, device=device, dtype=dtype, arch=arch)
+    else:
+        from fk_core.rewards import load_clip_score
+
+        reward = load_clip_score(arch, weights, device=device, dtype=dtype)
+    return reward, time.perf_counter() - start
+
+
+def _build_pickscore(folder: Path, device: str, dtype):
+    from test_rewards_learned import _write_clip_tokenizer_files
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    config = CLIPConfig(
+        text_config={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                     "num_attention_heads": 16, "vocab_size": 49408},
+        vision_config={"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
+                       "num_attention_heads": 16, "image_size": 224, "patch_size": 14},
+        projection_dim=1024)
+    CLIPModel(config).save_pretrained(folder / "model")
+    vocab, merges = _write_clip_tokenizer_files(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=CLIPTokenizer(str(vocab), str(merges))
+                  ).save_pretrained(folder / "processor")
+    from fk_core.rewards import load_pickscore
+
+    start = time.perf_counter()
+    reward = load_pickscore(folder / "model", folder / "processor", device=device, dtype=dtype)
+    return reward, time.perf_counter() - start
+
+
+def _build_detector(folder: Path, device: str, dtype):
+    from test_rewards_learned import _write_clip_tokenizer_files
+    from transformers import CLIPTokenizer, Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor
+
+    # google/owlv2-base-patch16-ensemble: CLIP B/16 towers (the config defaults) at 960 x 960.
+    config = Owlv2Config(vision_config={"image_size": 960, "patch_size": 16})
+    Owlv2ForObjectDetection(config).save_pretrained(folder)
+    vocab, merges = _write_clip_tokenizer_files(folder)
+    CLIPTokenizer(str(vocab), str(merges), pad_token="!").save_pretrained(folder)
+    Owlv2ImageProcessor().save_pretrained(folder)
+    from fk_core.rewards import load_object_detector
+
+    start = time.perf_counter()
+    return load_object_detector(folder, device=device, dtype=dtype), time.perf_counter() - start
 
 
 def _build_qwen(name: str, folder: Path, device: str, dtype):

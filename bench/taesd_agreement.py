@@ -125,7 +125,6 @@ def measure(nodes, pack, args) -> list[dict]:
     import comfy.model_management as mm
 
     preview = pack.nodes.preview_decoder
-    pipeline = pack.nodes.reward_pipeline
     model, clip, vae = load_checkpoint(nodes, args.ckpt)
     if clip is None or vae is None:
         sys.exit(f"{args.ckpt}: the checkpoint has no text encoder or VAE; this script needs both")
@@ -137,8 +136,8 @@ def measure(nodes, pack, args) -> list[dict]:
     base_model = model.model
     device = mm.get_torch_device()
     taesd, _ = preview.choose_preview_decoder("TAESD", vae, base_model, device, "taesd_agreement")
-    full = preview.FullVAEDecoder(vae, base_model)
-    input_size = pipeline.reward_input_size(reward)
+    full = pack.fk_core.FullVAEDecoder(vae, base_model)
+    input_size = pack.fk_core.reward_input_size(reward)
     check_steps = pack.fk_core.schedule.potential_steps(args.steps, 1, 0.2, 1.0)
     print(f"checkpoint {args.ckpt}  reward {args.reward}  {taesd.label}  N={args.particles}  steps={args.steps}  "
           f"size={args.size}  cfg={args.cfg}  seeds={args.seeds}  reward input size={input_size}")

@@ -10,9 +10,13 @@ only. Library entry points:
 * :class:`FKConfig`, :class:`FKResult`, :class:`Trace`, :class:`PotentialStep`, :class:`FKError`.
 * What hosts show: the trace's charts, the contact sheet, summary lines and the cost line; images for a reward
   or a thumbnail; the reward catalogue.
+* What hosts plug around the loop: chunked model calls (:mod:`fk_core.chunking`), model patches' per-particle
+  state (:mod:`fk_core.patch_state`), the stochastic sampler choice (:mod:`fk_core.sampler_choice`), latent
+  decoders, latent / widget / memory checks, and the run's outcome record (:class:`FKRunOutcome`).
 """
 
 from .charts import TraceError, lineage_chart, load_trace, reward_ess_chart
+from .chunking import ChunkedModel, chunk_that_fits
 from .collapse import summary_lines
 from .contact_sheet import contact_sheet
 from .discrete import steer_discrete
@@ -20,8 +24,11 @@ from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segmen
 from .errors import FKError
 from .guidance import host_refusal as guidance_refusal
 from .guidance import host_step_rule as guided_step_rule
-from .images import downscale, encode_sprite, fit_to_reward
+from .images import downscale, encode_sprite, fit_to_reward, reward_input_size
+from .latent_checks import check_latent, check_noised_latent
+from .latent_decoders import FullVAEDecoder, TAESDDecoder, VideoTAEDecoder, outputs_on_device
 from .live_view import LiveCallbacks, LiveReporter, replay_payload
+from .memory_estimate import address_space_room, memory_problem, out_of_memory_message, particle_memory_bytes
 from .messages import (
     choice_problem,
     file_name_problem,
@@ -34,6 +41,7 @@ from .messages import (
     shown,
 )
 from .particles import ParticleFilter
+from .patch_state import ParticleStateKeeper, stateful_patches
 from .potentials import POTENTIALS
 from .ranking import reward_order
 from .resampling import RESAMPLERS
@@ -54,7 +62,8 @@ from .run_checks import (
     is_out_of_memory,
     score_tensor,
 )
-from .run_report import run_summary
+from .run_report import FKRunOutcome, run_summary
+from .sampler_choice import SamplerChoice, choose_stochastic, draws_noise
 from .score_sheet import (
     ImageScores,
     PartsRecorder,
@@ -83,6 +92,7 @@ from .video import (
     strip,
     video_reward_problem,
 )
+from .widget_checks import widget_problem, widgets_problem
 
 __all__ = [
     "BadWeightsError", "BoundReward", "COMBINES", "COST_KEYS", "CostClock", "DEFAULT_FRAMES", "DEFAULT_QUESTION",
@@ -104,4 +114,10 @@ __all__ = [
     "flow_noise_ratio",
     # guided proposals on a host: what refuses them, the step rule that runs them (fk_core.guidance)
     "guidance_refusal", "guided_step_rule",
+    # what a host plugs around the loop: chunked model calls, model patches' per-particle state, the sampler
+    # choice, latent decoders, latent and widget checks, memory estimates, the run's outcome record
+    "ChunkedModel", "chunk_that_fits", "ParticleStateKeeper", "stateful_patches", "SamplerChoice",
+    "choose_stochastic", "draws_noise", "FullVAEDecoder", "TAESDDecoder", "VideoTAEDecoder", "outputs_on_device",
+    "check_latent", "check_noised_latent", "widget_problem", "widgets_problem", "address_space_room",
+    "memory_problem", "out_of_memory_message", "particle_memory_bytes", "reward_input_size", "FKRunOutcome",
 ]

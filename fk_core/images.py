@@ -30,6 +30,15 @@ def fit_to_reward(images: torch.Tensor, input_size: Optional[int]) -> torch.Tens
     return resize_shorter_side(bchw, input_size).movedim(1, -1)
 
 
+def reward_input_size(reward) -> Optional[int]:
+    """The shorter image side ``reward`` resizes to before it looks (its ``input_size``; None: every pixel)."""
+    size = getattr(reward, "input_size", None)
+    if size is None:
+        return None
+    size = int(size)
+    return size if size > 0 else None
+
+
 def downscale(images: torch.Tensor, edge: int) -> torch.Tensor:
     """[N,H,W,C] float in [0,1] → [N,h,w,3] uint8 on the CPU with max(h, w) ≤ edge (aspect kept)."""
     if images.ndim != 4:

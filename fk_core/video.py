@@ -109,6 +109,11 @@ class FrameReward:
     def frames_scored(self, frames: int) -> list[int]:
         return frame_indices(frames, self.frames)
 
+    def record(self, latent_frames: int, frames_scored: Optional[list[int]]) -> dict:
+        """What a run's trace says of it: latent frames, this reward's frame settings, the frames scored."""
+        return {"latent_frames": int(latent_frames), "reward": self.name, "frames": self.frames,
+                "combine": self.combine, "smoothness": self.smoothness, "frames_scored": frames_scored}
+
 
 def as_frame_reward(reward: Any) -> FrameReward:
     """The reward a video run scores with: a :class:`FrameReward` as given, else one with the defaults."""

@@ -34,10 +34,14 @@ import comfy.samplers
 import torch
 
 from ..fk_core import (
+    ChunkedModel,
     CostClock,
     FKConfig,
     FKError,
-    FKResult,
+    FKRunOutcome,
+    ParticleStateKeeper,
+    SamplerChoice,
+    check_noised_latent,
     check_sigmas,
     derived_seed,
     flow_noise_ratio,
@@ -48,20 +52,14 @@ from ..fk_core import (
     particle_noise,
     reward_order,
     run_segments,
+    stateful_patches,
 )
-from .chunking import ChunkedModel, automatic_chunk
+from .common import PARTICLE_SAMPLER, SAMPLER
 from .conditioning import check_guider_conditioning
-from .patch_state import ParticleStateKeeper, stateful_patches
+from .memory import automatic_chunk, check_memory, out_of_memory_error
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, choose_preview_decoder
 from .reward_pipeline import ComfyScorer, ReloadBeforeCall
-from .sampler_checks import (
-    PARTICLE_SAMPLER,
-    SAMPLER,
-    check_memory,
-    check_noised_latent,
-    out_of_memory_error,
-)
-from .sampler_choice import SamplerChoice, choose_inner_sampler
+from .sampler_choice import choose_inner_sampler
 
 log = logging.getLogger("fk_steering")
 
@@ -87,31 +85,9 @@ class FKRunSpec:
         return SAMPLER if self.expand else PARTICLE_SAMPLER
 
 
-@dataclass
-class FKRunOutcome:
-    """What the last run produced beyond the samples ComfyUI gets back: read by the node after sampling."""
-
-    result: FKResult  # samples, rewards, weights, best and chosen particle, decoded final images, trace
-    sampler: SamplerChoice
-    chunk: int
-    video: Optional[dict] = None  # video runs: the reward's frame settings and the frames each check scored
-
-    def trace_dict(self) -> dict:
-        data = self.result.trace.to_dict()
-        data["chosen_index"] = self.result.chosen_index
-        data["best_index"] = self.result.best_index
-        data["sampler"] = {"requested": self.sampler.requested, "used": self.sampler.used,
-                           "note": self.sampler.note}
-        data["particle_chunk"] = self.chunk
-        data["model_evaluations"] = self.result.model_evaluations
-        if self.video is not None:
-            data["video"] = self.video
-        return data
-
-
 class FKRun:
     """The function a ComfyUI KSAMPLER calls, as an object: :meth:`sample` runs FK steering and returns the
-    samples ComfyUI expects; :attr:`outcome` then holds the :class:`FKRunOutcome` (None before the first run).
+    samples ComfyUI expects; :attr:`outcome` then holds the ``fk_core.FKRunOutcome`` (None before the first run).
 
     A SAMPLER can be run several times (ComfyUI caches node outputs): each :meth:`sample` replaces the outcome.
     """
@@ -148,7 +124,8 @@ class FKRun:
             raise
         for note in result.trace.notes:  # the console too: FK Sampler shows no text
             log.info("%s: %s", node, note)
-        self.outcome = FKRunOutcome(result=result, sampler=self.choice, chunk=chunk, video=_video_record(scorer, x))
+        video = scorer.reward.record(x.shape[2], scorer.frames_scored) if scorer.video else None
+        self.outcome = FKRunOutcome(result=result, sampler=self.choice, chunk=chunk, video=video)
         if spec.returns == "chosen":
             return result.samples[result.chosen_index:result.chosen_index + 1]
         return result.samples[reward_order(result.rewards)] if spec.returns == "sorted" else result.samples
@@ -194,7 +171,8 @@ class FKRun:
                          f"{', '.join(stateful)} keep state between model calls (e.g. APG's momentum), which "
                          "chunks would mix between particles; if memory runs out, lower particles")
         elif chunk < n:
-            model.inner_model = ChunkedModel(model.inner_model, chunk)
+            model.inner_model = ChunkedModel(model.inner_model, chunk,
+                                             comfy.model_management.throw_exception_if_processing_interrupted)
             notes.append(f"particles evaluated in chunks of {chunk}")
         return chunk
 
@@ -210,15 +188,6 @@ class FKRun:
         notes.extend([preview_note] if preview_note else [])
         return ComfyScorer(spec.node, spec.vae, spec.reward, spec.final_reward, base_model, sampling_models, chunk,
                            preview=preview, clock=CostClock(x.device), video=x.ndim == 5)
-
-
-def _video_record(scorer: ComfyScorer, x: torch.Tensor) -> Optional[dict]:
-    """What the trace says of a video run: latent frames, the reward's frame settings, the frames scored."""
-    if not scorer.video:
-        return None
-    reward = scorer.reward
-    return {"latent_frames": int(x.shape[2]), "reward": scorer.reward.name, "frames": reward.frames,
-            "combine": reward.combine, "smoothness": reward.smoothness, "frames_scored": scorer.frames_scored}
 
 
 def _interruptible(callback: Optional[Callable]) -> Callable:

@@ -12,13 +12,12 @@
 * ``auto``: TAESD (or the video TAE) when that file is there, else the full VAE.
 
 The final particles are always decoded with the full VAE (that is what the user gets and what the final
-weights score). Every decoder returns images [B, H, W, C] (video: clips [B, T, H, W, C]) in [0, 1] on the decoding
-device: no CPU round trip.
+weights score). The decoders themselves are fk_core's (fk_core/latent_decoders.py): images [B, H, W, C] (video:
+clips [B, T, H, W, C]) in [0, 1] on the decoding device, no CPU round trip; this file finds and loads the files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Optional
 
@@ -27,7 +26,7 @@ import folder_paths
 import latent_preview
 import torch
 
-from ..fk_core import FKError
+from ..fk_core import FKError, FullVAEDecoder, TAESDDecoder, VideoTAEDecoder
 
 PREVIEW_DECODERS = ("auto", "full VAE", "TAESD")
 DEFAULT_PREVIEW_DECODER = "auto"
@@ -40,49 +39,19 @@ PREVIEW_DECODER_TOOLTIP = (
     "The final images are always decoded with the full VAE.")
 
 
-@contextlib.contextmanager
-def outputs_on_device(vae):
-    """Let ComfyUI's VAE.decode leave its images on the VAE's device instead of copying them to the CPU
-    (``output_device`` is the intermediate device, normally the CPU). Restored afterwards."""
-    if not (hasattr(vae, "output_device") and hasattr(vae, "device")):
-        yield
-        return
-    saved = vae.output_device
-    vae.output_device = vae.device
-    try:
-        yield
-    finally:
-        vae.output_device = saved
-
-
-class FullVAEDecoder:
-    """x0 (model latent space) -> process_latent_out -> the workflow's VAE -> images on the VAE's device."""
-
-    label = "full VAE"
-
-    def __init__(self, vae, base_model):
-        self.vae = vae
-        self.base_model = base_model
-
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        latents = self.base_model.process_latent_out(x0.float())
-        with outputs_on_device(self.vae):
-            images = self.vae.decode(latents)
-        return images.float()  # video VAEs: clips [B, T, H, W, C], scored frame by frame (fk_core.video)
-
-
-class VideoTAEDecoder:
-    """x0 (model latent space, as ComfyUI's video previewer feeds it) -> a TAEHV-family comfy.sd.VAE -> clips
-    [B, T, H, W, C] on the decoding device."""
-
-    def __init__(self, vae, path: str):
-        self.vae = vae
-        self.path = path
-        self.label = f"video TAE ({os.path.basename(path)})"
-
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), outputs_on_device(self.vae):
-            return self.vae.decode(x0.float()).float()
+def _load_once(cache: dict, key: tuple, load, failure: str, advice: str):
+    """``load()``, kept in ``cache`` under ``key`` (file path and modification time …): a check run reuses the
+    decoder it loaded; one entry only (decoders are small, but a stale one per edited file is pointless). A file
+    that does not load is named with ``failure`` and ``advice`` in the FKError."""
+    if key not in cache:
+        try:
+            built = load()
+        except Exception as err:  # unreadable file, wrong keys or shapes: say which file, re-raised below
+            detail = (str(err).splitlines() or [""])[0][:200]
+            raise FKError(f"{failure} ({type(err).__name__}: {detail}); {advice}") from err
+        cache.clear()
+        cache[key] = built
+    return cache[key]
 
 
 _VIDEO_TAE_CACHE: dict[tuple, object] = {}
@@ -90,39 +59,22 @@ _VIDEO_TAE_CACHE: dict[tuple, object] = {}
 
 def load_video_tae(path: str, who: str):
     """The video TAE file as ComfyUI's previewer loads it (``comfy.sd.VAE`` of the file's state dict), cached."""
-    key = (path, os.path.getmtime(path))
-    vae = _VIDEO_TAE_CACHE.get(key)
-    if vae is None:
-        import comfy.sd
-        import comfy.utils
+    import comfy.sd
+    import comfy.utils
 
-        try:
-            vae = comfy.sd.VAE(comfy.utils.load_torch_file(path))
-        except Exception as err:  # unreadable or not a TAEHV-family file: say which, re-raised below
-            detail = (str(err).splitlines() or [""])[0][:200]
-            raise FKError(f"{who}: preview_decoder could not load {path} as a video TAE ({type(err).__name__}: "
-                          f"{detail}); replace it with the file from github.com/madebyollin/taehv or choose full "
-                          f"VAE") from err
-        first_stage = getattr(vae, "first_stage_model", None)
-        if first_stage is not None and hasattr(first_stage, "show_progress_bar"):
-            first_stage.show_progress_bar = False
-        _VIDEO_TAE_CACHE.clear()
-        _VIDEO_TAE_CACHE[key] = vae
+    def load():
+        vae = comfy.sd.VAE(comfy.utils.load_torch_file(path))
+        # a file of other keys builds an empty VAE that fails only at its first decode: refused here, by name
+        getattr(vae, "throw_exception_if_invalid", lambda: None)()
+        return vae
+
+    vae = _load_once(_VIDEO_TAE_CACHE, (path, os.path.getmtime(path)), load,
+                     f"{who}: preview_decoder could not load {path} as a video TAE",
+                     "replace it with the file from github.com/madebyollin/taehv or choose full VAE")
+    first_stage = getattr(vae, "first_stage_model", None)
+    if first_stage is not None and hasattr(first_stage, "show_progress_bar"):
+        first_stage.show_progress_bar = False
     return vae
-
-
-class TAESDDecoder:
-    """x0 (model latent space, what ComfyUI's previewer feeds TAESD too) -> TAESD -> images on ``device``."""
-
-    def __init__(self, module: torch.nn.Module, path: str, device: torch.device):
-        self.module = module.to(device)
-        self.path = path
-        self.device = device
-        self.label = f"TAESD ({os.path.basename(path)})"
-
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:  # under the caller's grad mode (guided checks need it)
-        images = self.module.decode(x0.to(self.device, torch.float32))  # [-1, 1], [B, 3, H, W]
-        return ((images + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)
 
 
 def taesd_decoder_name(latent_format) -> Optional[str]:
@@ -155,20 +107,14 @@ _TAESD_CACHE: dict[tuple, torch.nn.Module] = {}
 
 
 def load_taesd(path: str, latent_channels: int, who: str) -> torch.nn.Module:
-    key = (path, os.path.getmtime(path), int(latent_channels))
-    module = _TAESD_CACHE.get(key)
-    if module is None:
-        try:
-            module = comfy.taesd.taesd.TAESD(None, path, latent_channels=latent_channels)
-        except Exception as err:  # unreadable file, wrong keys or shapes: say which file, re-raised below
-            detail = (str(err).splitlines() or [""])[0][:200]
-            raise FKError(f"{who}: preview_decoder could not load {path} as a TAESD decoder for "
-                          f"{latent_channels}-channel latents ({type(err).__name__}: {detail}); replace the file "
-                          f"with the matching decoder from github.com/madebyollin/taesd or choose full VAE") from err
-        module.eval()
-        _TAESD_CACHE.clear()  # keep one: decoders are small, but a stale one per edited file is pointless
-        _TAESD_CACHE[key] = module
-    return module
+    def load():
+        module = comfy.taesd.taesd.TAESD(None, path, latent_channels=latent_channels)
+        return module.eval()
+
+    return _load_once(_TAESD_CACHE, (path, os.path.getmtime(path), int(latent_channels)), load,
+                      f"{who}: preview_decoder could not load {path} as a TAESD decoder for {latent_channels}-channel "
+                      "latents", "replace the file with the matching decoder from github.com/madebyollin/taesd or "
+                      "choose full VAE")
 
 
 def choose_preview_decoder(choice: str, vae, base_model, device: torch.device,

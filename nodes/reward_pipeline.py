@@ -22,6 +22,7 @@ import torch
 from ..fk_core import (
     CostClock,
     FKError,
+    FullVAEDecoder,
     PartsRecorder,
     Scored,
     as_frame_reward,
@@ -33,10 +34,10 @@ from ..fk_core import (
     name_of,
     notes_of,
     pick_frames,
+    reward_input_size,
     score_tensor,
     video_reward_problem,
 )
-from .preview_decoder import FullVAEDecoder
 
 
 class ComfyScorer:
@@ -128,15 +129,6 @@ def call_reward(node: str, reward, name: str, images: torch.Tensor, what: str = 
         raise FKError(message(node, "reward", f"{name} failed while scoring {what} ({first or 'no message'})",
                               "check the reward node and its weights, or pick another reward")) from None
     return score_tensor(node, values, name, images.shape[0])
-
-
-def reward_input_size(reward) -> Optional[int]:
-    """The shorter image side the reward resizes to before it looks (None: it uses every pixel)."""
-    size = getattr(reward, "input_size", None)
-    if size is None:
-        return None
-    size = int(size)
-    return size if size > 0 else None
 
 
 class ReloadBeforeCall:

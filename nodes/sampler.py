@@ -3,7 +3,7 @@ SamplerCustom/-Advanced).
 
 Thin adapters: inputs are checked and turned into an FKRunSpec; sampling goes through ComfyUI's own
 comfy.sample machinery with the FK KSAMPLER whose function is an :class:`~.fk_run.FKRun` (the run itself lives
-in fk_run.py, sampler choice in sampler_choice.py, chunking in chunking.py); no maths here.
+in fk_run.py, sampler choice in sampler_choice.py, memory and chunk size in memory.py); no maths here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..fk_core import (
+    check_latent,
     check_links,
     component_notes,
     contact_sheet,
@@ -28,28 +29,20 @@ from ..fk_core import (
     flat_frames,
     is_out_of_memory,
     replay_payload,
-    reward_order,
     run_summary,
+    stateful_patches,
     strip,
     summary_lines,
 )
-from .chunking import automatic_chunk, chunked_memory_estimate
-from .common import CATEGORY, FK_REWARD, resend_ui_from_cache
+from .common import CATEGORY, FK_REWARD, PARTICLE_SAMPLER, SAMPLER, resend_ui_from_cache
 from .conditioning import check_conditioning
 from .fk_run import FKRunSpec, make_fk_ksampler
 from .latents import LATENT_RATIOS, fix_empty_latent
 from .layouts import absent_means
 from .live import live_callbacks
-from .patch_state import stateful_patches
+from .memory import automatic_chunk, check_memory, chunked_memory_estimate, out_of_memory_error
 from .potential import FKPotential, default_potential
 from .preview_decoder import DEFAULT_PREVIEW_DECODER, PREVIEW_DECODER_TOOLTIP, PREVIEW_DECODERS
-from .sampler_checks import (
-    PARTICLE_SAMPLER,
-    SAMPLER,
-    check_latent,
-    check_memory,
-    out_of_memory_error,
-)
 from .validation import check_widgets, require_widgets
 
 log = logging.getLogger("fk_steering")
@@ -205,7 +198,6 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
     images = result.final_images
     if images is None or images.shape[0] != samples.shape[0]:  # reward never saw final images: decode now
         images = vae.decode(samples)
-    order = reward_order(result.rewards)
     # Like KSampler: the latent's own keys travel on, except those describing the input (ComfyUI 0.11+ drops
     # the downscale ratios once the empty latent has been sized for the model).
     best_latent = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", *LATENT_RATIOS)}
@@ -213,7 +205,7 @@ def _outputs(cls, outcome, samples, latent_image: dict, vae) -> io.NodeOutput:
     if "noise_mask" in best_latent and torch.is_tensor(best_latent["noise_mask"]):
         best_latent["noise_mask"] = best_latent["noise_mask"][:1]
     trace = outcome.trace_dict()
-    trace["order"] = [int(i) for i in order]
+    order = trace["order"]  # particles by reward, best first
     # video particles: one row per particle with a few of its frames on the sheet, every frame in the IMAGE outputs
     sheet = contact_sheet(strip(images), result.rewards, chosen, columns=1 if images.ndim == 5 else None,
                           caption=summary_lines(trace),

@@ -11,9 +11,9 @@ import json
 import torch
 from comfy_api.latest import io, ui
 
-from ..fk_core import FKError, breakdown, message, name_of, score_images, score_sheet, scores_record
+from ..fk_core import FKError, breakdown, message, name_of, reward_input_size, score_images, score_sheet, scores_record
 from .common import CATEGORY, FK_REWARD
-from .reward_pipeline import call_reward, reward_input_size
+from .reward_pipeline import call_reward
 from .validation import check_widgets, require_widgets
 
 NODE = "FK Score Images"

@@ -8,10 +8,8 @@ Every user-facing problem reads ``"<Node display name>: <input> <what is wrong>;
 * at run time (linked inputs such as a latent or a trace) the node raises :class:`FKError` with it
   (:func:`require_widgets` for widget values that arrived through a link).
 
-Why re-check widget values here: a V3 ``validate_inputs(cls, **kw)`` switches off ComfyUI's own min/max (and on
-newer hosts combo) checks for every input it receives, ComfyUI 0.3.64 never checks V3 combo values, and JSON
-``NaN`` passes every min/max comparison. :func:`check_widgets` re-applies the schema's limits and options and
-refuses NaN/inf, so those holes close in one place.
+The checks themselves are fk_core's (fk_core/widget_checks.py: why they are re-applied at all is said there);
+this file reads each node's schema as ComfyUI sees it.
 """
 
 from __future__ import annotations
@@ -19,9 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..fk_core import FKError, choice_problem, message, number_problem, shown
-
-# --------------------------------------------------------------------------------------------- schema driven
+from ..fk_core import FKError, widgets_problem
 
 
 def widget_specs(node_cls) -> dict[str, tuple[Any, dict]]:
@@ -36,21 +32,6 @@ def widget_specs(node_cls) -> dict[str, tuple[Any, dict]]:
     return specs
 
 
-def widget_problem(node: str, name: str, value: Any, kind: Any, extra: Mapping) -> str | None:
-    """Re-apply what ComfyUI would have checked for one widget value, plus NaN/inf, plus combo options."""
-    if kind == "FLOAT":
-        return number_problem(node, name, value, extra.get("min"), extra.get("max"))
-    if kind == "INT":
-        return number_problem(node, name, value, extra.get("min"), extra.get("max"), whole=True)
-    if kind == "COMBO" or isinstance(kind, (list, tuple)):
-        options = extra.get("options") if kind == "COMBO" else kind
-        if options is not None:
-            return choice_problem(node, name, value, options)
-    if kind == "STRING" and value is not None and not isinstance(value, str):
-        return message(node, name, f"must be text, got {shown(value)}", "type text")
-    return None
-
-
 def check_widgets(node_cls, node: str, values: Mapping[str, Any],
                   *more: Callable[[str, Mapping[str, Any]], str | None]) -> str | None:
     """First problem among ``values`` (widget values ComfyUI hands validate_inputs), or None; then the node's
@@ -59,15 +40,7 @@ def check_widgets(node_cls, node: str, values: Mapping[str, Any],
     Linked inputs never reach validate_inputs (ComfyUI leaves them out), so every value here is a constant
     typed into a widget or sent through the API.
     """
-    specs = widget_specs(node_cls)
-    for name, value in values.items():
-        if name not in specs or value is None:
-            continue
-        kind, extra = specs[name]
-        problem = widget_problem(node, name, value, kind, extra)
-        if problem:
-            return problem
-    return next((problem for check in more if (problem := check(node, values))), None)
+    return widgets_problem(node, values, widget_specs(node_cls), *more)
 
 
 def require_widgets(node_cls, node: str, values: Mapping[str, Any],

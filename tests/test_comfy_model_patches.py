@@ -126,7 +126,7 @@ def test_which_patches_count_as_stateful_and_what_resampling_can_reorder(fk_pack
     from comfy_extras.nodes_fresca import FreSca
     from comfy_extras.nodes_tcfg import TCFG
 
-    patch_state = fk_pack.nodes.patch_state
+    patch_state = fk_pack.fk_core  # fk_core/patch_state.py, through the public face nodes/ uses
     base = comfy_host.build_tiny_model("eps")
     for node, kwargs in ((TCFG, {}), (FreSca, dict(scale_low=1.0, scale_high=1.25, freq_cutoff=20))):
         assert patch_state.stateful_patches(node.execute(base, **kwargs)[0].model_options) == []

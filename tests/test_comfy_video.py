@@ -231,10 +231,21 @@ def test_auto_preview_uses_the_hosts_video_tae_when_its_file_is_there(fk_pack, w
     assert out["image"].shape == (5, 16, 16, 3)  # the final images: the full VAE's frames
 
 
+def test_a_video_tae_file_that_does_not_load_is_named(fk_pack, wan, wan_vae, video_tae_file):
+    import safetensors.torch
+    import torch
+
+    safetensors.torch.save_file({"not_a_taehv": torch.zeros(2)}, str(video_tae_file / "lighttaew2_1.safetensors"))
+    with pytest.raises(fk_pack.fk_core.FKError, match=r"^FK Particle Sampler: preview_decoder could not load .*"
+                                                      r"lighttaew2_1\.safetensors as a video TAE \(.*\); replace it "
+                                                      r"with the file from github.com/madebyollin/taehv"):
+        run_particle_sampler(fk_pack, wan, wan_vae, Brightness(), comfy_host.empty_video_latent(), particles=2)
+
+
 def test_memory_estimate_counts_the_decoded_frames(fk_pack, wan_vae):
     import torch
 
-    checks = fk_pack.nodes.sampler_checks
+    checks = fk_pack.fk_core.memory_estimate
     video, image = torch.zeros(1, 16, 2, 2, 2), torch.zeros(1, 16, 2, 2)
     frames_bytes = 16 * 16 * 3 * 4 * checks.IMAGE_COPIES  # one decoded 16x16 frame, in float32
     grown = checks.particle_memory_bytes(video, 3, wan_vae) - checks.particle_memory_bytes(image, 3, wan_vae)

@@ -44,7 +44,7 @@ def test_memory_estimate_wrapper_passes_newer_host_arguments_on(fk_pack):
         seen.append((tuple(noise_shape), model_options, force_full_load, force_offload))
         return "prepared"
 
-    wrapper = fk_pack.nodes.chunking.chunked_memory_estimate(4)
+    wrapper = fk_pack.nodes.memory.chunked_memory_estimate(4)
     result = wrapper(executor, "model", (12, 4, 8, 8), {}, model_options={"a": 1}, force_full_load=True,
                      force_offload=True)
     assert result == "prepared"
@@ -94,7 +94,7 @@ def test_automatic_chunk_asks_the_model_patcher_for_free_memory(fk_pack, monkeyp
 
     monkeypatch.setattr(comfy.model_management, "get_free_memory", lambda *a, **k: 10**12)
     # 8000 bytes free, 80% usable, 1000 bytes per row for cond and uncond each: 3 particles per chunk
-    assert fk_pack.nodes.chunking.automatic_chunk(Patcher(), torch.zeros(64, 4, 8, 8)) == 3
+    assert fk_pack.nodes.memory.automatic_chunk(Patcher(), torch.zeros(64, 4, 8, 8)) == 3
 
 
 def test_reward_runs_before_the_unet_is_reloaded(fk_pack, oracle_model, tiny_vae, monkeypatch):

@@ -331,7 +331,7 @@ def test_outputs_on_device_restores_the_vae(fk_pack, tiny_vae):
     import torch
 
     saved = tiny_vae.output_device
-    with fk_pack.nodes.preview_decoder.outputs_on_device(tiny_vae):
+    with fk_pack.fk_core.outputs_on_device(tiny_vae):
         assert tiny_vae.output_device == tiny_vae.device
         images = tiny_vae.decode(torch.zeros(1, 4, SIZE, SIZE))
     assert images.device == torch.device(tiny_vae.device)

@@ -1,4 +1,4 @@
-"""nodes/validation.py, sampler_checks.py, reward_checks.py and fk_core/run_checks.py in-process: widget values
+"""nodes/validation.py, reward_checks.py and fk_core/run_checks.py in-process: widget values
 re-checked, the score checks that tell a reward problem from a model problem, file names resolved inside the model
 folders (the single value checks and the message style themselves: test_messages.py)."""
 
@@ -9,11 +9,6 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.host
-
-
-@pytest.fixture(scope="module")
-def checks(fk_pack):
-    return sys.modules[f"{fk_pack.__name__}.nodes.sampler_checks"]
 
 
 def test_scores_blame_the_right_party(fk_pack):
@@ -48,14 +43,6 @@ def test_out_of_memory_is_recognised_by_type_not_by_any_exception(fk_pack):
     assert checks.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to ..."))
     assert not checks.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not checks.is_out_of_memory(ValueError("out of memory"))
-
-
-def test_memory_estimate_counts_latents_and_previews(checks):
-    import torch
-
-    samples = torch.zeros(1, 4, 8, 8)
-    per_particle = 4 * 8 * 8 * 4 * checks.LATENT_COPIES + 64 * 64 * 3 * 4 * checks.IMAGE_COPIES
-    assert checks.particle_memory_bytes(samples, 5) == 5 * per_particle
 
 
 def test_clip_pretrained_resolves_inside_the_model_folders_only(fk_pack, tmp_path, monkeypatch):

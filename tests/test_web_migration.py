@@ -68,15 +68,23 @@ def same(a, b) -> bool:
     return a == b
 
 
+# The front end opens each loaded workflow as a tab and routes by workflow id; the historical files share ids
+# (the examples shipped 0000…0000/0002/0007), so a late switch can briefly show the previously loaded file. Wait
+# until the canvas holds this file's nodes (same ids and types) before reading, and say so when it never does.
 LOAD_AND_READ = """async (wf) => {
     window.fkMigrationNotices = [];
     await window.app.loadGraphData(wf);
+    const want = wf.nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
+    const shown = () => window.app.graph._nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
+    for (let i = 0; i < 100 && shown() !== want; i++) await new Promise((r) => setTimeout(r, 50));
     await new Promise((r) => setTimeout(r, 50));
+    if (shown() !== want) return {wrongGraph: shown(), widgets: {}, prompt: {}, notices: []};
     const widgets = {};
     for (const node of window.app.graph._nodes) {
         widgets[String(node.id)] = Object.fromEntries((node.widgets || []).map((w) => [w.name, w.value]));
     }
     const prompt = (await window.app.graphToPrompt()).output;
+    if (shown() !== want) return {wrongGraph: shown(), widgets: {}, prompt: {}, notices: []};
     return {widgets, prompt, notices: window.fkMigrationNotices};
 }"""
 
@@ -87,7 +95,12 @@ def our_problems(browser) -> list[str]:
 
 def check_loaded(label: str, workflow: dict, layouts: dict, page) -> list[str]:
     """Problems (empty when every FK widget holds its value by name, in the widgets and in the prompt)."""
-    got = page.evaluate(LOAD_AND_READ, workflow)
+    for _attempt in range(3):  # a switch to the previous file mid-read: load this one again
+        got = page.evaluate(LOAD_AND_READ, workflow)
+        if "wrongGraph" not in got:
+            break
+    if "wrongGraph" in got:
+        return [f"{label}: the canvas never showed this workflow (it shows {got['wrongGraph']})"]
     problems = []
     types = {str(n["id"]): n for n in workflow["nodes"]}
     migrated = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import uuid
 
 import pytest
 from workflow_api import (
@@ -37,6 +38,15 @@ def object_info(comfy_server):
 
 def test_every_example_workflow_is_present():
     assert REQUIRED_FILES <= set(IDS)
+
+
+def test_every_example_has_its_own_workflow_id():
+    """The front end keys open tabs, drafts and its URL by the workflow's id: two examples sharing one (the first
+    releases shipped 0000…0002 three times) can show one file's graph when the other was opened."""
+    ids = {path.name: load_workflow(path)["id"] for path in PATHS}
+    for name, workflow_id in ids.items():
+        assert uuid.UUID(workflow_id).int >> 64, f"{name}: id {workflow_id} is a placeholder, not a random UUID"
+    assert len(set(ids.values())) == len(ids), ids
 
 
 # ---- file-level structure (no host) ----

@@ -4,14 +4,15 @@ Some of ComfyUI's model patches remember something from one model call to the ne
 average of the guidance, one row per particle, across steps; SAG records attention in the UNet call and uses
 it in its post-CFG function. Two things of this pack's break such state:
 
-* chunking (nodes/chunking.py) calls the model on a few particles at a time, so a patch's state would hold
+* chunking (fk_core/chunking.py) calls the model on a few particles at a time, so a patch's state would hold
   one chunk's rows while the next chunk runs (wrong rows, or a shape error on a ragged last chunk);
 * resampling copies particles, so a per-particle state must be reordered with them, or a copied particle
   continues with another lineage's state.
 
 The state is found where Python keeps it: a plain function's closure variables that the function assigns
 (``nonlocal``), or a callable object's attributes. A per-particle state is a tensor with one row per particle.
-Nothing here imports ComfyUI: it reads the ``model_options`` dict the sampler passes to the model.
+Nothing here imports ComfyUI: it reads the ``model_options`` dict ComfyUI's sampler passes to the model (its
+keys below), so any host that keeps its guidance functions the same way can use it.
 """
 
 from __future__ import annotations
