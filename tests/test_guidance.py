@@ -171,3 +171,19 @@ def test_pixel_reward_guidance_runs_through_a_decoder():
     res = steer(gm.denoise, SIGMAS, torch.randn(6, 3, generator=g, dtype=torch.float64), _named(
         score, differentiable=True), FKConfig(guidance=1.0), generator=g)
     assert all(math.isfinite(step.guidance["shift"]) for step in res.trace.steps)
+
+
+def test_memory_estimate_counts_the_backward_pass():
+    """A guided run keeps the gradient and the preview decoder's activations: a budget that fits plain FK can be
+    too small for it, and the refusal says so before anything is allocated."""
+    from fk_core import memory_problem, particle_memory_bytes
+    from fk_core.memory_estimate import BACKWARD_IMAGE_COPIES, IMAGE_COPIES, LATENT_COPIES
+
+    samples = torch.zeros(1, 4, 64, 64)
+    plain, guided = particle_memory_bytes(samples, 4), particle_memory_bytes(samples, 4, guided=True)
+    latent, image = 4 * 64 * 64 * 4, 512 * 512 * 3 * 4
+    assert plain == 4 * (latent * LATENT_COPIES + image * IMAGE_COPIES)
+    assert guided == 4 * (latent * (LATENT_COPIES + 1) + image * (IMAGE_COPIES + BACKWARD_IMAGE_COPIES))
+    free = int(plain / 0.8) + 1
+    assert memory_problem("FK Particle Sampler", samples, 4, free) is None
+    assert "particles" in memory_problem("FK Particle Sampler", samples, 4, free, guided=True)
