@@ -18,7 +18,7 @@ import torch
 
 from .collapse import collapse_notes
 from .errors import FKError
-from .guidance import Guide, check_differentiable, check_guided_sampler, guidance_problem
+from .guidance import Guide, check_guided_run, guidance_problem
 from .input_notes import config_notes, run_notes
 from .particles import ParticleFilter
 from .potentials import POTENTIALS
@@ -348,11 +348,7 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     extra_args = dict(extra_args or {})
     scorer = as_scorer(reward, final_reward)
     if config.guidance > 0:
-        check_guided_sampler(sampler)
-        check_differentiable(getattr(scorer, "reward", reward), getattr(scorer, "name", "the reward"))
-        if not callable(getattr(scorer, "check_with_gradient", None)):
-            raise FKError("guidance needs a scorer that can give the reward's gradient (check_with_gradient); "
-                          "set guidance to 0")
+        check_guided_run(sampler, scorer, reward)
     loop = _Loop(n, num_steps, model, scorer, config, generator, reuse_x0, clock, observer, on_potential_step)
     loop.trace.notes.extend([*(notes or []), *config_notes(config, num_steps), *getattr(scorer, "notes", [])])
     _tell(observer, "on_start", num_steps, n)

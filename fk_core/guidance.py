@@ -90,6 +90,15 @@ def host_refusal(sampler_name: str, reward: Any, final_reward: Any = None) -> Op
     return None
 
 
+def check_guided_run(sampler: Any, scorer: Any, reward: Any) -> None:
+    """Everything a guided run needs, checked before any model call: the step rule, the reward, the scorer."""
+    check_guided_sampler(sampler)
+    check_differentiable(getattr(scorer, "reward", reward), getattr(scorer, "name", "the reward"))
+    if not callable(getattr(scorer, "check_with_gradient", None)):
+        raise FKError("guidance needs a scorer that can give the reward's gradient (check_with_gradient); "
+                      "set guidance to 0")
+
+
 def check_differentiable(reward: Any, name: str) -> None:
     if getattr(reward, "differentiable", None) is False:
         raise FKError(f"guidance needs a differentiable reward, and {name} is not (e.g. JPEG size, object counts, "

@@ -16,6 +16,10 @@ RESAMPLING_SCHEMES = ("systematic", "stratified", "residual", "multinomial")
 ABSENT_MEANS = absent_means("FKPotentialSelector")  # what 0.1.0 did without lambda_mode/strength
 OUTPUT_CHOICES = ("best reward", "draw from final weights")
 _OUTPUT_MODE = {"best reward": "best", "draw from final weights": "sample"}
+GUIDANCE_TOOLTIP = ("Also push each particle towards the reward right after each check, along the reward's gradient "
+                    "(through the preview decoder; needs a differentiable reward and the euler_ancestral sampler). "
+                    "0 = off (plain FK), 1 = the push the current steering strength calls for. Weights are "
+                    "corrected, so the result stays faithful; costs one backward pass per check.")
 
 
 def default_potential() -> FKConfig:
@@ -80,14 +84,8 @@ class FKPotentialSelector(io.ComfyNode):
                                tooltip=("Which particle the sampler outputs: the one with the best final score, or "
                                         "one drawn at random according to the final weights (more faithful to "
                                         "the model, less greedy).")),
-                # after every existing input, optional: older saves and API prompts run as before (guidance 0)
                 io.Float.Input("guidance", default=defaults.guidance, min=0.0, max=10.0, step=0.1, optional=True,
-                               tooltip=("Also push each particle towards the reward right after each check, along "
-                                        "the reward's gradient (through the preview decoder; needs a "
-                                        "differentiable reward and the euler_ancestral sampler). 0 = off (plain "
-                                        "FK), 1 = the push the current steering strength calls for. Weights are "
-                                        "corrected, so the result stays faithful; costs one backward pass per "
-                                        "check.")),
+                               tooltip=GUIDANCE_TOOLTIP),  # last, optional: older saves and prompts run as before
             ],
             outputs=[FKPotential.Output(display_name="potential")],
         )
