@@ -22,6 +22,8 @@ from .contact_sheet import contact_sheet
 from .discrete import steer_discrete
 from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segments, steer
 from .errors import FKError
+from .guidance import host_refusal as guidance_refusal
+from .guidance import host_step_rule as guided_step_rule
 from .images import downscale, encode_sprite, fit_to_reward, reward_input_size
 from .latent_checks import check_latent, check_noised_latent
 from .latent_decoders import FullVAEDecoder, TAESDDecoder, VideoTAEDecoder, outputs_on_device
@@ -117,6 +119,8 @@ __all__ = [
     "score_tensor", "weights_error", "denoise_problem", "lambda_problem", "window_problem",
     # a rectified flow's t → the noise-to-signal ratio the copy-variety stop reads
     "flow_noise_ratio",
+    # guided proposals on a host: what refuses them, the step rule that runs them (fk_core.guidance)
+    "guidance_refusal", "guided_step_rule",
     # what a host plugs around the loop: chunked model calls, model patches' per-particle state, the sampler
     # choice, latent decoders, latent and widget checks, memory estimates, the run's outcome record
     "ChunkedModel", "chunk_that_fits", "ParticleStateKeeper", "stateful_patches", "SamplerChoice",
