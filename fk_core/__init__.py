@@ -55,6 +55,14 @@ from .rewards.judge_inputs import (
     prompt_error,
     weights_error,
 )
+from .rewards.loader_settings import (
+    AUTO_WEIGHTS,
+    REWARD_HELP,
+    SETTING_DEFAULTS,
+    SETTING_HELP,
+    unknown_input_problem,
+    with_defaults,
+)
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
 from .run_checks import (
@@ -113,6 +121,8 @@ __all__ = [
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
     "steer_discrete", "strip", "summary_lines", "video_reward_problem",
     "SETTING_NAMES", "flat_loader_values", "rewards_reading",
+    # what a loader's inputs mean on any host (fk_core.rewards.loader_settings)
+    "AUTO_WEIGHTS", "REWARD_HELP", "SETTING_DEFAULTS", "SETTING_HELP", "unknown_input_problem", "with_defaults",
     # host-agnostic checks, messages and text the nodes/ adapters use
     "bind_judge", "check_judge_inputs", "check_links", "check_noise_mask", "check_one_latent", "check_scores",
     "check_sigmas", "check_x0", "gib", "is_out_of_memory", "particle_noise", "prompt_error", "run_summary",

@@ -62,12 +62,17 @@ def check_guided_sampler(sampler: Any) -> None:
                   "(eps or flow models), or set guidance to 0")
 
 
-def host_step_rule(sampler_name: str, flow: bool, generator: torch.Generator):
+def host_step_rule(sampler_name: str, flow: bool, generator: torch.Generator, notes: Optional[list] = None,
+                   guidance: float = 1.0):
     """fk_core's mirror of a host sampler that guidance can run (ComfyUI's ``euler_ancestral``: the flow form for a
-    rectified flow, as ComfyUI switches itself); FKError for any other."""
+    rectified flow, as ComfyUI switches itself); FKError for any other. ``notes`` gets a line saying so."""
     from .steppers import euler_ancestral, euler_ancestral_rf
 
     if sampler_name == "euler_ancestral":
+        if notes is not None:
+            notes.append(f"guidance {guidance:g}: {sampler_name} steps run by fk_core's copy of the host's rule (its "
+                         "noise from the seed's own stream), shifted along the reward's gradient after each check, "
+                         "weights corrected")
         return euler_ancestral_rf(1.0, generator) if flow else euler_ancestral(1.0, generator)
     raise FKError(f"guidance needs a sampler whose step has a known Gaussian density, so the weights stay exact: "
                   f"{', '.join(GUIDED_HOST_SAMPLERS)}; {sampler_name!r} is not one (deterministic and multistep "

@@ -135,10 +135,8 @@ class FKRun:
         its noise from a stream of the seed), whose Gaussian step fk_core can shift and weight exactly."""
         if self.spec.config.guidance > 0:
             generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "guided steps"))
-            notes.append(f"guidance {self.spec.config.guidance:g}: {self.choice.used} steps run by fk_core's copy of "
-                         "ComfyUI's rule (its noise from the seed's own stream), shifted along the reward's gradient "
-                         "after each check, weights corrected")
-            return guided_step_rule(self.choice.used, _noise_ratio(model) is not None, generator)
+            return guided_step_rule(self.choice.used, _noise_ratio(model) is not None, generator, notes,
+                                    self.spec.config.guidance)
         inner = comfy.samplers.sampler_object(self.choice.used)
         return functools.partial(inner.sampler_function, **inner.extra_options)
 

@@ -14,63 +14,28 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..fk_core import DEFAULT_QUESTION, SETTING_NAMES, SPECS, message, reward_names
+from ..fk_core import AUTO_WEIGHTS, REWARD_HELP, SETTING_DEFAULTS, SETTING_HELP, SETTING_NAMES, SPECS, reward_names
 
 # Per-reward widgets need DynamicCombo, and old flat prompts then need accept_all_inputs (same hosts: 0.33+).
 GROUPED = hasattr(io, "DynamicCombo") and "accept_all_inputs" in getattr(io.Schema, "__dataclass_fields__", {})
 
-AUTO_WEIGHTS = "auto (default file, downloaded if missing)"
-# What a setting the prompt left out means (the widget defaults, as in 0.2.0).
-SETTING_DEFAULTS = {"clip_architecture": "ViT-L-14", "clip_pretrained": "openai", "target": 0.5, "color": "#ff8800",
-                    "question": DEFAULT_QUESTION, "objects": "", "judge_model": ""}
-TOP_LEVEL = ("reward", "weights", "prompt", "device", "precision")
-
-REWARD_TOOLTIP = (
-    "Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how well an image matches the prompt "
-    "and how much people like it; LAION aesthetic rates beauty without a prompt; the others measure simple "
-    "picture properties (sharpness, colour, brightness...). HPSv3 and the VLM judge are a final judge: slow "
-    "(0.5-2 s per image on a GPU): connect them to a sampler's final_reward so they only pick among the finished "
-    "particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = probability that a Qwen-VL model "
-    "answers Yes to 'does this image show the prompt?'; object counts = OWLv2 finds the listed objects with the "
-    "right counts (faster, also fine for steering).")
-
 
 def setting_input(name: str):
     """One setting's widget (a fresh object: each reward's group holds its own)."""
-    default = SETTING_DEFAULTS[name]
     if name == "target":
-        return io.Float.Input("target", default=default, min=0.0, max=1.0, step=0.01, optional=True,
-                              tooltip="Only for brightness (0 = black, 1 = white) and contrast (0 = flat, "
-                                      "0.5 = extreme): the level the judge likes best.")
-    tooltips = {
-        "clip_architecture": "Only for CLIP score and LAION aesthetic: the open_clip model name, e.g. ViT-L-14, "
-                             "ViT-H-14 or ViT-B-32. Use a '-quickgelu' name for OpenAI weights picked as a file.",
-        "clip_pretrained": "Only for CLIP score and LAION aesthetic: which published CLIP weights to use (an "
-                           "open_clip tag such as 'openai' or 'laion2b_s32b_b82k'), downloaded into "
-                           "models/fk_rewards/open_clip.",
-        "color": "Only for 'target color': the colour the image should be, as #rrggbb or r,g,b (0-255).",
-        "question": "Only for the VLM judge: the yes/no question asked about each image; {prompt} is replaced by "
-                    "the prompt. The score is the probability of 'Yes'.",
-        "objects": "Only for 'object counts': what must be in the picture, with counts, separated by commas, e.g. "
-                   "'2 dog, 1 red ball' (no number = 1, 0 = must be absent). The reward is the share of objects "
-                   "found exactly that often.",
-        "judge_model": "Only for the VLM judge and 'object counts': the Hugging Face model to use, e.g. "
-                       "Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct (empty = Qwen/Qwen2.5-VL-3B-"
-                       "Instruct, resp. google/owlv2-base-patch16-ensemble), or the full path of a model folder "
-                       "inside ComfyUI's model folders. Looked up in models/fk_rewards/vlm/<name> "
-                       "(owlv2/<name>), downloaded there if missing.",
-    }
-    return io.String.Input(name, default=default, optional=True, tooltip=tooltips[name])
+        return io.Float.Input("target", default=SETTING_DEFAULTS[name], min=0.0, max=1.0, step=0.01, optional=True,
+                              tooltip=SETTING_HELP[name])
+    return io.String.Input(name, default=SETTING_DEFAULTS[name], optional=True, tooltip=SETTING_HELP[name])
 
 
 def _reward_choice():
     if not GROUPED:
-        choice = io.Combo.Input("reward", options=reward_names(), default="ImageReward", tooltip=REWARD_TOOLTIP)
+        choice = io.Combo.Input("reward", options=reward_names(), default="ImageReward", tooltip=REWARD_HELP)
         # which settings each reward reads, for web/fk_migrate.js to read saves of the grouped layout by name
         choice.extra_dict = {"fk_settings": {name: list(SPECS[name].settings) for name in reward_names()}}
         return choice
     # The first option is the default (ImageReward, as before): DynamicCombo has no default of its own.
-    return io.DynamicCombo.Input("reward", tooltip=REWARD_TOOLTIP, options=[
+    return io.DynamicCombo.Input("reward", tooltip=REWARD_HELP, options=[
         io.DynamicCombo.Option(name, [setting_input(setting) for setting in SPECS[name].settings])
         for name in reward_names()])
 
@@ -110,17 +75,3 @@ class FlatLoaderSchema:
         for entry in flat:
             types["optional" if entry.optional else "required"][entry.id] = (entry.get_io_type(), entry.as_dict())
         return types
-
-
-def unknown_input_problem(node: str, values) -> str | None:
-    """A prompt input the loader has under no name (grouped schemas accept any name, so typos are caught here)."""
-    unknown = sorted(set(values) - set(TOP_LEVEL) - set(SETTING_NAMES))
-    if not unknown:
-        return None
-    return message(node, unknown[0], "is not an input of this node",
-                   f"remove it; the inputs are {', '.join(TOP_LEVEL + SETTING_NAMES)}")
-
-
-def with_defaults(values) -> dict:
-    """Flat values with every setting the prompt left out (or sent empty as None) at its default."""
-    return {**SETTING_DEFAULTS, **{name: value for name, value in values.items() if value is not None}}

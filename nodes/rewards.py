@@ -15,6 +15,7 @@ from comfy_api.latest import io
 from torch import nn
 
 from ..fk_core import (
+    AUTO_WEIGHTS,
     SETTING_NAMES,
     SPECS,
     BadWeightsError,
@@ -29,7 +30,9 @@ from ..fk_core import (
     flat_loader_values,
     message,
     prompt_error,
+    unknown_input_problem,
     weights_error,
+    with_defaults,
 )
 from .common import CATEGORY, FK_REWARD
 from .reward_checks import (
@@ -38,14 +41,7 @@ from .reward_checks import (
     loader_problem,
     resolve_clip_pretrained,
 )
-from .reward_inputs import (
-    AUTO_WEIGHTS,
-    GROUPED,
-    FlatLoaderSchema,
-    loader_inputs,
-    unknown_input_problem,
-    with_defaults,
-)
+from .reward_inputs import GROUPED, FlatLoaderSchema, loader_inputs
 from .validation import check_widgets, require, require_widgets
 
 log = logging.getLogger(__name__)
@@ -108,13 +104,12 @@ def _devices(device_choice: str) -> tuple[torch.device, torch.device]:
     return mm.get_torch_device(), mm.unet_offload_device()
 
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def _dtype(precision: str, load_device: torch.device, bf16_only: bool = False) -> torch.dtype:
-    if precision == "fp32":
-        return torch.float32
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
+    if precision in PRECISIONS:
+        return PRECISIONS[precision]
     if mm.is_device_cpu(load_device):
         return torch.float32
     if bf16_only:  # Qwen language models overflow in float16: bfloat16 or full precision
