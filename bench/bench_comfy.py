@@ -366,9 +366,11 @@ def cost_conditioning(spec: CostModel, seed: int):
 
 
 class Contrast:
-    """Pixel reward (standard deviation of the pixels): cheap, uses every pixel (no input_size)."""
+    """Pixel reward (standard deviation of the pixels): cheap, uses every pixel (no input_size); differentiable,
+    so a guided run's backward pass is almost all the preview decoder's."""
 
     name = "contrast"
+    differentiable = True
 
     def __call__(self, images):
         return images.float().std(dim=(1, 2, 3))
@@ -386,9 +388,10 @@ def plain_with_decode(nodes, spec, model, vae, n, steps, size, seed, sampler, cf
     return clock
 
 
-def fk_cost_run(pack, spec, model, vae, n, steps, size, seed, sampler, cfg, preview_decoder):
+def fk_cost_run(pack, spec, model, vae, n, steps, size, seed, sampler, cfg, preview_decoder, guidance=0.0):
     """Wall time of FK Particle Sampler's sampling call (checks and final decode included) and its trace cost.
-    All N particles in one UNet batch (particle_chunk = N), exactly the batch of the plain run it is compared with."""
+    All N particles in one UNet batch (particle_chunk = N), exactly the batch of the plain run it is compared with.
+    ``guidance`` > 0: guided proposals (a backward pass through the preview decoder and the reward per check)."""
     import comfy.sample
     import torch
 
@@ -406,7 +409,7 @@ def fk_cost_run(pack, spec, model, vae, n, steps, size, seed, sampler, cfg, prev
                 model=model, positive=spec.conditioning(0), negative=spec.conditioning(1),
                 latent_image=spec.latent(1, size), vae=vae, reward=Contrast(), seed=seed, steps=steps,
                 cfg=cfg, sampler_name=sampler, scheduler="normal", denoise=1.0, particles=n, particle_chunk=n,
-                potential=pack.fk_core.FKConfig(), preview_decoder=preview_decoder)
+                potential=pack.fk_core.FKConfig(guidance=guidance), preview_decoder=preview_decoder)
             synchronize()
         captured["cost"] = json.loads(out.result[4])["cost"]
     finally:
@@ -440,6 +443,55 @@ def peak_vram_gib(fn):
     return result, torch.cuda.max_memory_allocated() / 2**30
 
 
+def cost_runs(args) -> dict:
+    """{key: (preview decoder, guidance)} of the FK runs timed against plain sampling."""
+    runs = {"full": ("full VAE", 0.0), "taesd": ("TAESD", 0.0)}
+    if args.cost_guidance > 0:
+        runs["guided"] = ("TAESD", args.cost_guidance)
+    return runs
+
+
+def timed_cost_runs(args, nodes, pack, spec, model, vae, n) -> dict:
+    """Best of ``cost_repeats`` for plain and each FK run: {key: ((clock, trace cost or None), peak VRAM)}."""
+    use_cpu_time = comfy_host_device() == "cpu"
+    size, steps, fk_runs = args.cost_size, args.steps, cost_runs(args)
+    runs = {key: [] for key in ("plain", *fk_runs)}
+    for _ in range(args.cost_repeats):  # interleaved, so a busy spell on a shared machine hits all of them
+        clock, vram = peak_vram_gib(partial(
+            plain_with_decode, nodes, spec, model, vae, n, steps, size, 1, args.sampler, args.cfg))
+        runs["plain"].append(((clock, None), vram))
+        for key, (decoder, guidance) in fk_runs.items():
+            runs[key].append(peak_vram_gib(partial(
+                fk_cost_run, pack, spec, model, vae, n, steps, size, 1, args.sampler, args.cfg, decoder, guidance)))
+
+    def seconds(run):
+        clock = run[0][0]
+        return clock.cpu if use_cpu_time else clock.wall
+
+    return {key: min(found, key=seconds) for key, found in runs.items()}
+
+
+def cost_row(n: int, best: dict, use_cpu_time: bool) -> tuple[str, tuple]:
+    """One printed row and the (full/plain, taesd/plain) ratios it shows."""
+    (plain, _), plain_vram = best["plain"]
+    (full, full_cost), full_vram = best["full"]
+    (taesd, taesd_cost), taesd_vram = best["taesd"]
+    wall = (full.wall / plain.wall, taesd.wall / plain.wall)
+    cpu = (full.cpu / plain.cpu, taesd.cpu / plain.cpu)
+    in_run = (in_run_ratio(full.wall, full_cost), in_run_ratio(taesd.wall, taesd_cost))
+    vram = "/".join("-" if v is None else f"{v:.1f}" for v in (plain_vram, full_vram, taesd_vram))
+    row = (f"{n:>3} | {plain.wall:>7.2f} | {full.wall:>9.2f} | {taesd.wall:>10.2f} | {wall[0]:>10.2f} | "
+           f"{wall[1]:>11.2f} | {cpu[0]:>14.2f} | {cpu[1]:>15.2f} | "
+           f"{full_cost['per_check_s']:>8.3f}/{taesd_cost['per_check_s']:<9.3f} | "
+           f"{taesd_cost['checks']:>6} | {in_run[0]:>8.2f}/{in_run[1]:<8.2f} | {vram:>25}")
+    if "guided" in best:
+        (guided, guided_cost), guided_vram = best["guided"]
+        ratio = guided.cpu / plain.cpu if use_cpu_time else guided.wall / plain.wall
+        row += (f" | {ratio:>12.2f} | {guided_cost.get('backward_per_check_s', float('nan')):>13.3f} | "
+                f"{'-' if guided_vram is None else f'{guided_vram:.1f}':>11}")
+    return row, (cpu if use_cpu_time else wall)
+
+
 def cost_rows(args, nodes, pack, spec, dtype):
     """The --cost table's rows for one model family; returns {N: (full/plain, taesd/plain)}."""
     import tempfile
@@ -448,8 +500,8 @@ def cost_rows(args, nodes, pack, spec, dtype):
     vae = build_sd15_vae()
     install_random_taesd(Path(tempfile.mkdtemp(prefix="fk-bench-vae-approx-")), name=spec.taesd_file)
     size, steps = args.cost_size, args.steps
-    for decoder in ("TAESD", "full VAE"):  # warm-up (loads, allocations, kernels)
-        fk_cost_run(pack, spec, model, vae, 2, 2, size, 0, args.sampler, args.cfg, decoder)
+    for decoder, guidance in cost_runs(args).values():  # warm-up (loads, allocations, kernels)
+        fk_cost_run(pack, spec, model, vae, 2, 2, size, 0, args.sampler, args.cfg, decoder, guidance)
     plain_with_decode(nodes, spec, model, vae, 2, 2, size, 0, args.sampler, args.cfg)
     use_cpu_time = comfy_host_device() == "cpu"
     print(f"\n{spec.name}: device {comfy_host_device()} ({device_name()}), UNet {dtype} + VAE + TAESD (random "
@@ -459,33 +511,14 @@ def cost_rows(args, nodes, pack, spec, dtype):
               f"{'taesd/plain':>11} | {'CPU full/plain':>14} | {'CPU taesd/plain':>15} | "
               f"{'check s full/taesd':>18} | {'checks':>6} | {'in-run full/taesd':>17} | "
               f"{'VRAM GiB plain/full/taesd':>25}")
+    if args.cost_guidance > 0:
+        header += f" | {'guided/plain':>12} | {'backward s/ck':>13} | {'guided VRAM':>11}"
     print(header)
     print("-" * len(header))
     ratios = {}
     for n in args.cost_particles:
-        runs = {"plain": [], "full": [], "taesd": []}
-        for _ in range(args.cost_repeats):  # interleaved, so a busy spell on a shared machine hits all three
-            runs["plain"].append(peak_vram_gib(partial(
-                plain_with_decode, nodes, spec, model, vae, n, steps, size, 1, args.sampler, args.cfg)))
-            for key, decoder in (("full", "full VAE"), ("taesd", "TAESD")):
-                runs[key].append(peak_vram_gib(partial(
-                    fk_cost_run, pack, spec, model, vae, n, steps, size, 1, args.sampler, args.cfg, decoder)))
-        def seconds(run, clock_of=lambda result: result):
-            clock = clock_of(run[0])
-            return clock.cpu if use_cpu_time else clock.wall
-
-        plain, plain_vram = min(runs["plain"], key=seconds)
-        (full, full_cost), full_vram = min(runs["full"], key=partial(seconds, clock_of=lambda result: result[0]))
-        (taesd, taesd_cost), taesd_vram = min(runs["taesd"], key=partial(seconds, clock_of=lambda result: result[0]))
-        wall = (full.wall / plain.wall, taesd.wall / plain.wall)
-        cpu = (full.cpu / plain.cpu, taesd.cpu / plain.cpu)
-        ratios[n] = cpu if use_cpu_time else wall
-        in_run = (in_run_ratio(full.wall, full_cost), in_run_ratio(taesd.wall, taesd_cost))
-        vram = "/".join("-" if v is None else f"{v:.1f}" for v in (plain_vram, full_vram, taesd_vram))
-        print(f"{n:>3} | {plain.wall:>7.2f} | {full.wall:>9.2f} | {taesd.wall:>10.2f} | {wall[0]:>10.2f} | "
-              f"{wall[1]:>11.2f} | {cpu[0]:>14.2f} | {cpu[1]:>15.2f} | "
-              f"{full_cost['per_check_s']:>8.3f}/{taesd_cost['per_check_s']:<9.3f} | "
-              f"{taesd_cost['checks']:>6} | {in_run[0]:>8.2f}/{in_run[1]:<8.2f} | {vram:>25}")
+        row, ratios[n] = cost_row(n, timed_cost_runs(args, nodes, pack, spec, model, vae, n), use_cpu_time)
+        print(row)
     return ratios
 
 
@@ -508,6 +541,8 @@ def cost_table(args):
           "in-run = FK wall / (FK wall - its checks' decode + reward): the checks' share inside one run, immune to\n"
           "the neighbours changing between runs (FK makes exactly the model calls of plain sampling).\n"
           "VRAM = peak torch.cuda.max_memory_allocated during the run (weights included).\n"
+          "guided = FK with TAESD checks and guided proposals (--cost-guidance); backward s/ck = the backward pass\n"
+          "through TAESD and the reward per check (FK's trace).\n"
           f"The last lines' ratios use {'process CPU time' if comfy_host_device() == 'cpu' else 'wall time'}.")
     summary = []
     for key in args.cost_models:
@@ -537,6 +572,8 @@ def main():
     parser.add_argument("--cost-repeats", type=int, default=1)
     parser.add_argument("--cost-models", nargs="+", choices=sorted(COST_MODELS), default=["sd15"])
     parser.add_argument("--cost-particles", type=int, nargs="+", default=[4, 8])
+    parser.add_argument("--cost-guidance", type=float, default=0.0,
+                        help="--cost: also time guided proposals (TAESD checks, this guidance) against plain")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                         help="--cost: where ComfyUI runs (auto: the GPU when there is one)")
     parser.add_argument("--dtype", choices=["auto", "fp32", "fp16", "bf16"], default="auto",

@@ -22,6 +22,8 @@ from .contact_sheet import contact_sheet
 from .discrete import steer_discrete
 from .engine import OUTPUT_MODES, FKConfig, FKResult, ReuseFirstCall, run_segments, steer
 from .errors import FKError
+from .guidance import host_refusal as guidance_refusal
+from .guidance import host_step_rule as guided_step_rule
 from .images import downscale, encode_sprite, fit_to_reward, reward_input_size
 from .latent_checks import check_latent, check_noised_latent
 from .latent_decoders import FullVAEDecoder, TAESDDecoder, VideoTAEDecoder, outputs_on_device
@@ -44,9 +46,23 @@ from .potentials import POTENTIALS
 from .ranking import reward_order
 from .resampling import RESAMPLERS
 from .rewards import BoundReward, RewardInputError, WeightedSum
-from .rewards.catalog import DETECTOR, SPECS, VLM_JUDGE, build_reward, reward_names
+from .rewards.catalog import DETECTOR, SETTING_NAMES, SPECS, VLM_JUDGE, build_reward, reward_names, rewards_reading
 from .rewards.detector import describe, parse_objects
-from .rewards.judge_inputs import bind_judge, check_judge_inputs, prompt_error, weights_error
+from .rewards.judge_inputs import (
+    bind_judge,
+    check_judge_inputs,
+    flat_loader_values,
+    prompt_error,
+    weights_error,
+)
+from .rewards.loader_settings import (
+    AUTO_WEIGHTS,
+    REWARD_HELP,
+    SETTING_DEFAULTS,
+    SETTING_HELP,
+    unknown_input_problem,
+    with_defaults,
+)
 from .rewards.vlm_judge import DEFAULT_QUESTION
 from .rewards.weights import BadWeightsError, MissingWeightsError
 from .run_checks import (
@@ -104,12 +120,17 @@ __all__ = [
     "number_problem", "options_text", "parse_objects", "pick_frames", "replay_payload", "reward_ess_chart",
     "reward_names", "reward_order", "run_segments", "score_images", "score_sheet", "scores_record", "shown", "steer",
     "steer_discrete", "strip", "summary_lines", "video_reward_problem",
+    "SETTING_NAMES", "flat_loader_values", "rewards_reading",
+    # what a loader's inputs mean on any host (fk_core.rewards.loader_settings)
+    "AUTO_WEIGHTS", "REWARD_HELP", "SETTING_DEFAULTS", "SETTING_HELP", "unknown_input_problem", "with_defaults",
     # host-agnostic checks, messages and text the nodes/ adapters use
     "bind_judge", "check_judge_inputs", "check_links", "check_noise_mask", "check_one_latent", "check_scores",
     "check_sigmas", "check_x0", "gib", "is_out_of_memory", "particle_noise", "prompt_error", "run_summary",
     "score_tensor", "weights_error", "denoise_problem", "lambda_problem", "window_problem",
     # a rectified flow's t → the noise-to-signal ratio the copy-variety stop reads
     "flow_noise_ratio",
+    # guided proposals on a host: what refuses them, the step rule that runs them (fk_core.guidance)
+    "guidance_refusal", "guided_step_rule",
     # what a host plugs around the loop: chunked model calls, model patches' per-particle state, the sampler
     # choice, latent decoders, latent and widget checks, memory estimates, the run's outcome record
     "ChunkedModel", "chunk_that_fits", "ParticleStateKeeper", "stateful_patches", "SamplerChoice",

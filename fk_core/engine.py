@@ -18,6 +18,7 @@ import torch
 
 from .collapse import collapse_notes
 from .errors import FKError
+from .guidance import Guide, check_guided_run, guidance_problem
 from .input_notes import config_notes, run_notes
 from .particles import ParticleFilter
 from .potentials import POTENTIALS
@@ -63,6 +64,9 @@ class FKConfig:
     # of the variety of independent samples, from the noise left against the particles' own data scale
     # (fk_core.window: steering stops below 0.9; a begin bound below 1 is off by default). (1, 0) = the window alone.
     copy_variety: tuple[float, float] = (1.0, 0.9)
+    # Gradient-guided proposals (fk_core.guidance): the step after each check leans towards the reward by
+    # guidance·λ_t·s²·∇r, weights corrected exactly. 0 = plain FK (same draws); needs a Gaussian step rule.
+    guidance: float = 0.0
 
     def __post_init__(self):
         self.window = (float(self.window[0]), float(self.window[1]))
@@ -78,6 +82,9 @@ class FKConfig:
             raise FKError(f"strength must be between 0 and 1, got {self.strength}")
         if self.output not in OUTPUT_MODES:
             raise FKError(f"unknown output mode {self.output!r}; choose one of {OUTPUT_MODES}")
+        problem = guidance_problem(self.guidance)
+        if problem:
+            raise FKError(problem)
         potential_steps(2, self.every, *self.window)  # validates every and window
         self.copy_variety = (float(self.copy_variety[0]), float(self.copy_variety[1]))
         if not 0.0 <= self.copy_variety[1] <= self.copy_variety[0] <= 1.0:
@@ -208,6 +215,7 @@ class _Loop:
         self.generator = generator
         self.check_costs: list[dict] = []
         self.final_cost: Optional[dict] = None
+        self.guide: Optional[Guide] = None  # the gradient of the last check, for the next segment's first step
 
     def evaluate(self, x: torch.Tensor, sigma: torch.Tensor, args: dict) -> torch.Tensor:
         """The x0-prediction at a potential step, remembered for the next segment's first call."""
@@ -217,20 +225,38 @@ class _Loop:
     def check(self, x: torch.Tensor, k: int, sigma: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         """A potential step: score the x0-prediction ``x0`` at ``sigma``, reweight, resample; returns the new x."""
         model_s = self.clock.lap() if self.clock is not None else None
-        result = scored(self.scorer.check(x0, k))
+        guided = self.config.guidance > 0
+        result = scored(self.scorer.check_with_gradient(x0, k) if guided else self.scorer.check(x0, k))
         event = self.pf.observe(k, float(sigma), result.rewards)
         event.components = components_record(result.parts)
         if model_s is not None:
             event.cost = {"model_s": model_s, "decode_s": 0.0, "reward_s": 0.0, **result.cost}
             self.check_costs.append(event.cost)
+        if guided:  # γ = guidance·λ_t: the first-order optimal proposal for this tilt at guidance 1
+            event.guidance = {"gamma": self.config.guidance * event.lmbda,
+                              "backward_s": float(result.cost.get("backward_s", 0.0))}
+            self.guide = Guide(result.gradient, event.guidance["gamma"], event.guidance)
         if event.resampled:
             x = self.wrapped.reorder(x, event.ancestors)
+            if self.guide is not None:
+                self.guide.reorder(event.ancestors)
         if self.on_potential_step is not None:
             self.on_potential_step(event, x0)
         _tell(self.observer, "on_potential_step", event, result.images)
         self.trace.steps.append(event)
         if self.clock is not None:
             self.clock.restart()  # the model clock runs from here to the next check
+        return x
+
+    def segment(self, sampler: SegmentSampler, x: torch.Tensor, sigmas: torch.Tensor, args: dict,
+                callback: Optional[Callable], disable: Optional[bool]) -> torch.Tensor:
+        """One segment of the host's sampler; its first step guided by the last check's gradient (if any), the
+        proposal's density ratio then joins the particles' log-weights."""
+        guide, self.guide = self.guide, None
+        extra = {"guide": guide} if guide is not None else {}
+        x = sampler(self.wrapped, x, sigmas, extra_args=args, callback=callback, disable=disable, **extra)
+        if guide is not None and guide.corrections is not None:
+            self.pf.add_log_weights(guide.corrections)
         return x
 
     def finish(self, x: torch.Tensor, sigmas: torch.Tensor, args: dict) -> FKResult:
@@ -321,6 +347,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
         raise FKError("need at least one sampling step (sigmas must have two or more entries)")
     extra_args = dict(extra_args or {})
     scorer = as_scorer(reward, final_reward)
+    if config.guidance > 0:
+        check_guided_run(sampler, scorer, reward)
     loop = _Loop(n, num_steps, model, scorer, config, generator, reuse_x0, clock, observer, on_potential_step)
     loop.trace.notes.extend([*(notes or []), *config_notes(config, num_steps), *getattr(scorer, "notes", [])])
     _tell(observer, "on_start", num_steps, n)
@@ -330,8 +358,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
     planned = potential_steps(num_steps, config.every, *config.window)
     window = CopyWindow(config.copy_variety, noise_ratio, num_steps, planned[0] if planned else None)
     for k in planned:
-        x = sampler(loop.wrapped, x, sigmas[start:k + 1], extra_args=_segment_args(extra_args, segment),
-                    callback=_shifted(callback, start), disable=disable)
+        x = loop.segment(sampler, x, sigmas[start:k + 1], _segment_args(extra_args, segment),
+                         _shifted(callback, start), disable)
         segment += 1
         start = k
         x0 = loop.evaluate(x, sigmas[k], _segment_args(extra_args, segment))
@@ -341,8 +369,8 @@ def run_segments(x: torch.Tensor, sigmas: torch.Tensor, model: Callable, sampler
             break
         if phase == "check":
             x = loop.check(x, k, sigmas[k], x0)
-    x = sampler(loop.wrapped, x, sigmas[start:], extra_args=_segment_args(extra_args, segment),
-                callback=_shifted(callback, start), disable=disable)
+    x = loop.segment(sampler, x, sigmas[start:], _segment_args(extra_args, segment), _shifted(callback, start),
+                     disable)
     result = loop.finish(x, sigmas, _segment_args(extra_args, segment))
     _tell(observer, "on_finish", result)
     return result
@@ -368,6 +396,10 @@ def steer(denoiser: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigmas
         raise FKError("sigmas must be a 1-D decreasing schedule ending at 0")
     notes = []
     eta = config.eta if config.step_rule == "euler_ancestral" else 0.0
+    if config.guidance > 0 and eta == 0.0:
+        raise FKError(f"guidance needs a stochastic step (a Gaussian proposal to shift): step rule "
+                      f"{config.step_rule!r} with eta {config.eta} draws no noise; use euler_ancestral with eta > 0 "
+                      "or set guidance to 0")
     if eta == 0.0:
         message = ("deterministic step rule: particles copied by resampling stay identical from then on, so "
                    "FK degenerates to picking among fewer distinct samples; use euler_ancestral with eta > 0")

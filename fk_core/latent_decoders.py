@@ -68,7 +68,6 @@ class TAESDDecoder:
         self.device = device
         self.label = f"TAESD ({os.path.basename(path)})"
 
-    def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            images = self.module.decode(x0.to(self.device, torch.float32))  # [-1, 1], [B, 3, H, W]
+    def decode(self, x0: torch.Tensor) -> torch.Tensor:  # under the caller's grad mode (guided checks need it)
+        images = self.module.decode(x0.to(self.device, torch.float32))  # [-1, 1], [B, 3, H, W]
         return ((images + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)

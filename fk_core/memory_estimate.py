@@ -17,17 +17,22 @@ from .run_checks import gib
 # What lives at once in the intermediate device's memory, in copies of the N-particle latent / image batch.
 LATENT_COPIES = 6
 IMAGE_COPIES = 2
+# guided checks (fk_core.guidance) keep the preview decoder's activations of one decode for the backward pass:
+# TAESD's 64-channel full-resolution layers are about 64/3 image sizes each, a few of them alive at once
+BACKWARD_IMAGE_COPIES = 48
 MEMORY_HEADROOM = 0.8  # of the free memory; the rest is left to the model and the VAE
 MEMORY_ADVICE = "lower particles, set particle_chunk (e.g. 4 or 2) or lower the resolution"
 
 
-def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None) -> int:
+def particle_memory_bytes(samples: torch.Tensor, particles: int, vae=None, guided: bool = False) -> int:
     """Bytes FK keeps in the intermediate device's memory for N particles: copies of the N-particle latent
     (the latents, their noise, the noised batch, the remembered x0, the sampler's temporaries, the output)
     and of the decoded N-image batch (the step's previews and the final images)."""
     latent = samples[0].numel() * 4  # float32
     ratio = _vae_ratio(vae)
     image = samples.shape[-2] * samples.shape[-1] * ratio * ratio * 3 * 4 * _decoded_frames(samples, vae)
+    if guided:  # the gradient (one more latent copy) and the decoder's activations for the backward pass
+        return particles * (latent * (LATENT_COPIES + 1) + image * (IMAGE_COPIES + BACKWARD_IMAGE_COPIES))
     return particles * (latent * LATENT_COPIES + image * IMAGE_COPIES)
 
 
@@ -75,10 +80,11 @@ def _mapped_bytes() -> int:
     return int(psutil.Process().memory_info().vms)
 
 
-def memory_problem(node: str, samples: torch.Tensor, particles: int, free: int | None, vae=None) -> str | None:
+def memory_problem(node: str, samples: torch.Tensor, particles: int, free: int | None, vae=None,
+                   guided: bool = False) -> str | None:
     """The message when ``particles`` of the latent ``samples`` need more than :data:`MEMORY_HEADROOM` of
     ``free`` bytes (None: the host cannot tell, nothing is refused)."""
-    need = particle_memory_bytes(samples, particles, vae)
+    need = particle_memory_bytes(samples, particles, vae, guided)
     if free is None or need <= free * MEMORY_HEADROOM:
         return None
     return message(node, "particles", f"({particles}) of a {'x'.join(map(str, samples.shape[1:]))} latent need "

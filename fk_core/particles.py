@@ -128,6 +128,11 @@ class ParticleFilter:
                              ess=current_ess, resampled=due, ancestors=ancestors, invalid=invalid,
                              lmbda=self.current_lmbda, survivors=survivors)
 
+    def add_log_weights(self, increments: torch.Tensor) -> None:
+        """Add per-particle log-weight increments that are not potentials (a guided proposal's density ratio,
+        fk_core.guidance): they enter resampling and the final weights, never the lineage's ``applied``."""
+        self.logw = self.logw + increments.detach().to("cpu", torch.float64).reshape(-1)
+
     def finish(self, rewards: torch.Tensor, new_reward: bool = False) -> FinalWeights:
         """Final weighting on the finished samples: the population then targets p(x0)·exp(λ_final r(x0)).
 

@@ -67,6 +67,8 @@ def cost_totals(checks: list[dict], final: Optional[dict], label: Optional[str])
     final = final or dict.fromkeys(COST_KEYS, 0.0)
     decode = sum(c.get("decode_s", 0.0) for c in checks)
     reward = sum(c.get("reward_s", 0.0) for c in checks)
+    backward = [c["backward_s"] for c in checks if "backward_s" in c]
+    guided = {"backward_s": sum(backward), "backward_per_check_s": sum(backward) / len(backward)} if backward else {}
     return {
         "preview_decoder": label or "none",
         "checks": len(checks),
@@ -76,15 +78,18 @@ def cost_totals(checks: list[dict], final: Optional[dict], label: Optional[str])
         "per_check_s": (decode + reward) / len(checks) if checks else 0.0,
         "final_decode_s": final.get("decode_s", 0.0),
         "final_reward_s": final.get("reward_s", 0.0),
+        **guided,  # guided runs (fk_core.guidance): the extra backward pass through decoder and reward
     }
 
 
 def cost_summary(cost: dict) -> str:
     """One line for a host's text output, e.g. ``cost: model 12.1 s; 15 checks, TAESD (taesd_decoder.pth)
     previews: decode 0.42 s + reward 0.05 s = 0.031 s per check; final full-VAE decode 0.20 s``."""
+    guided = (f"; guidance: backward pass {cost['backward_per_check_s']:.3g} s more per check"
+              if "backward_per_check_s" in cost else "")
     return (f"cost: model {cost['model_s']:.3g} s; {cost['checks']} checks, {cost['preview_decoder']} previews: "
             f"decode {cost['decode_s']:.3g} s + reward {cost['reward_s']:.3g} s = {cost['per_check_s']:.3g} s "
-            f"per check; final full-VAE decode {cost['final_decode_s']:.3g} s")
+            f"per check{guided}; final full-VAE decode {cost['final_decode_s']:.3g} s")
 
 
 @dataclass
@@ -95,6 +100,7 @@ class Scored:
     images: Optional[torch.Tensor] = None
     cost: dict = field(default_factory=dict)  # decode_s / reward_s, when the scorer measured them
     parts: list = field(default_factory=list)  # a combined reward's (name, weight, values [N]) per term
+    gradient: Optional[torch.Tensor] = None  # guided checks: ∂r/∂x0 per particle, x0's shape (fk_core.guidance)
 
 
 def scored(value: Any) -> Scored:
@@ -131,6 +137,15 @@ class RewardScorer:
     def final(self, x: torch.Tensor) -> Scored:
         return scored_with_parts(self.final_reward or self.reward, x)
 
+    def check_with_gradient(self, x0: torch.Tensor, step: int) -> Scored:
+        """The check's rewards and their gradient w.r.t. x0 (guided proposals; the backward pass timed)."""
+        from .guidance import reward_gradient
+        from .score_sheet import PartsRecorder
+
+        recorder = PartsRecorder(self.reward)
+        values, gradient, backward_s = reward_gradient(recorder, x0, self.name, holders=[self.reward])
+        return Scored(values, parts=recorder.take(), gradient=gradient, cost={"backward_s": backward_s})
+
 
 def scored_with_parts(reward: Callable, images: torch.Tensor) -> Scored:
     """``reward(images)`` as a :class:`Scored`, with a combined reward's terms in ``parts``."""
@@ -156,14 +171,23 @@ def as_scorer(reward: Any, final_reward: Optional[Callable] = None):
 def decode_and_score(decode: Callable, x0: torch.Tensor, reward: Callable, batch: int, input_size: Optional[int],
                      clock: CostClock, keep_full: bool,
                      before_batch: Optional[Callable[[], None]] = None,
-                     pick: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Scored:
+                     pick: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                     gradient_of: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+                     holders: tuple = ()) -> Scored:
     """Decode ``x0`` in sub-batches of ``batch`` and score each sub-batch with one reward call (after shrinking
     it on its device to ``input_size``, the side the reward looks at: see :func:`fit_to_reward`).
 
     ``reward(images)`` must return a float [b] CPU tensor (the host's conversion, which names the reward in its
     messages). Returns the scores [N], the images (full size with ``keep_full``, else the ones the reward saw)
     and the decode and reward seconds. ``before_batch`` runs before each sub-batch (a host's cancel check);
-    ``pick`` chooses what the reward sees of the decoded images before they are shrunk (a video's scored frames)."""
+    ``pick`` chooses what the reward sees of the decoded images before they are shrunk (a video's scored frames).
+
+    ``gradient_of`` (guided checks): the reward as a differentiable function of the images (``reward`` then only
+    checks its values); the answer then carries ∂r/∂x0 and the backward seconds (fk_core.guidance), and the
+    weights and caches of ``holders`` (decoder, reward) are made usable by autograd first."""
+    if gradient_of is not None:
+        return _decode_and_score_with_gradient(decode, x0, reward, gradient_of, batch, input_size, clock,
+                                               before_batch, pick, holders)
     n = x0.shape[0]
     batch = max(1, int(batch))
     kept: Optional[torch.Tensor] = None
@@ -185,3 +209,42 @@ def decode_and_score(decode: Callable, x0: torch.Tensor, reward: Callable, batch
         kept[start:start + keep.shape[0]] = keep
         del images, seen, keep
     return Scored(scores, kept, {"decode_s": decode_s, "reward_s": reward_s})
+
+
+def _decode_and_score_with_gradient(decode, x0, reward, gradient_of, batch, input_size, clock, before_batch, pick,
+                                    holders) -> Scored:
+    """decode_and_score with the backward pass: the forward is the check's own, only the backward is extra."""
+    from .guidance import reward_gradient
+
+    n, batch = x0.shape[0], max(1, int(batch))
+    scores = torch.empty(n, dtype=torch.float32)
+    gradient = torch.empty_like(x0)
+    kept: Optional[torch.Tensor] = None
+    times = {"decode_s": 0.0, "reward_s": 0.0, "backward_s": 0.0}
+
+    for start in range(0, n, batch):
+        if before_batch is not None:
+            before_batch()
+        seen_images: list = []
+
+        def forward(latents: torch.Tensor, seen_images=seen_images) -> torch.Tensor:
+            t0 = clock.now()
+            images = decode(latents)
+            t1 = clock.now()
+            seen = fit_to_reward(pick(images) if pick is not None else images, input_size)
+            values = gradient_of(seen)
+            times["decode_s"] += t1 - t0
+            times["reward_s"] += clock.now() - t1
+            seen_images.append(seen.detach())
+            return values
+
+        values, grad, backward_s = reward_gradient(forward, x0[start:start + batch], "the reward", holders, clock)
+        times["backward_s"] += backward_s
+        count = values.shape[0]
+        scores[start:start + count] = reward(values)  # the host's checks of the values (shape, type)
+        gradient[start:start + count] = grad.to(gradient.dtype)
+        seen = seen_images[0]
+        if kept is None:
+            kept = torch.empty((n,) + tuple(seen.shape[1:]), dtype=torch.float32, device=seen.device)
+        kept[start:start + count] = seen
+    return Scored(scores, kept, times, gradient=gradient)

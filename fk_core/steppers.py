@@ -26,23 +26,51 @@ def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float) ->
     return sigma_down, sigma_up
 
 
-def euler_ancestral(eta: float = 1.0, generator: Optional[torch.Generator] = None) -> SegmentSampler:
-    """Euler-ancestral with its noise from ``generator`` (one stream across all segments); eta=0 is plain Euler."""
+class GaussianSteps:
+    """A segment sampler whose every step is Gaussian with a known mean and scale: x' = μ(x, x̂0) + s·z.
 
-    def sample(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Optional[dict] = None,
-               callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
+    ``transition(x, denoised, sigma, sigma_next)`` gives (μ, s), with s None for a step that draws no noise. The
+    noise comes from ``generator`` (one stream across all segments). Knowing μ and s is what lets fk_core
+    shift a step's proposal and weight the particle by the density ratio exactly (fk_core.guidance): a call
+    with ``guide`` lets it shift the mean of the first noisy step; without one the steps are the plain rule's,
+    draw for draw.
+    """
+
+    def __init__(self, name: str, transition: Callable, generator: Optional[torch.Generator]):
+        self.name = name
+        self.transition = transition
+        self.generator = generator
+
+    def __call__(self, model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Optional[dict] = None,
+                 callback: Optional[Callable] = None, disable: Optional[bool] = None, guide=None) -> torch.Tensor:
         extra_args = extra_args or {}
         ones = x.new_ones(x.shape[0])
         for i in range(len(sigmas) - 1):
-            sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = _denoise(model, x, sigma, ones, extra_args, callback, i)
-            sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
-            x = x + (x - denoised) / sigma * (sigma_down - sigma)
-            if sigma_up > 0:
-                x = x + _randn_like(x, generator) * sigma_up
+            denoised = _denoise(model, x, sigmas[i], ones, extra_args, callback, i)
+            mean, scale = self.transition(x, denoised, sigmas[i], sigmas[i + 1])
+            if scale is None:
+                x = mean
+                continue
+            shift = guide.shift(scale) if guide is not None else None
+            if shift is not None:
+                mean = mean + shift
+            noise = _randn_like(x, self.generator)
+            x = mean + noise * scale
+            if shift is not None:
+                guide.record(shift, noise, scale)
+                guide = None  # one guided step per segment: the one that starts at the check
         return x
 
-    return sample
+
+def euler_ancestral(eta: float = 1.0, generator: Optional[torch.Generator] = None) -> GaussianSteps:
+    """Euler-ancestral with its noise from ``generator`` (one stream across all segments); eta=0 is plain Euler."""
+
+    def transition(x, denoised, sigma, sigma_next):
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        mean = x + (x - denoised) / sigma * (sigma_down - sigma)
+        return (mean, sigma_up) if sigma_up > 0 else (mean, None)
+
+    return GaussianSteps("euler_ancestral", transition, generator)
 
 
 def _denoise(model: Callable, x: torch.Tensor, sigma: torch.Tensor, ones: torch.Tensor, extra_args: dict,
@@ -69,30 +97,23 @@ def flow_noise_ratio(t: float) -> float:
     return math.inf if t >= 1.0 else t / (1.0 - t)
 
 
-def euler_ancestral_rf(eta: float = 1.0, generator: Optional[torch.Generator] = None) -> SegmentSampler:
+def euler_ancestral_rf(eta: float = 1.0, generator: Optional[torch.Generator] = None) -> GaussianSteps:
     """ComfyUI's flow ancestral step (k_diffusion ``sample_euler_ancestral_RF``) for x_t = (1 − t)·x0 + t·ε:
     an Euler step down to t_down, then rescale and fresh noise so the point lands at t_next."""
 
-    def sample(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Optional[dict] = None,
-               callback: Optional[Callable] = None, disable: Optional[bool] = None) -> torch.Tensor:
-        extra_args = extra_args or {}
-        ones = x.new_ones(x.shape[0])
-        for i in range(len(sigmas) - 1):
-            sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            denoised = _denoise(model, x, sigma, ones, extra_args, callback, i)
-            if sigma_next == 0:
-                x = denoised
-                continue
-            sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
-            alpha_next, alpha_down = 1 - sigma_next, 1 - sigma_down
-            renoise = (sigma_next**2 - sigma_down**2 * alpha_next**2 / alpha_down**2).clamp(min=0) ** 0.5
-            ratio = sigma_down / sigma
-            x = ratio * x + (1 - ratio) * denoised
-            if eta > 0:
-                x = (alpha_next / alpha_down) * x + _randn_like(x, generator) * renoise
-        return x
+    def transition(x, denoised, sigma, sigma_next):
+        if sigma_next == 0:
+            return denoised, None
+        sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
+        alpha_next, alpha_down = 1 - sigma_next, 1 - sigma_down
+        renoise = (sigma_next**2 - sigma_down**2 * alpha_next**2 / alpha_down**2).clamp(min=0) ** 0.5
+        ratio = sigma_down / sigma
+        x = ratio * x + (1 - ratio) * denoised
+        if eta > 0:
+            return (alpha_next / alpha_down) * x, renoise
+        return x, None
 
-    return sample
+    return GaussianSteps("euler_ancestral_rf", transition, generator)
 
 
 def dpmpp_2m_sde(eta: float = 1.0, generator: Optional[torch.Generator] = None, flow: bool = False) -> SegmentSampler:
@@ -130,4 +151,5 @@ def dpmpp_2m_sde(eta: float = 1.0, generator: Optional[torch.Generator] = None, 
             old_denoised, h_last = denoised, h
         return x
 
+    sample.__name__ = "dpmpp_2m_sde"  # named in messages (e.g. guidance refusing a multistep SDE rule)
     return sample

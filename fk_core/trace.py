@@ -30,9 +30,11 @@ class PotentialStep:
     survivors: int = 0  # distinct particles the resampling kept (all usable ones when it did not resample)
     cost: Optional[dict[str, float]] = None  # host-measured seconds: {"model_s", "decode_s", "reward_s"}
     components: Optional[dict[str, Any]] = None  # a combined reward's terms: {"names", "weights", "values"}
+    # guided runs: {"gamma", "backward_s", "shift" (mean |Δ|/s), "max_shift", "correction_sd"} (fk_core.guidance)
+    guidance: Optional[dict[str, float]] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return _with_components(self.components, {
+        record = _with_components(self.components, {
             "step": self.step,
             "sigma": self.sigma,
             "rewards": _floats(self.rewards),
@@ -45,6 +47,7 @@ class PotentialStep:
             "survivors": int(self.survivors),
             "cost": dict(self.cost) if self.cost is not None else None,
         })
+        return record if self.guidance is None else {**record, "guidance": dict(self.guidance)}
 
 
 def _with_components(components: Optional[dict], record: dict) -> dict:

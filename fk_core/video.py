@@ -86,6 +86,7 @@ class FrameReward:
         self.combine = combine
         self.smoothness = float(smoothness)
         self.input_size = getattr(reward, "input_size", None)
+        self.differentiable = bool(getattr(reward, "differentiable", False))  # frames picked, then combined
         self.notes = list(getattr(reward, "notes", None) or [])
         inner = getattr(reward, "name", None) or type(reward).__name__
         extra = f" + {self.smoothness:g}·frame consistency" if self.smoothness else ""

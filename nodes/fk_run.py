@@ -45,6 +45,8 @@ from ..fk_core import (
     check_sigmas,
     derived_seed,
     flow_noise_ratio,
+    guidance_refusal,
+    guided_step_rule,
     is_out_of_memory,
     message,
     particle_noise,
@@ -110,8 +112,7 @@ class FKRun:
         seed = extra_args.get("seed")
         # Resampling draws get their own stream, distinct from every noise stream of the run.
         generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "resampling"))
-        inner = comfy.samplers.sampler_object(self.choice.used)
-        sampler = functools.partial(inner.sampler_function, **inner.extra_options)  # ComfyUI's, as it is
+        sampler = self._sampler(model, seed, notes)
         try:
             result = run_segments(x, sigmas, ReloadBeforeCall(model, scorer), sampler, scorer, spec.config,
                                   generator=generator, extra_args=extra_args, callback=_interruptible(callback),
@@ -129,6 +130,16 @@ class FKRun:
             return result.samples[result.chosen_index:result.chosen_index + 1]
         return result.samples[reward_order(result.rewards)] if spec.returns == "sorted" else result.samples
 
+    def _sampler(self, model, seed, notes: list):
+        """ComfyUI's own sampler function, as it is; with guidance, fk_core's mirror of it (the same step rule,
+        its noise from a stream of the seed), whose Gaussian step fk_core can shift and weight exactly."""
+        if self.spec.config.guidance > 0:
+            generator = torch.Generator().manual_seed(derived_seed(seed if seed is not None else 0, "guided steps"))
+            return guided_step_rule(self.choice.used, _noise_ratio(model) is not None, generator, notes,
+                                    self.spec.config.guidance)
+        inner = comfy.samplers.sampler_object(self.choice.used)
+        return functools.partial(inner.sampler_function, **inner.extra_options)
+
     def _particles(self, model, x, sigmas, extra_args: dict) -> torch.Tensor:
         """The inputs as the sampler got them, checked; on the SAMPLER path the one latent made N particles
         (FK Particle Sampler checked its latent, batch and memory before making them)."""
@@ -138,7 +149,7 @@ class FKRun:
         check_noised_latent(node, x, getattr(model.inner_model, "inner_model", None))
         if not spec.expand:
             return x
-        check_memory(node, x, spec.particles, spec.vae)
+        check_memory(node, x, spec.particles, spec.vae, guided=spec.config.guidance > 0)
         if x.shape[0] != 1:
             raise FKError(message(node, "latent", f"batch is {x.shape[0]}, but FK Sampler expands ONE latent into "
                                   f"{spec.particles} particles", "use a batch size of 1 (or FK Particle Sampler)"))
@@ -221,6 +232,9 @@ def make_fk_ksampler(spec: FKRunSpec) -> tuple[comfy.samplers.KSAMPLER, FKRun]:
     """A ComfyUI SAMPLER object running FK steering, and the run whose ``.outcome`` it fills in. The sampler
     between potential steps is chosen here, once (an unusable choice fails before any model work)."""
     choice = choose_inner_sampler(spec.sampler_name, spec.node)
+    refusal = guidance_refusal(choice.used, spec.reward) if spec.config.guidance > 0 else None
+    if refusal:
+        raise FKError(message(spec.node, "guidance (FK Potential Selector)", *refusal))
     if choice.note:
         log.warning("FK steering: %s", choice.note)
     inner = comfy.samplers.sampler_object(choice.used)

@@ -60,10 +60,11 @@ def free_memory_bytes(device) -> int | None:
     return free
 
 
-def check_memory(node: str, samples: torch.Tensor, particles: int, vae=None, device=None) -> None:
+def check_memory(node: str, samples: torch.Tensor, particles: int, vae=None, device=None,
+                 guided: bool = False) -> None:
     """Refuse before allocating when the N-particle latents and images cannot fit."""
     device = device if device is not None else mm.intermediate_device()
-    problem = memory_problem(node, samples, particles, free_memory_bytes(device), vae)
+    problem = memory_problem(node, samples, particles, free_memory_bytes(device), vae, guided)
     if problem:
         raise FKError(problem)
 

@@ -16,6 +16,10 @@ RESAMPLING_SCHEMES = ("systematic", "stratified", "residual", "multinomial")
 ABSENT_MEANS = absent_means("FKPotentialSelector")  # what 0.1.0 did without lambda_mode/strength
 OUTPUT_CHOICES = ("best reward", "draw from final weights")
 _OUTPUT_MODE = {"best reward": "best", "draw from final weights": "sample"}
+GUIDANCE_TOOLTIP = ("Also push each particle towards the reward right after each check, along the reward's gradient "
+                    "(through the preview decoder; needs a differentiable reward and the euler_ancestral sampler). "
+                    "0 = off (plain FK), 1 = the push the current steering strength calls for. Weights are "
+                    "corrected, so the result stays faithful; costs one backward pass per check.")
 
 
 def default_potential() -> FKConfig:
@@ -80,6 +84,8 @@ class FKPotentialSelector(io.ComfyNode):
                                tooltip=("Which particle the sampler outputs: the one with the best final score, or "
                                         "one drawn at random according to the final weights (more faithful to "
                                         "the model, less greedy).")),
+                io.Float.Input("guidance", default=defaults.guidance, min=0.0, max=10.0, step=0.1, optional=True,
+                               tooltip=GUIDANCE_TOOLTIP),  # last, optional: older saves and prompts run as before
             ],
             outputs=[FKPotential.Output(display_name="potential")],
         )
@@ -93,18 +99,18 @@ class FKPotentialSelector(io.ComfyNode):
     def execute(cls, potential: str, every_n_steps: int, window_start: float, window_end: float,
                 ess_threshold: float, resampling: str, output: str,
                 lambda_mode: str = ABSENT_MEANS["lambda_mode"], strength: float = ABSENT_MEANS["strength"],
-                **kwargs) -> io.NodeOutput:
+                guidance: float = ABSENT_MEANS["guidance"], **kwargs) -> io.NodeOutput:
         lmbda = kwargs["lambda"]
         values = {"potential": potential, "lambda_mode": lambda_mode, "strength": strength, "lambda": lmbda,
                   "every_n_steps": every_n_steps, "window_start": window_start, "window_end": window_end,
-                  "ess_threshold": ess_threshold, "resampling": resampling, "output": output}
+                  "ess_threshold": ess_threshold, "resampling": resampling, "output": output, "guidance": guidance}
         # linked widget values were not checked at queue time
         require_widgets(cls, NODE, values, window_problem, lambda_problem)
         config = FKConfig(potential=potential, lmbda=float(lmbda), lambda_mode=lambda_mode,
                           strength=float(strength), every=int(every_n_steps),
                           window=(float(window_start), float(window_end)),
                           ess_threshold=float(ess_threshold) if ess_threshold > 0 else None,
-                          resampling=resampling, output=_OUTPUT_MODE[output])
+                          resampling=resampling, output=_OUTPUT_MODE[output], guidance=float(guidance))
         return io.NodeOutput(config)
 
 

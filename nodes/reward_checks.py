@@ -15,7 +15,6 @@ import torch
 
 from ..fk_core import (
     DETECTOR,
-    VLM_JUDGE,
     FKError,
     RewardInputError,
     file_name_problem,
@@ -23,14 +22,15 @@ from ..fk_core import (
     message,
     model_source_problem,
     parse_objects,
+    rewards_reading,
     shown,
 )
 from .validation import check_widgets
 
 LOADER = "FK Reward Loader"
 COMBINE = "FK Reward Combine"
-CLIP_REWARDS = ("CLIP score", "LAION aesthetic")
-JUDGE_REWARDS = (VLM_JUDGE, DETECTOR)  # the rewards that read judge_model (and, for the detector, objects)
+CLIP_REWARDS = rewards_reading("clip_architecture")  # CLIP score, LAION aesthetic
+JUDGE_REWARDS = rewards_reading("judge_model")  # the VLM judge and the detector
 MODEL_PLACES = "ComfyUI's model folders (models/… or extra_model_paths.yaml)"
 CONTRAST_MAX_TARGET = 0.5  # RMS contrast of a 0/1 checkerboard: nothing can be more contrasted
 

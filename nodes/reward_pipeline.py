@@ -13,6 +13,7 @@ with dynamic VRAM frees memory for a non-dynamic model such as a reward by unloa
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import comfy.model_management
@@ -69,6 +70,10 @@ class ComfyScorer:
     def check(self, x0: torch.Tensor, step: int) -> Scored:
         return self._score(self.reward, self.preview, x0, keep_full=False, pick=self._pick_frames)
 
+    def check_with_gradient(self, x0: torch.Tensor, step: int) -> Scored:
+        """A guided check (fk_core.guidance): the same decode and reward, kept differentiable, then ∂r/∂x0."""
+        return self._score(self.reward, self.preview, x0, keep_full=False, pick=self._pick_frames, gradient=True)
+
     def _pick_frames(self, images: torch.Tensor) -> torch.Tensor:
         """The frames of each decoded clip the reward scores (images pass unchanged): only those are shrunk,
         scored and kept for the live view."""
@@ -90,15 +95,17 @@ class ComfyScorer:
             comfy.model_management.load_models_gpu(self.sampling_models)
         self.models_may_have_moved = False
 
-    def _score(self, reward, decoder, x0: torch.Tensor, keep_full: bool, pick=None) -> Scored:
+    def _score(self, reward, decoder, x0: torch.Tensor, keep_full: bool, pick=None, gradient: bool = False) -> Scored:
         bad_x0 = check_x0(self.node, x0)  # a model that diverged is told before the reward is blamed
         name = name_of(reward)
         recorder = PartsRecorder(reward)  # a combined reward's terms, for the trace and the contact sheet
-        with torch.no_grad():
-            scored = decode_and_score(decoder.decode, x0, lambda images: self._call(recorder, name, images),
-                                      self.decode_batch, reward_input_size(reward), self.clock, keep_full,
-                                      before_batch=comfy.model_management.throw_exception_if_processing_interrupted,
-                                      pick=pick)
+        score = (lambda values: score_tensor(self.node, values, name, values.shape[0])) if gradient else \
+            (lambda images: self._call(recorder, name, images))
+        guided = {"gradient_of": recorder, "holders": (reward, decoder)} if gradient else {}
+        with contextlib.nullcontext() if gradient else torch.no_grad():
+            scored = decode_and_score(decoder.decode, x0, score, self.decode_batch, reward_input_size(reward),
+                                      self.clock, keep_full, pick=pick, **guided,
+                                      before_batch=comfy.model_management.throw_exception_if_processing_interrupted)
         scored.parts = recorder.take()
         self.models_may_have_moved = True
         scored.rewards = check_scores(self.node, scored.rewards, name, bad_x0)

@@ -15,10 +15,9 @@ from comfy_api.latest import io
 from torch import nn
 
 from ..fk_core import (
-    DEFAULT_QUESTION,
-    DETECTOR,
+    AUTO_WEIGHTS,
+    SETTING_NAMES,
     SPECS,
-    VLM_JUDGE,
     BadWeightsError,
     BoundReward,
     FKError,
@@ -28,10 +27,12 @@ from ..fk_core import (
     bind_judge,
     build_reward,
     check_judge_inputs,
+    flat_loader_values,
     message,
     prompt_error,
-    reward_names,
+    unknown_input_problem,
     weights_error,
+    with_defaults,
 )
 from .common import CATEGORY, FK_REWARD
 from .reward_checks import (
@@ -40,13 +41,13 @@ from .reward_checks import (
     loader_problem,
     resolve_clip_pretrained,
 )
+from .reward_inputs import GROUPED, FlatLoaderSchema, loader_inputs
 from .validation import check_widgets, require, require_widgets
 
 log = logging.getLogger(__name__)
 
 REWARD_FOLDER = "fk_rewards"
 WEIGHT_EXTENSIONS = {".pt", ".pth", ".bin", ".safetensors"}
-AUTO_WEIGHTS = "auto (default file, downloaded if missing)"
 # Learned reward models kept in RAM between runs (ComfyUI moves them off the GPU when it needs memory).
 MAX_CACHED_MODELS = 3
 
@@ -103,13 +104,12 @@ def _devices(device_choice: str) -> tuple[torch.device, torch.device]:
     return mm.get_torch_device(), mm.unet_offload_device()
 
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
 def _dtype(precision: str, load_device: torch.device, bf16_only: bool = False) -> torch.dtype:
-    if precision == "fp32":
-        return torch.float32
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
+    if precision in PRECISIONS:
+        return PRECISIONS[precision]
     if mm.is_device_cpu(load_device):
         return torch.float32
     if bf16_only:  # Qwen language models overflow in float16: bfloat16 or full precision
@@ -132,7 +132,7 @@ def load_managed_reward(reward: str, weights: str, device: str, precision: str, 
     load_device, offload_device = _devices(device)
     dtype = _dtype(precision, load_device, spec.bf16)
     weights_file = _weights_path(weights)
-    judge_model = judge_model if reward in (VLM_JUDGE, DETECTOR) else ""
+    judge_model = judge_model if "judge_model" in spec.settings else ""
     key = (reward, weights_file, str(load_device), str(offload_device), dtype, clip_architecture, clip_pretrained,
            judge_model)
     if key in _MODEL_CACHE:
@@ -151,63 +151,6 @@ def load_managed_reward(reward: str, weights: str, device: str, precision: str, 
     return model, patcher
 
 
-def _reward_inputs(weight_files: list[str]) -> list:
-    """What to load: the reward, its weights file, the prompt, where and in which precision it runs."""
-    return [
-        io.Combo.Input("reward", options=reward_names(), default="ImageReward",
-                       tooltip="Which judge scores the images. ImageReward, PickScore and HPSv2.1 rate how well an "
-                               "image matches the prompt and how much people like it; LAION aesthetic rates beauty "
-                               "without a prompt; the others measure simple picture properties (sharpness, colour, "
-                               "brightness...). HPSv3 and the VLM judge are a final judge: slow (0.5-2 s per image "
-                               "on a GPU): connect them to a sampler's final_reward so they only pick among the "
-                               "finished particles. HPSv3 = human preference on Qwen2-VL-7B (16 GB); VLM judge = "
-                               "probability that a Qwen-VL model answers Yes to 'does this image show the "
-                               "prompt?'; object counts = OWLv2 finds the listed objects with the right counts "
-                               "(faster, also fine for steering)."),
-        io.Combo.Input("weights", options=weight_files, default=AUTO_WEIGHTS,
-                       tooltip="The judge's weights file from models/fk_rewards. 'auto' uses the standard file name "
-                               "and downloads it when missing. Ignored by the simple picture-property judges."),
-        io.String.Input("prompt", multiline=True, default="", optional=True,
-                        tooltip="What the image should show. Connect your positive prompt text here. Only "
-                                "ImageReward, PickScore, HPSv2.1 and CLIP score use it."),
-        io.Combo.Input("device", options=["auto", "cpu"], default="auto",
-                       tooltip="Where the judge runs. 'auto' uses the GPU and lets ComfyUI move it off again when "
-                               "memory is needed; 'cpu' saves VRAM but is much slower."),
-        io.Combo.Input("precision", options=["auto", "fp32", "fp16", "bf16"], default="auto",
-                       tooltip="Number precision of the judge. 'auto' = half precision on GPUs that support it "
-                               "(less memory, same ranking), full precision on CPU."),
-    ]
-
-
-def _setting_inputs() -> list:
-    """Settings only some rewards read (CLIP model, target level, colour, judge question, objects, judge model)."""
-
-    def text(name: str, default: str, tooltip: str):
-        return io.String.Input(name, default=default, optional=True, tooltip=tooltip)
-
-    return [
-        text("clip_architecture", "ViT-L-14", "Only for CLIP score and LAION aesthetic: the open_clip model name, "
-             "e.g. ViT-L-14, ViT-H-14 or ViT-B-32. Use a '-quickgelu' name for OpenAI weights picked as a file."),
-        text("clip_pretrained", "openai", "Only for CLIP score and LAION aesthetic: which published CLIP weights to "
-             "use (an open_clip tag such as 'openai' or 'laion2b_s32b_b82k'), downloaded into "
-             "models/fk_rewards/open_clip."),
-        io.Float.Input("target", default=0.5, min=0.0, max=1.0, step=0.01, optional=True,
-                       tooltip="Only for brightness (0 = black, 1 = white) and contrast (0 = flat, 0.5 = extreme): "
-                               "the level the judge likes best."),
-        text("color", "#ff8800", "Only for 'target color': the colour the image should be, as #rrggbb or r,g,b "
-             "(0-255)."),
-        text("question", DEFAULT_QUESTION, "Only for the VLM judge: the yes/no question asked about each image; "
-             "{prompt} is replaced by the prompt. The score is the probability of 'Yes'."),
-        text("objects", "", "Only for 'object counts': what must be in the picture, with counts, separated by "
-             "commas, e.g. '2 dog, 1 red ball' (no number = 1, 0 = must be absent). The reward is the share of "
-             "objects found exactly that often."),
-        text("judge_model", "", "Only for the VLM judge and 'object counts': the Hugging Face model to use, e.g. "
-             "Qwen/Qwen2.5-VL-7B-Instruct or Qwen/Qwen3-VL-4B-Instruct (empty = Qwen/Qwen2.5-VL-3B-Instruct, resp. "
-             "google/owlv2-base-patch16-ensemble), or the full path of a model folder inside ComfyUI's model "
-             "folders. Looked up in models/fk_rewards/vlm/<name> (owlv2/<name>), downloaded there if missing."),
-    ]
-
-
 class FKRewardLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -219,30 +162,38 @@ class FKRewardLoader(io.ComfyNode):
             description="Loads a reward (a judge that scores images) for FK steering. The sampler keeps the "
                         "particles this reward likes. Learned judges download their weights into "
                         "models/fk_rewards the first time if they are not there yet.",
-            inputs=[
-                *_reward_inputs(weight_files),
-                *_setting_inputs(),
-            ],
+            inputs=loader_inputs(weight_files),
             outputs=[FK_REWARD.Output(display_name="reward",
                                       tooltip="Connect to an FK sampler or to FK Reward Combine.")],
+            **({"accept_all_inputs": True} if GROUPED else {}),  # old prompts' flat settings (reward_inputs.py)
         )
+
+    @classmethod
+    def problem(cls, values) -> str | None:
+        """The first problem with the loader's values, flat or grouped under the reward (reward_inputs.py)."""
+        values = flat_loader_values(values)
+        schema = FlatLoaderSchema([AUTO_WEIGHTS] + folder_paths.get_filename_list(REWARD_FOLDER))
+        return unknown_input_problem(LOADER, values) or loader_problem(schema, values, REWARD_FOLDER, AUTO_WEIGHTS)
 
     @classmethod
     def validate_inputs(cls, **values):
         # **values switches off ComfyUI's own min/max/option checks: loader_problem re-checks every input.
-        return loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS) or True
+        return cls.problem(values) or True
 
     @classmethod
-    def execute(cls, reward: str, weights: str = AUTO_WEIGHTS, prompt: str = "", device: str = "auto",
-                precision: str = "auto", clip_architecture: str = "ViT-L-14", clip_pretrained: str = "openai",
-                target: float = 0.5, color: str = "#ff8800", question: str = DEFAULT_QUESTION, objects: str = "",
-                judge_model: str = "") -> io.NodeOutput:
-        values = {name: value for name, value in locals().items() if name != "cls"}  # every input, by name
-        require(loader_problem(cls, values, REWARD_FOLDER, AUTO_WEIGHTS))  # again: linked values came late
+    def execute(cls, reward, weights: str = AUTO_WEIGHTS, prompt: str = "", device: str = "auto",
+                precision: str = "auto", **settings) -> io.NodeOutput:
+        values = {"reward": reward, "weights": weights, "prompt": prompt, "device": device, "precision": precision,
+                  **settings}
+        require(cls.problem(values))  # again: linked values came late
+        values = with_defaults(flat_loader_values(values))
+        reward, prompt = values["reward"], values.get("prompt") or ""
+        clip_architecture, clip_pretrained, target, color, question, objects, judge_model = (
+            values[name] for name in SETTING_NAMES)
         understood = check_judge_inputs(LOADER, reward, question, objects)  # before any load: typos cost nothing
         clip_architecture = clip_architecture or "ViT-L-14"
         clip_pretrained = clip_pretrained or "openai"
-        if reward in ("CLIP score", "LAION aesthetic"):
+        if "clip_pretrained" in SPECS[reward].settings:
             clip_pretrained = resolve_clip_pretrained(clip_pretrained, clip_architecture, REWARD_FOLDER)
         try:
             model, patcher = load_managed_reward(reward, weights, device, precision, clip_architecture,

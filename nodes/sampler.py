@@ -163,7 +163,7 @@ class FKParticleSampler(io.ComfyNode):
         for label, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning(PARTICLE_SAMPLER, conditioning, label)
         check_latent(PARTICLE_SAMPLER, latent_image, model)
-        check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles, vae)
+        check_memory(PARTICLE_SAMPLER, latent_image["samples"], particles, vae, guided=config.guidance > 0)
         latent = fix_empty_latent(model, latent_image)
         latent_n = latent.expand(particles, *latent.shape[1:]).contiguous()
         chunk = max(1, min(int(particle_chunk or 0) or automatic_chunk(model, latent_n), particles))

@@ -158,6 +158,7 @@ def rejected_cases(ckpt: str, models_dir: str | None = None) -> list[Case]:
     cases += _number_cases("selector", g, POTENTIAL, SEL, "window_end", [NAN, -INF, 2.0])
     cases += _number_cases("selector", g, POTENTIAL, SEL, "ess_threshold", [NAN, INF, -0.5, 1.5])
     cases += _number_cases("selector", g, POTENTIAL, SEL, "strength", [NAN, -INF, -0.1, 1.5])
+    cases += _number_cases("selector", g, POTENTIAL, SEL, "guidance", [NAN, INF, -0.5, 11.0])
     cases.append(Case("selector-window-reversed", _with(g, POTENTIAL, window_start=0.8, window_end=0.2), "rejected",
                       [f"{SEL}: window_start", "at most window_end"], POTENTIAL))
     for name, value in (("potential", "best"), ("potential", "MAX"), ("potential", ""), ("resampling", "bogus"),
@@ -290,6 +291,13 @@ def execution_cases(ckpt: str, traces: dict[str, str]) -> list[Case]:
     graph = _with(g, POTENTIAL, **{"lambda": [FLOAT_IN, 0]})
     graph[FLOAT_IN] = {"class_type": "PrimitiveFloat", "inputs": {"value": NAN}}
     cases.append(Case("selector-linked-lambda=nan", graph, "error", [f"{SEL}: lambda is NaN"], POTENTIAL))
+    # Guided proposals (fk_core.guidance) need a differentiable reward and a sampler with a known step density.
+    graph = _with(_with_loader(ckpt, reward="JPEG compressibility"), POTENTIAL, guidance=1.0)
+    cases.append(Case("guidance-jpeg-reward", graph, "error", [f"{PS}: guidance", "not", "differentiable",
+                                                                "set guidance to 0"], SAMPLER))
+    graph = _with(_with(g, POTENTIAL, guidance=1.0), SAMPLER, sampler_name="dpmpp_2m_sde")
+    cases.append(Case("guidance-dpmpp-2m-sde", graph, "error", [f"{PS}: guidance", "'dpmpp_2m_sde'",
+                                                                 "pick euler_ancestral"], SAMPLER))
     # Latents, conditioning, masks.
     cases.append(Case("latent-batch-2", _with(g, LATENT, batch_size=2), "error",
                       [f"{PS}: latent_image has batch 2", "batch size 1"], SAMPLER))

@@ -287,3 +287,77 @@ def test_auto_lambda_matches_the_tilt_at_its_final_lambda(dim, potential, settin
         assert stops > 0, "the shipped window never stopped steering: the case tests nothing new"
     tol = 4 * torch.sqrt(se**2 + ref_se**2)
     assert torch.all((est - ref).abs() <= tol), f"FK {est.tolist()} vs reference {ref.tolist()} ± {tol.tolist()}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Guided proposals (fk_core.guidance): the step after each check proposes from N(μ + Δ, s²) instead of N(μ, s²),
+# and the particle's log-weight gains log N(x'; μ, s²) − log N(x'; μ + Δ, s²). The weighted population must then
+# target the very same tilt of the unguided sampler, and Ẑ stay unbiased for E_q[e^{λ r}] (fixed λ): the same
+# reference, the same 4-combined-s.e. tolerance as above. Both rewards below have an x-dependent pull on the
+# mixture (the linear one through the clamp |Δ| ≤ MAX_SHIFT·s, the second through its own gradient), and the cases
+# cannot pass vacuously: the weight corrections must be large (their s.d. per guided step, asserted). Dropping the
+# weight correction (fk_core.engine _Loop.segment) fails the normaliser check by far more than its tolerance
+# (checked by hand: every guided case below fails then; Ẑ 2.50 against 1.51 ± 0.15).
+GUIDED_CASES = [("diff", "every-step", 1.0), ("max", "two-steps", 1.0), ("diff", "every-step", 5.0),
+                ("max", "two-steps-adaptive", 5.0)]
+
+
+def guided_runs(config: FKConfig, reward, runs: int, n: int, seed: int = 50_000):
+    gm = two_modes(2)
+    a = direction(2)
+    log_z, per_run, spread = [], [], []
+    for r in range(runs):
+        g = torch.Generator().manual_seed(seed + r)
+        noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
+        res = steer(gm.denoise, SIGMAS, noise, reward, config, generator=g)
+        assert all(step.guidance is not None for step in res.trace.steps)
+        log_z.append(res.log_normalizer)
+        per_run.append((res.log_weights.exp()[:, None] * statistics(res.samples, a)).sum(0))
+        spread += [step.guidance["correction_sd"] for step in res.trace.steps]
+    return torch.tensor(log_z, dtype=torch.float64), torch.stack(per_run), sum(spread) / len(spread)
+
+
+@pytest.mark.parametrize("potential,schedule,guidance", GUIDED_CASES)
+def test_guided_proposals_target_the_same_tilt(potential, schedule, guidance):
+    a = direction(2)
+    ref, ref_se = reference(2)
+    config = FKConfig(potential=potential, lmbda=LAMBDA, lambda_mode="fixed", guidance=guidance,
+                      **CONFIGS[schedule])
+    log_z, per_run, spread = guided_runs(config, lambda x: x @ a, runs=100, n=16)
+    est, se = ratio_estimate(torch.exp(log_z - log_z.max()), per_run)
+    tol = 4 * torch.sqrt(se**2 + ref_se**2)
+    assert torch.all((est - ref).abs() <= tol), f"guided FK {est.tolist()} vs reference {ref.tolist()} ± {tol.tolist()}"
+    assert spread > 0.3, f"weight corrections of s.d. {spread:.3f}: the proposals barely moved, the case tests nothing"
+
+
+@pytest.mark.parametrize("potential,schedule,guidance", GUIDED_CASES[:2])
+def test_guided_normalising_constant_matches_plain_monte_carlo(potential, schedule, guidance):
+    exact, exact_se = plain_normalizer(2)
+    a = direction(2)
+    config = FKConfig(potential=potential, lmbda=LAMBDA, lambda_mode="fixed", guidance=guidance,
+                      **CONFIGS[schedule])
+    log_z, _, _ = guided_runs(config, lambda x: x @ a, runs=200, n=8, seed=60_000)
+    z = log_z.exp()
+    mean, se = float(z.mean()), float(z.std() / len(z) ** 0.5)
+    tol = 4 * (se**2 + exact_se**2) ** 0.5
+    assert abs(mean - exact) <= tol, f"mean Ẑ {mean:.4f} vs Monte-Carlo E[e^(λr)] {exact:.4f} ± {tol:.4f}"
+
+
+def curved(x: torch.Tensor) -> torch.Tensor:
+    """A reward whose gradient changes along the path: a·x + 0.5·sin(2 x₁)."""
+    return x @ direction(2) + 0.5 * torch.sin(2 * x[:, 1])
+
+
+# (Auto λ is left out here: retargeting a run from its final λ, 2 to 5 with this reward, down to λ* = 0.5 is an
+# extrapolation 16 particles cannot carry, guided or not — checked by hand — so it would test the retargeting.)
+@pytest.mark.parametrize("potential,schedule,guidance", [("diff", "every-step", 1.0), ("max", "two-steps", 3.0)])
+def test_guided_proposals_with_a_curved_reward_target_its_tilt(potential, schedule, guidance):
+    x = plain_runs()
+    logw = LAMBDA * curved(x)
+    ref, ref_se = ratio_estimate(torch.exp(logw - logw.max()), statistics(x, direction(2)))
+    config = FKConfig(potential=potential, lmbda=LAMBDA, lambda_mode="fixed", guidance=guidance, **CONFIGS[schedule])
+    log_z, per_run, spread = guided_runs(config, curved, runs=200, n=16, seed=70_000)
+    est, se = ratio_estimate(torch.exp(log_z - log_z.max()), per_run)
+    tol = 4 * torch.sqrt(se**2 + ref_se**2)
+    assert torch.all((est - ref).abs() <= tol), f"guided FK {est.tolist()} vs reference {ref.tolist()} ± {tol.tolist()}"
+    assert spread > 0.3, f"weight corrections of s.d. {spread:.3f}: the proposals barely moved, the case tests nothing"

@@ -15,7 +15,7 @@ import math
 
 import pytest
 from test_web_browser import CLASSIC, fe_server, mode, ui  # noqa: F401  (fixtures: one page per front end/mode)
-from test_widget_layouts import MANIFEST, SAVED, TABLE, first_release_workflows, saved_layouts
+from test_widget_layouts import MANIFEST, SAVED, TABLE, first_release_workflows, live_layout, saved_layouts
 
 pytestmark = [pytest.mark.host, pytest.mark.browser]
 
@@ -38,11 +38,22 @@ HAND_MADE_VALUES = {
 }
 
 
+OBJECT_INFO: dict = {}  # the server's node definitions: which layout is live depends on the host
+
+
+def live_names(node_type: str) -> list[str]:
+    """The live layout on this host (FK Reward Loader: grouped on hosts with DynamicCombo, else flat)."""
+    entry = TABLE[node_type]
+    return live_layout(entry, OBJECT_INFO[node_type]) if node_type in OBJECT_INFO else entry["layouts"][-1]["widgets"]
+
+
 def hand_made_saves() -> list[tuple[str, dict, dict]]:
-    """(label, workflow, {node id: layout names}): one node per earlier layout of every FK node."""
+    """(label, workflow, {node id: layout names}): one node per earlier (flat) layout of every FK node."""
     saves = []
     for node_type, entry in TABLE.items():
-        for index, layout in enumerate(entry["layouts"][:-1]):
+        for index, layout in enumerate(entry["layouts"]):
+            if layout["widgets"] == live_names(node_type) or "grouped" in layout:
+                continue
             values = [HAND_MADE_VALUES[node_type][name] for name in layout["widgets"]]
             node = {"id": 1, "type": node_type, "pos": [100, 100], "size": [400, 300], "flags": {}, "order": 0,
                     "mode": 0, "inputs": [], "outputs": [], "properties": {}, "widgets_values": values}
@@ -54,9 +65,9 @@ def hand_made_saves() -> list[tuple[str, dict, dict]]:
 
 def expected_by_name(node_type: str, names: list[str], values: list) -> dict:
     entry = TABLE[node_type]
-    live = entry["layouts"][-1]["widgets"]
+    live = live_names(node_type)
     named = dict(zip(names, values))
-    expected = {name: named[name] for name in live if name in named}
+    expected = {name: named[name] for name in live if name in named}  # grouped ones: test_web_loader.py
     expected.update({name: value for name, value in entry["absent_means"].items() if name not in named})
     expected.pop("control_after_generate", None)
     return expected
@@ -107,7 +118,7 @@ def check_loaded(label: str, workflow: dict, layouts: dict, page) -> list[str]:
     for node_id, names in layouts.items():
         node = types[node_id]
         entry = TABLE[node["type"]]
-        live = entry["layouts"][-1]["widgets"]
+        live = live_names(node["type"])
         # said when the mapping changed something: a reordered layout, or a widget set to what its version did
         migrated |= live[:len(names)] != names or any(name not in names for name in entry["absent_means"])
         for name, value in expected_by_name(node["type"], names, node["widgets_values"]).items():
@@ -127,6 +138,8 @@ def check_loaded(label: str, workflow: dict, layouts: dict, page) -> list[str]:
 @pytest.fixture
 def page(browser, ui):  # noqa: F811
     browser.errors.clear()
+    if not OBJECT_INFO:
+        OBJECT_INFO.update(ui[1].object_info())
     return ui[0]
 
 

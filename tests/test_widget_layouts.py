@@ -32,6 +32,21 @@ def flat_layout(node_info: dict) -> list[str]:
     return names
 
 
+def flat_live(entry: dict) -> list[str]:
+    """The live layout on hosts without DynamicCombo (ComfyUI 0.3.64): the last one not grouped."""
+    return next(layout["widgets"] for layout in reversed(entry["layouts"]) if "grouped" not in layout)
+
+
+def live_layout(entry: dict, node_info: dict) -> list[str]:
+    """The layout the host's node definition gives: a grouped one where the grouped input is a DynamicCombo."""
+    for layout in reversed(entry["layouts"]):
+        group = layout.get("grouped")
+        spec = {**node_info["input"].get("required", {}), **node_info["input"].get("optional", {})}.get(group)
+        if group is None or (spec is not None and spec[0] == "COMFY_DYNAMICCOMBO_V3"):
+            return layout["widgets"]
+    raise AssertionError(f"{node_info['name']}: no layout for this host")
+
+
 def released(layout: dict) -> bool:
     return "dev" not in layout["version"]
 
@@ -56,11 +71,13 @@ def first_release_workflows() -> list[dict]:
 
 
 def test_released_layouts_are_prefixes_of_the_live_one():
-    """New widgets go after the existing ones: a released save restored by position keeps every old value."""
+    """New widgets go after the existing ones: a released save restored by position keeps every old value.
+    (A grouped layout, where each reward's settings follow it, cannot keep positions: fk_migrate.js maps saves
+    by name there, tests/test_web_migration.py checks it.)"""
     for node_type, entry in TABLE.items():
-        live = entry["layouts"][-1]["widgets"]
+        live = flat_live(entry)
         for layout in entry["layouts"]:
-            if released(layout):
+            if released(layout) and "grouped" not in layout:
                 assert live[:len(layout["widgets"])] == layout["widgets"], (node_type, layout["version"])
 
 
@@ -99,7 +116,7 @@ def test_table_ends_with_the_live_schema_of_every_node(fk_pack):
     live = {cls.GET_NODE_INFO_V1()["name"]: cls.GET_NODE_INFO_V1() for cls in nodes}
     assert set(live) == set(TABLE), "every FK node needs its layouts in web/fk_widget_layouts.json"
     for node_type, info in live.items():
-        assert flat_layout(info) == TABLE[node_type]["layouts"][-1]["widgets"], (
+        assert flat_layout(info) == live_layout(TABLE[node_type], info), (
             f"{node_type}: widget order changed; add the new layout to web/fk_widget_layouts.json (new widgets "
             "go after the existing ones, optional) and say in CHANGELOG.md how old saves are mapped")
 
@@ -167,3 +184,81 @@ def test_first_release_api_prompt_runs(name, object_info, comfy_server):
         assert "lambda_mode" not in node["inputs"] and "preview_decoder" not in node["inputs"]
     result = comfy_server.run_prompt(prompt)
     assert result.status == "success", (result.error, comfy_server.log_tail())
+
+
+# ------------------------------------------------------------- FK Reward Loader: settings grouped per reward
+
+AUTO = "auto (default file, downloaded if missing)"
+GROUPED_TYPE = "COMFY_DYNAMICCOMBO_V3"  # ComfyUI 0.33+: inputs that appear per option (io.DynamicCombo)
+
+
+def reward_settings() -> dict:
+    """{reward: the settings it reads}: fk_core's table, the one place this is written."""
+    from fk_core.rewards.catalog import SPECS
+
+    return {name: spec.settings for name, spec in SPECS.items()}
+
+
+@pytest.mark.host
+def test_loader_shows_only_the_settings_each_reward_reads(object_info):
+    """0.33+: the reward is a DynamicCombo whose options hold exactly the settings fk_core lists for that reward
+    (colorfulness: none; VLM judge: question, judge_model). 0.3.64: every setting flat, as in 0.2.0."""
+    spec = object_info["FKRewardLoader"]["input"]["required"]["reward"]
+    settings = reward_settings()
+    if spec[0] != GROUPED_TYPE:
+        optional = object_info["FKRewardLoader"]["input"]["optional"]
+        assert {name for names in settings.values() for name in names} <= set(optional)
+        pytest.skip("not applicable: this host has no DynamicCombo; the loader shows every setting (README)")
+    options = {option["key"]: option["inputs"] for option in spec[1]["options"]}
+    assert list(options) == list(settings)
+    for reward, inputs in options.items():
+        shown_ = [*inputs.get("required", {}), *inputs.get("optional", {})]
+        assert shown_ == list(settings[reward]), reward
+    assert options["colorfulness"] == {"required": {}} or not any(options["colorfulness"].values())
+    assert set(options["VLM judge (Qwen-VL)"]["optional"]) == {"question", "judge_model"}
+    flat = set(object_info["FKRewardLoader"]["input"].get("optional", {}))
+    assert not flat & {"clip_architecture", "target", "color", "question", "objects", "judge_model"}
+
+
+def scored_target_color(server, loader_inputs: dict, seed: int) -> str:
+    """Score one pure green image with a target-color loader given ``loader_inputs``; the score text."""
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 1, "color": 0x00FF00}},
+        "2": {"class_type": "FKRewardLoader",
+              "inputs": {"weights": AUTO, "device": "cpu", "precision": "auto", "prompt": f"run {seed}",
+                         **loader_inputs}},
+        "3": {"class_type": "FKScoreImages", "inputs": {"images": ["1", 0], "reward": ["2", 0]}},
+    }
+    result = server.run_prompt(prompt)
+    assert result.status == "success", (result.error, server.log_tail())
+    return "\n".join(result.outputs("3")["text"])
+
+
+@pytest.mark.host
+@pytest.mark.slow
+def test_loader_prompt_with_grouped_or_flat_settings_runs_with_their_values(object_info, comfy_server):
+    """The front end of a 0.33+ host sends only the chosen reward's settings, as ``reward.<name>``; an old prompt
+    sends them flat. Both run, with the value sent (a green target on a green image scores higher than the
+    default orange one), and give the same score."""
+    flat = scored_target_color(comfy_server, {"reward": "target color", "color": "#00ff00"}, 1)
+    default = scored_target_color(comfy_server, {"reward": "target color"}, 2)
+    assert flat != default
+    if object_info["FKRewardLoader"]["input"]["required"]["reward"][0] == GROUPED_TYPE:
+        grouped = scored_target_color(comfy_server, {"reward": "target color", "reward.color": "#00ff00"}, 3)
+        assert grouped == flat
+        both = scored_target_color(comfy_server, {"reward": "target color", "reward.color": "#00ff00",
+                                                  "color": "#ff0000"}, 4)
+        assert both == flat  # the grouped value wins over a stray flat one
+
+
+@pytest.mark.host
+def test_loader_refuses_an_input_it_does_not_have(comfy_server):
+    status, body = comfy_server.post_json("/prompt", {"prompt": {
+        "2": {"class_type": "FKRewardLoader", "inputs": {"reward": "colorfulness", "weights": AUTO, "device": "cpu",
+                                                         "precision": "auto", "questoin": "x"}},
+        "3": {"class_type": "FKScoreImages", "inputs": {"images": ["1", 0], "reward": ["2", 0]}},
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}}}})
+    text = json.dumps(body)
+    if status == 200:  # 0.3.64 drops inputs a schema does not have before any check: nothing to refuse
+        return
+    assert "FK Reward Loader: questoin is not an input of this node" in text, body

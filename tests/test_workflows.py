@@ -20,6 +20,7 @@ from workflow_api import (
     input_type,
     is_model_file,
     load_workflow,
+    migrated_values,
     to_api,
     widget_values,
     workflow_paths,
@@ -138,7 +139,9 @@ def test_nodes_links_and_widgets_match_object_info(path, object_info):
             f"{nodes[target]['type']}.{name} wants {wanted}")
     for node in server_nodes:
         info = object_info[node["type"]]
-        assert len(node.get("widgets_values") or []) == expected_widget_count(info), node["type"]
+        saved = node.get("widgets_values") or []
+        # an FK node saved flat loads on a host that groups its settings through web/fk_migrate.js, by name
+        assert len(saved) == expected_widget_count(info, saved) or migrated_values(node, info), node["type"]
         specs = input_specs(info)
         for name, value in widget_values(node, info).items():
             options = combo_options(specs[name]) if input_type(specs[name]) == "COMBO" else None

@@ -59,7 +59,10 @@ class Reward(nn.Module):
 
     name: str = "reward"
     needs_prompt: bool = False
-    differentiable: bool = True
+    # True only where the score is a torch function of the pixels all the way (no PIL round trip, no argmax, no
+    # counts): what guided proposals (fk_core.guidance) need. tests/test_reward_gradients.py checks every reward
+    # that says True against finite differences.
+    differentiable: bool = False
     # Shorter image side the reward resizes to (preprocess.resize_shorter_side) before it looks at an image;
     # None = it uses every pixel. A host may shrink images to this size first: the score stays the same.
     input_size: int | None = None

@@ -32,6 +32,14 @@ class RewardSpec:
     name: str
     learned: bool  # has weights: loaded once, handed to the host's memory manager
     bf16: bool = False  # half precision must be bfloat16 (Qwen language models overflow in float16)
+    # The settings this reward reads besides reward/weights/prompt/device/precision: hosts show only these
+    # (ComfyUI's FK Reward Loader lists them under the chosen reward). The one place this is written down.
+    settings: tuple[str, ...] = ()
+
+
+CLIP_SETTINGS = ("clip_architecture", "clip_pretrained")
+# Every setting some reward reads, in the order a host shows them.
+SETTING_NAMES = ("clip_architecture", "clip_pretrained", "target", "color", "question", "objects", "judge_model")
 
 
 IMAGEREWARD_FILES = (
@@ -61,22 +69,27 @@ SPECS: dict[str, RewardSpec] = {spec.name: spec for spec in (
     RewardSpec("PickScore", True),
     RewardSpec("HPSv2.1", True),
     RewardSpec("HPSv3", True, bf16=True),
-    RewardSpec(VLM_JUDGE, True, bf16=True),
-    RewardSpec(DETECTOR, True),
-    RewardSpec("LAION aesthetic", True),
-    RewardSpec("CLIP score", True),
+    RewardSpec(VLM_JUDGE, True, bf16=True, settings=("question", "judge_model")),
+    RewardSpec(DETECTOR, True, settings=("objects", "judge_model")),
+    RewardSpec("LAION aesthetic", True, settings=CLIP_SETTINGS),
+    RewardSpec("CLIP score", True, settings=CLIP_SETTINGS),
     RewardSpec("sharpness", False),
     RewardSpec("saturation", False),
     RewardSpec("colorfulness", False),
-    RewardSpec("brightness", False),
-    RewardSpec("contrast", False),
-    RewardSpec("target color", False),
+    RewardSpec("brightness", False, settings=("target",)),
+    RewardSpec("contrast", False, settings=("target",)),
+    RewardSpec("target color", False, settings=("color",)),
     RewardSpec("JPEG compressibility", False),
 )}
 
 
 def reward_names() -> list[str]:
     return list(SPECS)
+
+
+def rewards_reading(setting: str) -> tuple[str, ...]:
+    """The rewards that read ``setting`` (e.g. judge_model: the VLM judge and the detector)."""
+    return tuple(name for name, entry in SPECS.items() if setting in entry.settings)
 
 
 def spec(name: str) -> RewardSpec:

@@ -29,6 +29,7 @@ class Sharpness(Reward):
     about 0.05-0.3 for detailed images. Higher = crisper edges and more fine detail."""
 
     name = "sharpness"
+    differentiable = True
 
     def _score(self, images, prompt):
         laplacian = kornia.filters.laplacian(to_grey(images), kernel_size=3, border_type="reflect")
@@ -39,6 +40,7 @@ class Saturation(Reward):
     """Mean HSV saturation in [0, 1]: 0 for greys, 1 for pure colours."""
 
     name = "saturation"
+    differentiable = True
 
     def _score(self, images, prompt):
         hsv = kornia.color.rgb_to_hsv(images.clamp(0.0, 1.0))
@@ -50,6 +52,7 @@ class Colorfulness(Reward):
     typical photos, up to ~0.6 for vivid saturated scenes."""
 
     name = "colorfulness"
+    differentiable = True
 
     def _score(self, images, prompt):
         red, green, blue = images[:, 0], images[:, 1], images[:, 2]
@@ -64,6 +67,7 @@ class BrightnessTarget(Reward):
     """Minus the distance between the mean grey level and a target in [0, 1]: 0 is a perfect match."""
 
     name = "brightness"
+    differentiable = True
 
     def __init__(self, target: float = 0.5):
         super().__init__()
@@ -80,6 +84,7 @@ class ContrastTarget(Reward):
     """Minus the distance between the grey-level standard deviation (RMS contrast, 0-0.5) and a target."""
 
     name = "contrast"
+    differentiable = True
 
     def __init__(self, target: float = 0.25):
         super().__init__()
@@ -117,6 +122,7 @@ class TargetColor(Reward):
     to the target, divided by 100. 0 = every pixel is exactly that colour; about -0.5 for unrelated images."""
 
     name = "target_color"
+    differentiable = True
 
     def __init__(self, color: str | tuple = "#ff8800"):
         super().__init__()

@@ -32,6 +32,8 @@ def _preprocess_settings(model) -> tuple[int, tuple, tuple]:
 class _OpenClipImageEncoder(Reward):
     """Shared image path: torch preprocessing with the model's own size/mean/std, then encode_image."""
 
+    differentiable = True  # bicubic resize, crop, normalise and the encoder: torch all the way
+
     def __init__(self, clip_model):
         super().__init__()
         self.clip = clip_model

@@ -78,6 +78,7 @@ class HPSv3(Reward):
 
     name = "HPSv3"
     needs_prompt = True
+    differentiable = True  # Qwen-VL's resize and patches are computed in torch (qwen_vl.image_inputs)
 
     def __init__(self, model, head: RankHead, tokenizer, template: str | None,
                  settings: qwen_vl.QwenImageSettings):

@@ -5,11 +5,13 @@ objects and counts, the prompt), and the loader's words for a reward that cannot
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import FKError
 from ..messages import message
 from .base import RewardInputError
-from .catalog import DETECTOR, VLM_JUDGE
+from .catalog import DETECTOR, SETTING_NAMES, VLM_JUDGE
 from .detector import describe, parse_objects
 from .vlm_judge import DEFAULT_QUESTION
 
@@ -77,3 +79,20 @@ def prompt_error(node: str, error: Exception, reward: str) -> Exception:
     """An empty prompt given to a reward that compares the image with one."""
     return type(error)(message(node, "prompt", f"is empty, but {reward} compares the image with a prompt",
                                "connect the positive prompt text (or type it) into the prompt input"))
+
+
+def flat_loader_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A loader's inputs by their plain names, whichever way a host delivered them: flat (``question=…``, old
+    prompts and hosts without per-reward inputs) or grouped under the reward (``reward={"reward": name,
+    "question": …}``, ComfyUI's DynamicCombo). A grouped value wins over a flat one of the same name; a grouped
+    input the prompt left out (None) leaves the flat one, or the default, in place. ``reward.<setting>`` of
+    another reward than the chosen one (the host does not group those) is not read, like a flat setting the
+    chosen reward does not read."""
+    flat = {name: value for name, value in values.items()
+            if not (name.startswith("reward.") and name.split(".", 1)[1] in SETTING_NAMES)}
+    chosen = flat.get("reward")
+    if isinstance(chosen, Mapping):
+        flat.update({name: value for name, value in chosen.items() if value is not None})
+        if isinstance(flat.get("reward"), Mapping):  # a group without the reward's own name
+            flat["reward"] = None
+    return flat

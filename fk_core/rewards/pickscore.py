@@ -40,6 +40,7 @@ class PickScore(Reward):
 
     name = "PickScore"
     needs_prompt = True
+    differentiable = True
 
     def __init__(self, model, processor):
         super().__init__()

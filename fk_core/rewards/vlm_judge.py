@@ -34,6 +34,7 @@ class VQAJudge(Reward):
     """P(answer | image, question): a score in [0, 1], higher = the model is surer the image shows the prompt."""
 
     needs_prompt = True
+    differentiable = True  # teacher-forced answer probability: torch from the pixels to the logits
 
     def __init__(self, model, tokenizer, template: str | None, settings: qwen_vl.QwenImageSettings,
                  question: str = DEFAULT_QUESTION, answer: str = DEFAULT_ANSWER, name: str = "VLM judge"):
