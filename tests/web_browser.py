@@ -108,8 +108,11 @@ class BrowserSession:
             self.errors.append(f"console {msg.type}: {msg.text}")
 
     def our_errors(self) -> list[str]:
-        """Errors that come from this pack (ComfyUI's own front end logs some unrelated ones offline)."""
-        return [e for e in self.errors if "fk_" in e.lower() or "[fk_steering]" in e]
+        """Errors and warnings that come from this pack (ComfyUI's own front end logs some unrelated ones offline).
+        The pack's console.info lines are no errors: e.g. the migration notice a workflow saved in the other
+        host's layout of a node gets (the examples are saved for every host; each has its own FK Reward Loader)."""
+        return [e for e in self.errors if ("fk_" in e.lower() or "[fk_steering]" in e)
+                and not e.startswith(("console info:", "console log:", "console debug:"))]
 
     def close(self) -> None:
         self.context.close()
