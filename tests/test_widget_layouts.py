@@ -47,6 +47,13 @@ def live_layout(entry: dict, node_info: dict) -> list[str]:
     raise AssertionError(f"{node_info['name']}: no layout for this host")
 
 
+def host_forms(entry: dict) -> list[list[str]]:
+    """The newest flat and the newest grouped layout: the current version as one host or another shows it (a save
+    of the other host's form loads by name without a notice)."""
+    newest = {bool(layout.get("grouped")): layout["widgets"] for layout in entry["layouts"]}
+    return list(newest.values())
+
+
 def released(layout: dict) -> bool:
     return "dev" not in layout["version"]
 

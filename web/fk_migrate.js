@@ -199,6 +199,14 @@ function nodeLabel(node) {
   return `${node.title || node.type} #${node.id}`;
 }
 
+// The newest layout of each form (flat, grouped): the current version as one host or the other shows it. A save
+// of the other host's form is this version's own workflow (e.g. an example file opened on ComfyUI 0.33): its
+// values are mapped by name without a notice, since nothing of what it does changed.
+function currentOnSomeHost(entry, index) {
+  const newest = (grouped) => entry.layouts.findLastIndex((layout) => !!layout.grouped === grouped);
+  return index === newest(true) || index === newest(false);
+}
+
 export function migrateNode(node, info) {
   const entry = TABLE?.[node.type];
   const saved = info?.widgets_values;
@@ -214,6 +222,8 @@ export function migrateNode(node, info) {
   const liveWidgets = entry.layouts[live].widgets;
   const isPrefix = entry.layouts[from].widgets.every((name, i) => liveWidgets[i] === name);
   if (isPrefix && !changes.length) return; // widgets appended since: the positional load was already right
+  const onlyUnread = changes.every((line) => line.startsWith("not read by"));
+  if (currentOnSomeHost(entry, from) && currentOnSomeHost(entry, live) && onlyUnread) return;
   const note = changes.length ? `: ${changes.join("; ")}` : "";
   say(`${nodeLabel(node)}: values from ${entry.layouts[from].version} mapped by name${note}`);
 }
