@@ -830,9 +830,19 @@ def build_ltxv_vae():
 
     import comfy.ldm.lightricks.vae.causal_video_autoencoder as ltxv_vae
     import comfy.sd
+    import torch
 
     net = ltxv_vae.VideoVAE(version=0, config=LTXV_VAE_CONFIG)
     init_video_vae_(net)
+    # The latent statistics are buffers made with torch.empty (the published file fills them): whatever memory held,
+    # NaN now and then. Identity statistics: un_normalize(x) = x.
+    with torch.no_grad():
+        for name, buffer in net.named_buffers():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("std-of-means", "mean-of-stds", "mean-of-stds_over_std-of-means"):
+                buffer.fill_(1.0)
+            elif leaf in ("mean-of-means", "channel"):
+                buffer.zero_()
     return comfy.sd.VAE(sd=net.state_dict(), metadata={"config": json.dumps({"vae": LTXV_VAE_CONFIG})})
 
 

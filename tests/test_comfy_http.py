@@ -17,7 +17,7 @@ FK_NODES = {
     "FKSampler": {"vae", "reward", "particles", "particle_chunk", "sampler_name", "return", "potential",
                   "final_reward", "preview_decoder"},
     "FKPotentialSelector": {"potential", "lambda_mode", "strength", "lambda", "every_n_steps", "window_start",
-                            "window_end", "ess_threshold", "resampling", "output"},
+                            "window_end", "ess_threshold", "resampling", "output", "guidance"},
 }
 
 
