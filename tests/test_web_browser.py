@@ -120,11 +120,13 @@ def js_fmt(v) -> str:
 
 
 # The front end opens each loaded workflow as a tab keyed by the workflow's id: loading an example whose tab is
-# already open can switch to that tab a moment later. Wait until the canvas holds the file's nodes.
+# already open can switch to that tab a moment later. Wait until the canvas holds the file's nodes. The pack's
+# migration notices (web/fk_migrate.js) are cleared before each load, so they are the ones this load made.
 LOAD_WORKFLOW = """async (wf) => {
     const want = wf.nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
     const shown = () => window.app.graph._nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
     for (let attempt = 0; attempt < 3; attempt++) {
+        window.fkMigrationNotices = [];
         await window.app.loadGraphData(wf);
         for (let i = 0; i < 60 && shown() !== want; i++) await new Promise((r) => setTimeout(r, 50));
         await new Promise((r) => setTimeout(r, 100));

@@ -15,6 +15,7 @@ import math
 
 import pytest
 from test_web_browser import CLASSIC, fe_server, mode, ui  # noqa: F401  (fixtures: one page per front end/mode)
+from test_web_browser import load_workflow as open_in_canvas
 from test_widget_layouts import (
     MANIFEST,
     SAVED,
@@ -88,25 +89,30 @@ def same(a, b) -> bool:
     return a == b
 
 
-# The front end opens each loaded workflow as a tab and routes by workflow id; the historical files share ids
-# (the examples shipped 0000…0000/0002/0007), so a late switch can briefly show the previously loaded file. Wait
-# until the canvas holds this file's nodes (same ids and types) before reading, and say so when it never does.
-LOAD_AND_READ = """async (wf) => {
-    window.fkMigrationNotices = [];
-    await window.app.loadGraphData(wf);
+# Read once test_web_browser.load_workflow has waited for the canvas to show the file (the front end routes tabs
+# by workflow id, and the historical files share ids: it can switch to the previously loaded file late). Says
+# wrongGraph when the canvas switched while reading.
+READ_LOADED = """async (wf) => {
     const want = wf.nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
     const shown = () => window.app.graph._nodes.map((n) => `${n.id}:${n.type}`).sort().join(",");
-    for (let i = 0; i < 100 && shown() !== want; i++) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 50));
-    if (shown() !== want) return {wrongGraph: shown(), widgets: {}, prompt: {}, notices: []};
     const widgets = {};
     for (const node of window.app.graph._nodes) {
         widgets[String(node.id)] = Object.fromEntries((node.widgets || []).map((w) => [w.name, w.value]));
     }
     const prompt = (await window.app.graphToPrompt()).output;
-    if (shown() !== want) return {wrongGraph: shown(), widgets: {}, prompt: {}, notices: []};
+    if (shown() !== want) return {wrongGraph: shown()};
     return {widgets, prompt, notices: window.fkMigrationNotices};
 }"""
+
+
+def load_and_read(page, workflow: dict) -> dict:
+    """Load ``workflow`` and read its widgets, the front end's prompt and the migration notices of this load."""
+    for _attempt in range(3):  # a switch to the previous file mid-read: load this one again
+        open_in_canvas(page, workflow)
+        got = page.evaluate(READ_LOADED, workflow)
+        if "wrongGraph" not in got:
+            return got
+    raise AssertionError(f"the canvas kept switching away from the workflow (it shows {got['wrongGraph']})")
 
 
 def our_problems(browser) -> list[str]:
@@ -115,12 +121,7 @@ def our_problems(browser) -> list[str]:
 
 def check_loaded(label: str, workflow: dict, layouts: dict, page) -> list[str]:
     """Problems (empty when every FK widget holds its value by name, in the widgets and in the prompt)."""
-    for _attempt in range(3):  # a switch to the previous file mid-read: load this one again
-        got = page.evaluate(LOAD_AND_READ, workflow)
-        if "wrongGraph" not in got:
-            break
-    if "wrongGraph" in got:
-        return [f"{label}: the canvas never showed this workflow (it shows {got['wrongGraph']})"]
+    got = load_and_read(page, workflow)
     problems = []
     types = {str(n["id"]): n for n in workflow["nodes"]}
     migrated = False
@@ -168,12 +169,7 @@ def test_the_shipped_examples_open_without_a_notice(browser, page):
     """The examples are this version's own workflows: opened on either host (flat loader on 0.3.64, grouped on
     0.33+) they load as saved, and the artist is told nothing was updated only when nothing was."""
     for path in workflow_paths():
-        workflow = load_workflow(path)
-        for _attempt in range(3):
-            got = page.evaluate(LOAD_AND_READ, workflow)
-            if "wrongGraph" not in got:
-                break
-        assert "wrongGraph" not in got, (path.name, got["wrongGraph"])
+        got = load_and_read(page, load_workflow(path))
         assert got["notices"] == [], (path.name, got["notices"])
 
 
@@ -182,7 +178,7 @@ def test_hand_made_save_of_every_earlier_layout_loads_by_name(browser, page):
     for label, workflow, layouts in hand_made_saves():
         problems += check_loaded(label, workflow, layouts, page)
     assert not problems, "\n".join(problems)
-    notice = page.evaluate(LOAD_AND_READ, hand_made_saves()[0][1])["notices"][0]
+    notice = load_and_read(page, hand_made_saves()[0][1])["notices"][0]
     assert "older version" in notice["summary"] and "#1" in notice["detail"], notice
     assert not our_problems(browser), our_problems(browser)
 
@@ -193,7 +189,7 @@ def test_the_first_release_sd15_example_runs_as_the_front_end_sends_it(browser, 
         pytest.skip("not applicable: one run per front end (the prompt is the same in both modes, checked above)")
     entry = next(e for e in first_release_workflows() if e["path"].endswith("fk_sd15.json"))
     workflow = json.loads((SAVED / entry["file"]).read_text())
-    prompt = page.evaluate(LOAD_AND_READ, workflow)["prompt"]
+    prompt = load_and_read(page, workflow)["prompt"]
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "CheckpointLoaderSimple":
